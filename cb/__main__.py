@@ -1,0 +1,3 @@
+from cb.cli import main
+
+main()

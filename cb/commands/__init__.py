@@ -1,0 +1,1 @@
+"""One module per area of `cb` commands; registered in `cb.cli`."""

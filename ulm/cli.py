@@ -1,0 +1,28 @@
+"""The `ulm` command line: the root Typer app. Each command lives in its own module under
+`ulm/commands/` and is registered below; command modules import torch only inside the command body,
+so `ulm --help` stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from ulm.commands import models
+
+app = typer.Typer(
+    name="ulm",
+    help="µLM: cb's own small-language-model engine. Run, inspect, serve and benchmark local models.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("models")(models.models)
+
+
+@app.callback()
+def root() -> None:
+    """Keep the app a command group, whatever number of commands it has."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""One module per `ulm` command; registered in `ulm.cli`."""
