@@ -1,0 +1,137 @@
+"""Sampling: greedy, filters, penalties and seeded draws over a batch of rows with their own params.
+
+Run: .venv/bin/python -m pytest tests/ulm/test_sampling.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ulm.sampling import BatchParams, BatchSampler, SamplingParams, apply_penalties, filter_logits, sample
+
+V = 50
+
+
+def _logits(b: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.randn(b, V, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _params(*ps: SamplingParams) -> BatchParams:
+    return BatchParams.stack(list(ps))
+
+
+def _gens(*seeds: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_temperature_zero_is_argmax_of_each_row() -> None:
+    logits = _logits(4)
+    out = sample(logits, _params(*[SamplingParams(temperature=0)] * 4), None, _gens(1, 2, 3, 4))
+    assert out.tolist() == logits.argmax(-1).tolist()
+
+
+def test_greedy_row_in_a_mixed_batch_stays_argmax() -> None:
+    logits = _logits(2)
+    out = sample(logits, _params(SamplingParams(temperature=0), SamplingParams(temperature=1.5)), None, _gens(0, 0))
+    assert out[0].item() == logits[0].argmax().item()
+
+
+def test_top_k_one_equals_greedy() -> None:
+    logits = _logits(3)
+    for seed in range(20):
+        out = sample(logits, _params(*[SamplingParams(top_k=1)] * 3), None, _gens(seed, seed + 1, seed + 2))
+        assert out.tolist() == logits.argmax(-1).tolist()
+
+
+def test_top_k_keeps_exactly_k_tokens_per_row() -> None:
+    logits = _logits(2)
+    filtered = filter_logits(logits, _params(SamplingParams(top_k=5), SamplingParams(top_k=12)))
+    assert torch.isfinite(filtered).sum(-1).tolist() == [5, 12]
+    top5 = set(logits[0].topk(5).indices.tolist())
+    assert set(torch.isfinite(filtered[0]).nonzero().flatten().tolist()) == top5
+
+
+def test_top_p_keeps_the_smallest_prefix_reaching_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(filter_logits(logits, _params(SamplingParams(top_p=0.7)))).tolist()
+    assert kept == [[True, True, False, False]]
+    kept = torch.isfinite(filter_logits(logits, _params(SamplingParams(top_p=0.5)))).tolist()
+    assert kept == [[True, False, False, False]]
+    kept = torch.isfinite(filter_logits(logits, _params(SamplingParams(top_p=0.01)))).tolist()
+    assert kept == [[True, False, False, False]]  # the most likely token always survives
+
+
+def test_min_p_drops_tokens_below_the_scaled_max() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(filter_logits(logits, _params(SamplingParams(min_p=0.2)))).tolist()
+    assert kept == [[True, True, True, False]]
+
+
+def test_rows_without_filters_keep_their_full_distribution_next_to_filtered_rows() -> None:
+    logits = _logits(2)
+    filtered = filter_logits(logits, _params(SamplingParams(), SamplingParams(top_p=0.3, top_k=3)))
+    assert torch.isfinite(filtered[0]).all()
+
+
+def test_repetition_penalty_has_hf_semantics() -> None:
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
+    counts = torch.tensor([[1, 1, 0, 3]], dtype=torch.int32)
+    out = apply_penalties(logits, counts, _params(SamplingParams(repetition_penalty=2.0)))
+    assert out.tolist() == [[1.0, -4.0, 1.0, 0.25]]
+
+
+def test_presence_and_frequency_penalties_have_openai_semantics() -> None:
+    logits = torch.zeros(1, 4)
+    counts = torch.tensor([[0, 1, 2, 5]], dtype=torch.int32)
+    out = apply_penalties(logits, counts, _params(SamplingParams(presence_penalty=0.5, frequency_penalty=0.25)))
+    assert out.tolist() == [[0.0, -0.75, -1.0, -1.75]]
+
+
+def test_seeded_draws_reproduce_and_follow_the_distribution() -> None:
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1]]))
+    params = _params(SamplingParams(temperature=1.0))
+    gen_a, gen_b = _gens(7, 7)
+    a = [sample(logits, params, None, [gen_a]).item() for _ in range(3000)]
+    b = [sample(logits, params, None, [gen_b]).item() for _ in range(3000)]
+    assert a == b
+    freq = torch.bincount(torch.tensor(a), minlength=3).float() / len(a)
+    assert torch.allclose(freq, torch.tensor([0.6, 0.3, 0.1]), atol=0.04)
+
+
+def test_a_rows_draws_do_not_depend_on_its_batch_neighbours() -> None:
+    logits = _logits(3)
+    params = [SamplingParams(temperature=0.8, top_p=0.9, seed=5), SamplingParams(temperature=1.3, top_k=7),
+              SamplingParams(temperature=0)]
+    alone = BatchSampler(1, V)
+    alone.set_row(0, params[0])
+    together = BatchSampler(3, V)
+    for row, p in enumerate(params):
+        together.set_row(row, p)
+    rows = torch.arange(3)
+    for _ in range(30):
+        a = alone.sample(logits[:1], torch.tensor([0]))
+        t = together.sample(logits, rows)
+        assert a.item() == t[0].item()
+
+
+def test_batch_sampler_counts_generated_tokens_for_penalties() -> None:
+    sampler = BatchSampler(2, V)
+    sampler.set_row(1, SamplingParams(temperature=0, presence_penalty=2.0))
+    logits = torch.zeros(1, V)
+    logits[0, 3] = 1.0
+    rows = torch.tensor([1])
+    first = sampler.sample(logits, rows)
+    assert first.item() == 3
+    sampler.observe(rows, first)
+    assert sampler.counts[1, 3].item() == 1 and sampler.counts[0].sum().item() == 0
+    assert sampler.sample(logits, rows).item() != 3  # penalised away
+    sampler.set_row(1, SamplingParams(temperature=0))
+    assert sampler.counts[1].sum().item() == 0
+
+
+@pytest.mark.parametrize("field,value", [("temperature", -1), ("top_p", 0), ("top_p", 1.5), ("top_k", -1),
+                                         ("min_p", 2), ("repetition_penalty", 0), ("presence_penalty", 3)])
+def test_out_of_range_params_are_refused_by_name(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        SamplingParams(**{field: value}).validate()

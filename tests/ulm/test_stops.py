@@ -1,0 +1,81 @@
+"""Stop strings across token boundaries (never emitted, prefixes held back), stop ids, max tokens.
+
+Run: .venv/bin/python -m pytest tests/ulm/test_stops.py -q
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ulm.stops import StopCriteria, StopStrings
+
+
+def _run(stops: list[str], deltas: list[str]) -> tuple[list[str], bool]:
+    matcher = StopStrings(stops)
+    out: list[str] = []
+    stopped = False
+    for delta in deltas:
+        emit, stopped = matcher.feed(delta)
+        out.append(emit)
+        if stopped:
+            break
+    if not stopped:
+        out.append(matcher.flush())
+    return out, stopped
+
+
+def test_stop_split_across_deltas_is_cut_and_never_emitted() -> None:
+    out, stopped = _run(["group of peo"], ["a gr", "oup ", "of", " pe", "ople here"])
+    assert stopped and "".join(out) == "a "
+    assert out == ["a ", "", "", "", ""]  # "gr…" held back until decided
+
+
+def test_stop_inside_a_delta_cuts_mid_delta() -> None:
+    out, stopped = _run(["gani"], ["the or", "ganization"])
+    assert stopped and "".join(out) == "the or"
+
+
+def test_held_prefix_is_released_when_it_turns_out_not_to_be_a_stop() -> None:
+    out, stopped = _run(["\n\nUser:"], ["hi\n", "\nthere"])
+    assert not stopped and out == ["hi", "\n\nthere", ""]
+
+
+def test_earliest_of_several_stops_wins() -> None:
+    out, stopped = _run(["xyz", "b"], ["aaxyzb"])
+    assert stopped and "".join(out) == "aa"
+
+
+def test_stop_as_the_first_text_emits_nothing() -> None:
+    out, stopped = _run(["."], [".rest"])
+    assert stopped and out == [""]
+
+
+def test_flush_returns_held_text_at_the_end() -> None:
+    out, stopped = _run(["END"], ["the E", "N"])
+    assert not stopped and "".join(out) == "the EN"
+
+
+@given(st.text(alphabet="ab.\n", max_size=40), st.lists(st.text(alphabet="ab.\n", min_size=1, max_size=4),
+                                                      min_size=1, max_size=3), st.data())
+def test_streamed_output_equals_text_before_first_stop_and_no_delta_leaks_a_stop(
+        text: str, stops: list[str], data: st.DataObject) -> None:
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
+    deltas = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    out, stopped = _run(stops, deltas)
+    positions = [p for p in (text.find(s) for s in stops) if p >= 0]
+    expected = text[: min(positions)] if positions else text
+    assert "".join(out) == expected
+    assert stopped == bool(positions)
+    emitted = ""
+    for delta in out:
+        emitted += delta
+        assert not any(s in emitted for s in stops)
+
+
+def test_stop_token_ends_with_stop_and_budget_with_length() -> None:
+    crit = StopCriteria.make([2, 7], max_tokens=3)
+    assert crit.check(5, 1) is None
+    assert crit.check(7, 2) == "stop"
+    assert crit.check(5, 3) == "length"
+    assert crit.check(2, 3) == "stop"  # a stop token at the budget still reads as a stop

@@ -1,0 +1,186 @@
+"""Choosing the next token from logits: pure, vectorised functions over a batch of rows, each row with its
+own parameters, plus a small per-batch state object that a decode loop (or the server's scheduler) keeps.
+
+- `SamplingParams`: one sequence's settings (frozen; `validate()` names the first bad field).
+- `sample(logits [B, V], params: BatchParams, counts [B, V], generators)` → token ids [B]:
+  penalties over the tokens generated so far → temperature → top-k → top-p → min-p → a draw.
+  temperature 0 means greedy (argmax of the penalised logits). Each row draws with its own
+  `torch.Generator`, so a row's tokens do not depend on which other rows share the batch.
+- Penalties: `repetition_penalty` has HF semantics (a seen token's logit is divided by p when positive,
+  multiplied by p when negative); `presence_penalty` and `frequency_penalty` have OpenAI semantics
+  (logit -= presence·[count > 0] + frequency·count). All count the *generated* tokens only.
+- `BatchSampler(max_batch, vocab_size, device)`: per-row parameter tensors, token counts and generators for
+  rows that join and leave: `set_row(row, params)`, `observe(rows, tokens)`, `sample(logits, rows)`.
+
+The draw is the exponential race: argmax(p / E) with E ~ Exp(1) is a sample of p, and it needs one random
+vector per row (drawn row by row from that row's generator; the loop is over rows, never the vocabulary).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one sequence picks its tokens. Defaults sample from the model's distribution unchanged."""
+
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    min_p: float = 0.0  # 0 = off; keep tokens with p >= min_p · p_max
+    repetition_penalty: float = 1.0  # 1 = off (HF)
+    presence_penalty: float = 0.0  # 0 = off (OpenAI), -2..2
+    frequency_penalty: float = 0.0  # 0 = off (OpenAI), -2..2
+    seed: int | None = None  # None = a fresh random seed
+
+    def validate(self) -> SamplingParams:
+        """Return self, or raise ValueError naming the first out-of-range field."""
+        checks = (
+            ("temperature", self.temperature >= 0, "must be >= 0"),
+            ("top_k", self.top_k >= 0, "must be >= 0"),
+            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("min_p", 0 <= self.min_p <= 1, "must be in [0, 1]"),
+            ("repetition_penalty", self.repetition_penalty > 0, "must be > 0"),
+            ("presence_penalty", -2 <= self.presence_penalty <= 2, "must be in [-2, 2]"),
+            ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
+        )
+        for name, ok, why in checks:
+            if not ok:
+                raise ValueError(f"{name} {why}, got {getattr(self, name)}")
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class BatchParams:
+    """SamplingParams of B rows as tensors [B] (what `sample` consumes)."""
+
+    temperature: torch.Tensor  # float [B]
+    top_k: torch.Tensor  # long [B]
+    top_p: torch.Tensor  # float [B]
+    min_p: torch.Tensor  # float [B]
+    repetition_penalty: torch.Tensor  # float [B]
+    presence_penalty: torch.Tensor  # float [B]
+    frequency_penalty: torch.Tensor  # float [B]
+
+    @classmethod
+    def stack(cls, params: list[SamplingParams], device: torch.device | str = "cpu") -> BatchParams:
+        def col(name: str, dtype: torch.dtype) -> torch.Tensor:
+            return torch.tensor([getattr(p, name) for p in params], dtype=dtype, device=device)
+
+        return cls(col("temperature", torch.float32), col("top_k", torch.long), col("top_p", torch.float32),
+                   col("min_p", torch.float32), col("repetition_penalty", torch.float32),
+                   col("presence_penalty", torch.float32), col("frequency_penalty", torch.float32))
+
+    def select(self, rows: torch.Tensor) -> BatchParams:
+        """The parameters of some rows (rows: long [b])."""
+        return BatchParams(*(getattr(self, f).index_select(0, rows) for f in self.__dataclass_fields__))
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded with `seed`, or with fresh OS randomness when None."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else secrets.randbits(63))
+    return gen
+
+
+def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, params: BatchParams) -> torch.Tensor:
+    """Repetition (HF), presence and frequency (OpenAI) penalties; logits, counts [B, V] → logits [B, V]."""
+    seen = counts > 0  # bool [B, V]
+    rep = params.repetition_penalty.unsqueeze(1)  # [B, 1]
+    penalised = torch.where(logits > 0, logits / rep, logits * rep)
+    logits = torch.where(seen, penalised, logits)
+    counts_f = counts.to(logits.dtype)
+    return logits - params.presence_penalty.unsqueeze(1) * seen.to(logits.dtype) \
+        - params.frequency_penalty.unsqueeze(1) * counts_f
+
+
+def filter_logits(logits: torch.Tensor, params: BatchParams) -> torch.Tensor:
+    """Temperature, then top-k, top-p and min-p as -inf masks; logits [B, V] (rows with temperature 0 are
+    left at temperature 1: they are decided by argmax elsewhere)."""
+    temp = torch.where(params.temperature > 0, params.temperature, torch.ones_like(params.temperature))
+    logits = logits / temp.unsqueeze(1)  # [B, V]
+    vocab = logits.shape[-1]
+    need_sort = bool(((params.top_k > 0) & (params.top_k < vocab)).any() or (params.top_p < 1).any())
+    if need_sort:
+        sorted_logits, _ = torch.sort(logits, dim=-1, descending=True)  # [B, V]
+        # top-k: the k-th largest logit is the threshold (k = 0 means V: no cut).
+        k = torch.where(params.top_k > 0, params.top_k.clamp(max=vocab), torch.full_like(params.top_k, vocab))
+        kth = sorted_logits.gather(1, (k - 1).unsqueeze(1))  # [B, 1]
+        # top-p: keep the smallest prefix whose mass reaches p; the first token is always kept.
+        probs = torch.softmax(sorted_logits, dim=-1)  # [B, V]
+        mass_before = torch.cumsum(probs, dim=-1) - probs  # [B, V]
+        keep = mass_before < params.top_p.unsqueeze(1)  # [B, V], a prefix of each row
+        n_keep = keep.sum(dim=-1, keepdim=True).clamp(min=1)  # [B, 1]
+        # rows with top_p = 1 keep everything (cumsum rounding must not cut their tail)
+        n_keep = torch.where(params.top_p.unsqueeze(1) < 1, n_keep, torch.full_like(n_keep, vocab))
+        pth = sorted_logits.gather(1, n_keep - 1)  # [B, 1]
+        threshold = torch.maximum(kth, pth)
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if bool((params.min_p > 0).any()):
+        probs = torch.softmax(logits, dim=-1)  # [B, V]
+        floor = params.min_p.unsqueeze(1) * probs.amax(dim=-1, keepdim=True)  # [B, 1]
+        logits = logits.masked_fill(probs < floor, float("-inf"))
+    return logits
+
+
+def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
+           generators: list[torch.Generator]) -> torch.Tensor:
+    """The next token of each row: logits [B, V] (any float dtype), counts [B, V] or None → long [B]."""
+    logits = logits.float()
+    if counts is not None:
+        logits = apply_penalties(logits, counts, params)
+    greedy = params.temperature == 0  # bool [B]
+    if bool(greedy.all()):
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(filter_logits(logits, params), dim=-1)  # [B, V]
+    race = torch.empty_like(probs)
+    for row, gen in enumerate(generators):
+        race[row].exponential_(generator=gen)
+    drawn = (probs / race).argmax(dim=-1)  # [B]
+    return torch.where(greedy, logits.argmax(dim=-1), drawn)
+
+
+class BatchSampler:
+    """Sampling state of up to `max_batch` rows (a decode batch or the server's slots).
+
+    Each row has its params, its generator and the counts of the tokens it generated. `set_row` starts a
+    sequence in a row (counts cleared, generator seeded); `observe` records the tokens just generated;
+    `sample(logits, rows)` draws the next token of `rows` from their logits [len(rows), V].
+    """
+
+    def __init__(self, max_batch: int, vocab_size: int, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.params = BatchParams.stack([SamplingParams()] * max_batch, self.device)
+        self.counts = torch.zeros(max_batch, vocab_size, dtype=torch.int32, device=self.device)  # [Bmax, V]
+        self.generators: list[torch.Generator] = [make_generator(0, self.device) for _ in range(max_batch)]
+        self._uses_penalties = [False] * max_batch
+
+    def set_row(self, row: int, params: SamplingParams) -> None:
+        """Start a new sequence in `row` with `params` (validated)."""
+        params.validate()
+        for name in self.params.__dataclass_fields__:
+            getattr(self.params, name)[row] = getattr(params, name)
+        self.counts[row].zero_()
+        self.generators[row] = make_generator(params.seed, self.device)
+        self._uses_penalties[row] = (params.repetition_penalty != 1 or params.presence_penalty != 0
+                                     or params.frequency_penalty != 0)
+
+    def observe(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Count the tokens just generated: rows, tokens long [b]."""
+        self.counts.index_put_((rows, tokens), torch.ones_like(tokens, dtype=self.counts.dtype), accumulate=True)
+
+    def sample(self, logits: torch.Tensor, rows: torch.Tensor, row_list: list[int] | None = None) -> torch.Tensor:
+        """Next tokens of `rows` (long [b]) from logits [b, V] → long [b]. `row_list` is rows as ints."""
+        row_list = rows.tolist() if row_list is None else row_list
+        params = self.params.select(rows)
+        penalised = any(self._uses_penalties[r] for r in row_list)
+        counts = self.counts.index_select(0, rows) if penalised else None
+        return sample(logits, params, counts, [self.generators[r] for r in row_list])
