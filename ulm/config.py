@@ -37,6 +37,7 @@ class RopeScaling:
     attn_factor: float | None = None  # yarn: attention temperature; None = 0.1·ln(factor) + 1
     low_freq_factor: float = 1.0  # llama3
     high_freq_factor: float = 4.0  # llama3
+    truncate: bool = True  # yarn: round the correction range to whole dims (HF's default)
 
     def __post_init__(self) -> None:
         if self.kind not in ROPE_KINDS:

@@ -1,0 +1,95 @@
+"""The KV cache: static K/V buffers for a batch of rows, written in place, with an explicit lifecycle.
+
+    cache = KVCache(config, max_batch=4, max_len=2048)   # allocate (zero pages are touched lazily)
+    logits = model(ids, cache=cache, start=cache.lengths[:B])  # the model writes K/V at start..start+T-1
+    cache.advance(range(B), T)                            # the caller records what is now filled
+    cache.truncate(0, 10)                                 # keep row 0's first 10 positions (prefix reuse)
+    cache.reset()                                         # all rows empty again (buffers are kept)
+
+Buffers k, v: [n_layers, max_batch, n_kv_heads, max_len, head_dim]; `lengths` LongTensor [max_batch]
+counts the filled positions of each row. The model owns writing K/V (`update`), the caller owns
+`lengths`: a forward never changes them, so a caller can retry or discard a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import torch
+
+from ulm.config import ModelConfig
+
+if TYPE_CHECKING:
+    from ulm.layers.attention import AttnPlan
+
+Rows = int | Iterable[int] | torch.Tensor | None
+
+
+class KVCache:
+    """Static key/value buffers for up to `max_batch` sequences of up to `max_len` tokens."""
+
+    def __init__(self, config: ModelConfig, max_batch: int, max_len: int, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> None:
+        if max_batch <= 0 or max_len <= 0:
+            raise ValueError(f"a KV cache needs max_batch > 0 and max_len > 0, got {max_batch} and {max_len}")
+        assert config.n_kv_heads is not None and config.head_dim is not None
+        shape = (config.n_layers, max_batch, config.n_kv_heads, max_len, config.head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.lengths = torch.zeros(max_batch, dtype=torch.long, device=device)
+
+    @property
+    def max_batch(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def nbytes(self) -> int:
+        return self.k.nbytes + self.v.nbytes
+
+    def _index(self, rows: Rows) -> slice | torch.Tensor:
+        if rows is None:
+            return slice(None)
+        if isinstance(rows, int):
+            return torch.tensor([rows], device=self.lengths.device)
+        return torch.as_tensor(list(rows) if not isinstance(rows, torch.Tensor) else rows,
+                               dtype=torch.long, device=self.lengths.device)
+
+    def reset(self, rows: Rows = None) -> None:
+        """Mark rows (default: all) empty; the buffers are reused, not cleared."""
+        self.lengths[self._index(rows)] = 0
+
+    def truncate(self, row: int, length: int) -> None:
+        """Keep only the first `length` positions of `row` (to reuse a shared prompt prefix)."""
+        current = int(self.lengths[row])
+        if not 0 <= length <= current:
+            raise ValueError(f"cannot truncate row {row} of length {current} to {length}")
+        self.lengths[row] = length
+
+    def advance(self, rows: Rows, n: int | torch.Tensor) -> None:
+        """Record that `n` more positions of `rows` were written (n: int, or LongTensor per row)."""
+        index = self._index(rows)
+        self.lengths[index] += n
+        if int(self.lengths[index].max()) > self.max_len:
+            self.lengths[index] = self.lengths[index].clamp_(max=self.max_len)
+            raise ValueError(f"KV cache row advanced past its max length {self.max_len}")
+
+    def update(self, layer: int, plan: AttnPlan, k: torch.Tensor,
+               v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, Hkv, T, hd] of `layer` where `plan` says; return the K/V to attend to [B, Hkv, S, hd]."""
+        k_layer, v_layer = self.k[layer], self.v[layer]  # [max_batch, Hkv, max_len, hd]
+        assert plan.rows is not None and plan.pos is not None and plan.keys is not None
+        if isinstance(plan.rows, slice):
+            assert isinstance(plan.pos, slice)
+            k_layer[plan.rows, :, plan.pos] = k
+            v_layer[plan.rows, :, plan.pos] = v
+            return k_layer[plan.rows, :, plan.keys], v_layer[plan.rows, :, plan.keys]  # views
+        assert isinstance(plan.pos, torch.Tensor)
+        rows = plan.rows[:, None]  # [B, 1], broadcast against pos [B, T]
+        k_layer[rows, :, plan.pos] = k.transpose(1, 2)  # indexed view is [B, T, Hkv, hd]
+        v_layer[rows, :, plan.pos] = v.transpose(1, 2)
+        return k_layer[plan.rows, :, plan.keys], v_layer[plan.rows, :, plan.keys]  # gathered [B, Hkv, S, hd]

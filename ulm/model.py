@@ -1,0 +1,195 @@
+"""The Transformer: token embedding → decoder blocks → final norm → LM head (tied to the embedding or not).
+
+- Weights use the canonical state-dict names of ulm/__init__.py; `canonical_shapes(config)` lists them,
+  `check_state_dict` names what is missing, unexpected or mis-shaped in one line, and `build_model`
+  turns (config, state dict) into a ready model without copying weights already in the target dtype.
+- `forward(ids)` without a cache is the plain causal reference path. With a KV cache, each row's tokens
+  sit at its own start position; the plan for where K/V go and what is attended is built once per
+  forward (`_plan`) and shared by every layer:
+  * all rows at one start and cache rows contiguous (batch-1 decode, prefill): slices of the cache
+    (views), no mask when one token is decoded;
+  * rows at different starts (the server's batch): indexed writes and gathered keys under a per-row mask.
+- `last_only=True` applies the final norm and LM head to the last position only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ulm.config import ModelConfig
+from ulm.errors import ContextLengthError, ModelLoadError
+from ulm.kv_cache import KVCache
+from ulm.layers.attention import AttnPlan
+from ulm.layers.block import Block
+from ulm.layers.norm import build_norm
+from ulm.layers.rope import RotaryEmbedding
+
+
+class Transformer(nn.Module):
+    """A decoder-only Llama-family language model."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        assert config.head_dim is not None
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
+        self.norm = build_norm(config)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta, config.rope_scaling)
+        self._register_load_state_dict_pre_hook(self._fill_tied_head)
+
+    def _fill_tied_head(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: object) -> None:
+        if self.config.tie_embeddings:
+            state_dict[f"{prefix}lm_head.weight"] = state_dict[f"{prefix}embed.weight"]
+
+    def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: torch.Tensor | int | None = None,
+                rows: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits [B, T, V] (or [B, 1, V] with last_only) for ids [B, T]; see ulm/__init__.py for the contract."""
+        plan = self._plan(ids, cache, start, rows)
+        x = self.embed(ids)  # [B, T, D]
+        for layer in self.layers:
+            x = layer(x, plan)
+        if last_only:
+            x = x[:, -1:]  # [B, 1, D]
+        return self.lm_head(self.norm(x))  # [B, T or 1, V]
+
+    def _plan(self, ids: torch.Tensor, cache: KVCache | None, start: torch.Tensor | int | None,
+              rows: torch.Tensor | None) -> AttnPlan:
+        B, T = ids.shape
+        window = self.config.sliding_window
+        if cache is None:
+            if self.rope.max_len < T:
+                raise ContextLengthError(T, self.rope.max_len)
+            cos, sin = self.rope.cos[:T], self.rope.sin[:T]  # [T, hd] views
+            if window is None or window >= T:
+                return AttnPlan(cos, sin, causal=True)
+            pos = torch.arange(T, device=ids.device)
+            return AttnPlan(cos, sin, mask=_allowed(pos, pos, window))
+        row_list = list(range(B)) if rows is None else [int(r) for r in rows.tolist()]
+        if start is None:
+            start = cache.lengths[row_list]
+        starts = [int(start)] * B if isinstance(start, int) else [int(s) for s in start.tolist()]
+        if len(starts) != B or len(row_list) != B:
+            raise ValueError(f"start and rows need one entry per batch row ({B}), "
+                             f"got {len(starts)} and {len(row_list)}")
+        end = max(starts) + T
+        if end > min(cache.max_len, self.rope.max_len):
+            raise ContextLengthError(end, min(cache.max_len, self.rope.max_len))
+        if all(s == starts[0] for s in starts) and row_list == list(range(row_list[0], row_list[0] + B)):
+            return self._slice_plan(cache, starts[0], T, slice(row_list[0], row_list[0] + B), window, ids.device)
+        pos = torch.tensor(starts, device=ids.device)[:, None] + torch.arange(T, device=ids.device)  # [B, T]
+        mask = _allowed(pos[:, None, :], torch.arange(end, device=ids.device), window)  # [B, 1, T, S]
+        return AttnPlan(self.rope.cos[pos].unsqueeze(1), self.rope.sin[pos].unsqueeze(1), mask=mask, cache=cache,
+                        rows=torch.tensor(row_list, device=ids.device), pos=pos, keys=slice(0, end))
+
+    def _slice_plan(self, cache: KVCache, s: int, T: int, rows: slice, window: int | None,
+                    device: torch.device) -> AttnPlan:
+        lo = 0 if window is None else max(0, s - window + 1)  # the first key the first query may see
+        cos, sin = self.rope.cos[s:s + T], self.rope.sin[s:s + T]  # [T, hd] views
+        mask = None
+        if T > 1:  # queries at s..s+T-1 see keys lo..their own position (and no further back than the window)
+            mask = _allowed(torch.arange(s, s + T, device=device), torch.arange(lo, s + T, device=device), window)
+        return AttnPlan(cos, sin, mask=mask, cache=cache, rows=rows, pos=slice(s, s + T), keys=slice(lo, s + T))
+
+
+def _allowed(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
+    """Bool mask [..., Tq, Tk]: key position ≤ query position (and within the sliding window)."""
+    diff = q_pos[..., :, None] - k_pos  # [..., Tq, Tk]
+    ok = diff >= 0
+    if window is not None:
+        ok &= diff < window
+    return ok
+
+
+def canonical_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every canonical state-dict name this config's model takes, with its shape."""
+    assert config.head_dim is not None and config.n_kv_heads is not None
+    D, hd, V = config.dim, config.head_dim, config.vocab_size
+    shapes: dict[str, tuple[int, ...]] = {"embed.weight": (V, D), "norm.weight": (D,)}
+    norms = ["norm"] + [f"layers.{i}.{n}" for i in range(config.n_layers) for n in ("attn_norm", "mlp_norm")]
+    for i in range(config.n_layers):
+        p = f"layers.{i}."
+        for name, rows in (("wq", config.n_heads * hd), ("wk", config.n_kv_heads * hd), ("wv", config.n_kv_heads * hd)):
+            shapes[f"{p}attn.{name}.weight"] = (rows, D)
+            if config.qkv_bias:
+                shapes[f"{p}attn.{name}.bias"] = (rows,)
+        shapes[f"{p}attn.wo.weight"] = (D, config.n_heads * hd)
+        shapes[f"{p}attn_norm.weight"] = shapes[f"{p}mlp_norm.weight"] = (D,)
+        if config.mlp == "swiglu":
+            shapes[f"{p}mlp.w_gate.weight"] = (config.hidden_dim, D)
+        shapes[f"{p}mlp.w_up.weight"] = (config.hidden_dim, D)
+        shapes[f"{p}mlp.w_down.weight"] = (D, config.hidden_dim)
+    if config.norm == "layernorm":
+        shapes.update({f"{n}.bias": (D,) for n in norms})
+    if not config.tie_embeddings:
+        shapes["lm_head.weight"] = (V, D)
+    return shapes
+
+
+def check_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """ModelLoadError naming the missing, unexpected or mis-shaped tensors, if any."""
+    expected = canonical_shapes(config)
+    if config.tie_embeddings:
+        state_dict = {k: v for k, v in state_dict.items() if k != "lm_head.weight"}  # a copy of embed is fine
+    problems = []
+    missing = [n for n in expected if n not in state_dict]
+    if missing:
+        problems.append(f"missing tensors {_few(missing)}")
+    unexpected = [n for n in state_dict if n not in expected]
+    if unexpected:
+        problems.append(f"unexpected tensors {_few(unexpected)}")
+    wrong = [f"{n} {tuple(state_dict[n].shape)} (config says {shape})" for n, shape in expected.items()
+             if n in state_dict and tuple(state_dict[n].shape) != shape]
+    if wrong:
+        problems.append(f"shape mismatch: {_few(wrong)}")
+    if problems:
+        raise ModelLoadError("weights do not fit the config: " + "; ".join(problems))
+
+
+def _few(items: list[str], n: int = 3) -> str:
+    more = f" and {len(items) - n} more" if len(items) > n else ""
+    return ", ".join(items[:n]) + more
+
+
+def build_model(config: ModelConfig, state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> Transformer:
+    """A Transformer in eval mode holding `state_dict`'s weights (canonical names), cast to dtype on device.
+
+    Weights already in `dtype` on `device` are used as they are (no copy), so an mmap'd state dict stays mapped.
+    """
+    check_state_dict(config, state_dict)
+    with torch.device("meta"):
+        model = Transformer(config)
+    weights = {k: v.to(dtype=dtype, device=device) for k, v in state_dict.items()}
+    model.load_state_dict(weights, strict=True, assign=True)
+    if config.tie_embeddings:
+        model.lm_head.weight = model.embed.weight
+    model.rope.rebuild(dtype, device)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def to_canonical(model: Transformer) -> dict[str, torch.Tensor]:
+    """The model's weights under the canonical names (q/k/v and gate/up split back; no tied head)."""
+    config = model.config
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if name.endswith("attn.wqkv.weight") or name.endswith("attn.wqkv.bias"):
+            prefix, kind = name.rsplit(".wqkv.", 1)
+            assert config.head_dim is not None and config.n_kv_heads is not None
+            q, k, v = tensor.split([config.n_heads * config.head_dim, config.n_kv_heads * config.head_dim,
+                                    config.n_kv_heads * config.head_dim])
+            out.update({f"{prefix}.wq.{kind}": q, f"{prefix}.wk.{kind}": k, f"{prefix}.wv.{kind}": v})
+        elif name.endswith("mlp.w_gate_up.weight"):
+            gate, up = tensor.split(config.hidden_dim)
+            prefix = name.removesuffix(".w_gate_up.weight")
+            out.update({f"{prefix}.w_gate.weight": gate, f"{prefix}.w_up.weight": up})
+        elif not (name == "lm_head.weight" and config.tie_embeddings):
+            out[name] = tensor
+    return out
