@@ -1,0 +1,99 @@
+"""What the user sees before saying yes: a unified diff per file, a summary, and warnings. Text only.
+
+Proposed text is untrusted: an escape sequence in it could move the cursor and hide a line of the diff
+from the person approving it. `visible()` makes every control character, C1 code, bidi override and
+invisible separator visible (ESC → ␛, CR → ␍, U+202E → <U+202E>) so the diff is inert text; cb may then
+colour it (rich) but must not print the proposal any other way. Tabs are kept.
+
+Warnings (each asks for an extra confirmation whose default is No, in cb):
+- the batch removes more than half of a file of `MIN_LINES_FOR_SHRINK_WARNING`+ lines (net of new lines);
+- the new text holds a placeholder such as "rest of code" / "... existing code ..." instead of real lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+
+from tools.proposals import CreateFile, EditProposal
+
+MIN_LINES_FOR_SHRINK_WARNING = 10
+
+_INVISIBLE = {0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2028, 0x2029, 0x061C, 0xFEFF, 0x00AD,
+              *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+
+PLACEHOLDER = re.compile(
+    r"(rest of (the )?(code|file|function|class|implementation|method)"
+    r"|(existing|remaining|previous|other|unchanged) (code|content|lines|implementation|methods)"
+    r"|(code|content|lines) (remains? |stays? |is )?unchanged"
+    r"|same as (before|above)"
+    r"|(#|//|/\*|<!--|^\s*--)\s*(\.\.\.|…))",
+    re.IGNORECASE,
+)
+
+
+def visible(text: str) -> str:
+    """`text` with every control, C1, bidi and invisible character replaced by a visible stand-in."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\t":
+            out.append(ch)
+        elif code < 0x20:
+            out.append(chr(0x2400 + code))  # ␀..␟ (␛ for ESC, ␍ for CR)
+        elif code == 0x7F:
+            out.append("␡")
+        elif 0x80 <= code <= 0x9F or code in _INVISIBLE:
+            out.append(f"<U+{code:04X}>")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unified_diff(path: str, old: Sequence[str] | None, new: Sequence[str]) -> str:
+    """A unified diff (3 lines of context) of decoded lines, every line made `visible`; old None = new file."""
+    before = [visible(line) + "\n" for line in old or []]
+    after = [visible(line) + "\n" for line in new]
+    fromfile = "/dev/null" if old is None else f"a/{visible(path)}"
+    lines = difflib.unified_diff(before, after, fromfile=fromfile, tofile=f"b/{visible(path)}", n=3)
+    return "".join(lines)
+
+
+def _n(count: int, word: str = "line") -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def summarize(spans: Sequence[tuple[int, int, int]]) -> str:
+    """A one-line summary of splices given as (old start, old end, new line count): "replaces 3 lines, inserts 2"."""
+    replaced = [(b - a, k) for a, b, k in spans if b > a and k]
+    deleted = sum(b - a for a, b, k in spans if b > a and not k)
+    inserted = sum(k for a, b, k in spans if b == a)
+    parts = []
+    if replaced:
+        old = sum(r for r, _ in replaced)
+        new = sum(k for _, k in replaced)
+        parts.append(f"replaces {_n(old)}" + ("" if new == old else f" with {new}"))
+    if inserted:
+        parts.append(f"inserts {_n(inserted)}")
+    if deleted:
+        parts.append(f"deletes {_n(deleted)}")
+    return ", ".join(parts) or "changes nothing"
+
+
+def warnings_for(old_count: int | None, spans: Sequence[tuple[int, int, int]],
+                 proposals: Sequence[EditProposal]) -> tuple[str, ...]:
+    """The warnings a file change deserves (see the module docstring); empty when there are none."""
+    found = []
+    if old_count is not None and old_count >= MIN_LINES_FOR_SHRINK_WARNING:
+        removed = sum(b - a for a, b, _ in spans)
+        added = sum(k for _, _, k in spans)
+        if removed - added > old_count / 2:
+            found.append(f"removes {removed - added} of its {old_count} lines")
+    for p in proposals:
+        for line in p.content.split("\n"):
+            if PLACEHOLDER.search(line):
+                where = "the new file" if isinstance(p, CreateFile) else f"the edit at line {p.first_line()}"
+                found.append(f"{where} holds placeholder text instead of real lines: {visible(line.strip())[:60]!r}")
+                break
+    return tuple(found)
