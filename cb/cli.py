@@ -4,22 +4,74 @@ Commands live in modules under `cb/commands/`, one module per area, each registe
 only typer (and the stdlib) at module level; anything heavier (httpx, prompt_toolkit, redis, rich) is
 imported inside the command body, so `cb --help` stays as fast as a bare Typer app. Never import torch
 or transformers anywhere in `cb`.
+
+Routing (`CbGroup`): `cb` alone opens the chat REPL when stdin is a terminal (and reads the question from
+stdin otherwise); `cb "question"` (any first word that is not a command) is `cb ask "question"`.
 """
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import Any
 
-from cb.commands import info
+import click
+import typer
+from typer.core import TyperGroup
+
+from cb.commands import chat, common, files, info, models, oneshot, status
+from cb.commands import config as config_cmd
+from cb.commands import server as server_cmd
+from cb.commands import session as session_cmd
+
+HELP = f"""cb: a terminal coding companion. Chat about the files you have open, apply the edits you accept.
+
+\b
+  cb                          open the chat REPL (on a terminal)
+  cb "why does this fail?"    answer once and exit (= cb ask ...)
+  git diff | cb "write the commit message"    piped stdin is context
+  cb open app.py; cb "add type hints to area()" --yes    apply proposed edits without asking
+
+\b
+Exit codes:
+  {common.EXIT_OK}    done (edits applied, if any were proposed)
+  {common.EXIT_ERROR}    error: model server, config or file unusable (one line on stderr)
+  {common.EXIT_USAGE}    bad usage
+  {common.EXIT_EDITS_PENDING}    edits proposed and not applied (no terminal and no --yes, or declined)
+  {common.EXIT_EDITS_FAILED}    edits proposed and could not be applied (file changed, malformed edit)
+  {common.EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
+
+
+class CbGroup(TyperGroup):
+    """A command group whose default command is `ask` (or `chat` with no arguments on a terminal)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:
+            args = ["chat"] if sys.stdin.isatty() else ["ask"]
+        elif args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["ask", *args]
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     name="cb",
-    help="cb: a terminal coding companion. Chat about the files you have open, apply the edits you accept.",
-    no_args_is_help=True,
+    cls=CbGroup,
+    help=HELP,
     add_completion=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+app.command("ask")(oneshot.ask)
+app.command("chat")(chat.chat)
+app.command("open")(files.open_files)
+app.command("close")(files.close_files)
+app.command("files")(files.list_files)
+app.add_typer(session_cmd.app, name="session")
+app.add_typer(config_cmd.app, name="config")
+app.command("models")(models.models)
+app.command("status")(status.status)
+app.add_typer(server_cmd.app, name="server")
 app.command("paths")(info.show_paths)
 app.command("version")(info.version)
 
@@ -29,5 +81,5 @@ def root() -> None:
     """Keep the app a command group, whatever number of commands it has."""
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> Any:
+    return app(args=argv)

@@ -1,0 +1,228 @@
+"""One conversation turn, shared by the one-shot command and the REPL.
+
+`Chat` ties the parts together: settings → a backend (the configured base URL, or the local `ulm serve`
+started on demand) → context assembled fresh from the session (open files, tab tails, workspace, piped
+stdin, conversation) → the answer streamed through the sanitising renderer → the turn appended to the
+session. It returns a `Turn` with the answer, usage, timing and what was cut from the context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cb import context, server
+from cb.backend import Backend, BackendError, Delta, Done
+from cb.config import Settings
+from cb.render import Out
+from cb.session import Session
+
+DEFAULT_CONTEXT = 2048
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: str = ""
+    done: Done | None = None
+    cancelled: bool = False
+    cuts: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    context_length: int = 0
+
+
+class Chat:
+    """A session talking to one backend; `ask()` runs a turn. Use as a context manager (closes HTTP)."""
+
+    def __init__(self, settings: Settings, session: Session, out: Out, stdin_text: str | None = None) -> None:
+        self.settings = settings
+        self.session = session
+        self.out = out
+        self.stdin_text = stdin_text
+        self._backend: Backend | None = None
+        self._counter: context.Counter | None = None
+        self._context_length: int | None = None
+        self.last: Turn | None = None
+
+    def __enter__(self) -> Chat:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    # --- backend -----------------------------------------------------------------------------------------
+
+    @property
+    def local(self) -> bool:
+        """Whether cb manages the server (no base_url configured)."""
+        return not self.settings.base_url
+
+    def backend(self) -> Backend:
+        """The connected backend; starts the local server on first use when no base_url is set."""
+        if self._backend is None:
+            s = self.settings
+            if self.local:
+                info = server.ensure(s.model, s.server_port, s.server_args, s.server_start_timeout,
+                                     wait=self.out.spinner)
+                base_url = info.base_url
+            else:
+                base_url = s.base_url
+            api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
+            self._backend = Backend(base_url, api_key, s.model, s.timeout)
+            self._counter = context.Counter(self._backend.count_tokens)
+        return self._backend
+
+    def set_model(self, model: str) -> None:
+        """Switch models (the local server restarts with it on the next turn)."""
+        self.settings.values["model"] = model
+        self.settings.source["model"] = "session"
+        self.close()
+        self._context_length = None
+
+    def context_length(self) -> int:
+        """The configured context length, else what the server reports, else DEFAULT_CONTEXT."""
+        if self._context_length is None:
+            configured = int(self.settings.context_length)
+            self._context_length = configured or self.backend().context_length() or DEFAULT_CONTEXT
+        return self._context_length
+
+    # --- context -----------------------------------------------------------------------------------------
+
+    def sources(self) -> list[context.Source]:
+        """Everything the model should see besides the conversation, read fresh now."""
+        out = [context.file_source(Path(p), self.session.display(p)) for p in self.session.files]
+        out += [context.tab_source(name, text) for name, text in tab_tails(self.settings.tab_lines)]
+        out.append(context.workspace_source(Path.cwd(), Path(self.session.project)))
+        if self.stdin_text:
+            out.append(context.stdin_source(self.stdin_text))
+        return out
+
+    def assemble(self, question: str, history: list[dict[str, str]] | None = None) -> context.Assembled:
+        self.backend()
+        assert self._counter is not None
+        return context.assemble(
+            question=question,
+            history=self.session.messages() if history is None else history,
+            sources=self.sources(),
+            count=self._counter,
+            context_length=self.context_length(),
+            max_tokens=int(self.settings.max_tokens),
+            extra_system=self.settings.system_prompt,
+            instructions=edit_instructions(),
+        )
+
+    # --- a turn ------------------------------------------------------------------------------------------
+
+    def ask(self, question: str, *, history: list[dict[str, str]] | None = None, record: bool = True,
+            show: bool = True) -> Turn:
+        """Ask one question; stream the answer to the terminal when `show`; record it in the session.
+
+        KeyboardInterrupt during the answer cancels it (the connection is closed, the server stops
+        generating); the turn comes back with `cancelled=True` and nothing is recorded.
+        """
+        turn = Turn(question)
+        built = self.assemble(question, history)
+        turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
+        stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
+                                     temperature=float(self.settings.temperature))
+        view = self.out.stream() if show else None
+        try:
+            for event in stream:
+                if isinstance(event, Delta):
+                    turn.answer += event.text
+                    if view:
+                        view.write(event.text)
+                else:
+                    turn.done = event
+        except KeyboardInterrupt:
+            turn.cancelled = True
+        finally:
+            stream.close()
+            if view:
+                with contextlib.suppress(Exception):
+                    view.close()
+        if record and not turn.cancelled:
+            self.session.append("user", question)
+            self.session.append("assistant", turn.answer)
+        self.last = turn
+        return turn
+
+
+def edit_instructions() -> str:
+    """The edit tools' instructions for the system prompt."""
+    from tools.format import INSTRUCTIONS
+
+    return INSTRUCTIONS
+
+
+def tab_tails(lines: int) -> list[tuple[str, str]]:
+    """(label, plain-text tail) of every agentshell tab, if the daemon is running (it is never started here)."""
+    try:
+        from agentshell.client import Client
+        from agentshell.protocol import AgentshellError
+    except ImportError:
+        return []
+    tails: list[tuple[str, str]] = []
+    try:
+        with Client.connect(autostart=False, timeout=2.0, client_name="cb") as sh:
+            for tab in sh.ls():
+                tail = sh.tail(tab.id, lines=lines, reader="cb")
+                status = tab.status if tab.exit_code is None else f"{tab.status}, exit {tab.exit_code}"
+                tails.append((f"{tab.name or tab.id} ({' '.join(tab.argv)}; {status})", tail.text))
+    except (AgentshellError, OSError):
+        return tails
+    return tails
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for any failure a turn can raise."""
+    if isinstance(exc, BackendError | server.ServerError | context.ContextError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def stats_line(turn: Turn) -> str:
+    """The dim line after an answer: tokens in/out, cached, time to first token, tokens/s, context use."""
+    done = turn.done
+    parts: list[str] = []
+    if done is not None:
+        u = done.usage
+        prompt = u.prompt_tokens if done.usage_reported else turn.prompt_tokens
+        parts.append(f"{prompt} in" + ("" if done.usage_reported else " (est.)"))
+        parts.append(f"{u.completion_tokens} out" if done.usage_reported else "? out")
+        if u.cached_tokens:
+            parts.append(f"{u.cached_tokens} cached")
+        if done.ttft_s is not None:
+            parts.append(f"TTFT {done.ttft_s * 1000:.0f} ms")
+        if done.tokens_per_s:
+            parts.append(f"{done.tokens_per_s:.1f} tok/s")
+        if done.finish_reason == "length":
+            parts.append("cut at max_tokens")
+    if turn.context_length:
+        parts.append(f"context {turn.prompt_tokens}/{turn.context_length} "
+                     f"({100 * turn.prompt_tokens / turn.context_length:.0f}%)")
+    return " · ".join(parts)
+
+
+def info_dict(turn: Turn) -> dict[str, Any]:
+    """Usage and timing as a JSON-ready dict (for --json)."""
+    done = turn.done
+    usage = done.usage if done else None
+    return {
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "cached_tokens": usage.cached_tokens if usage else None,
+        "ttft_ms": round(done.ttft_s * 1000, 1) if done and done.ttft_s is not None else None,
+        "tokens_per_s": round(done.tokens_per_s, 2) if done and done.tokens_per_s else None,
+        "finish_reason": done.finish_reason if done else None,
+        "context_length": turn.context_length,
+        "context_cuts": turn.cuts,
+    }

@@ -1,0 +1,65 @@
+"""`cb open`, `cb close`, `cb files`: the files the current session shows the model every turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cb import session as sessions
+from cb.commands import common
+
+
+def open_files(paths: Annotated[list[str], typer.Argument(help="Files to add to the context.")]) -> None:
+    """Add files to the current session's context (re-read fresh every turn).
+
+    Example: cb open app.py tests/test_app.py
+    """
+    s = common.current_session(common.settings())
+    try:
+        added = s.open_files(paths)
+    except sessions.SessionError as exc:
+        common.fail(str(exc))
+    for p in added:
+        typer.echo(f"opened {s.display(p)}")
+    if not added:
+        typer.echo("already open")
+
+
+def close_files(
+    paths: Annotated[list[str] | None, typer.Argument(help="Files to remove from the context.",
+                                                      show_default=False)] = None,
+    all_files: Annotated[bool, typer.Option("--all", "-a", help="Close every open file.")] = False,
+) -> None:
+    """Remove files from the current session's context.
+
+    Example: cb close app.py    ·    cb close --all
+    """
+    s = common.current_session(common.settings())
+    if all_files:
+        removed = s.close_all()
+    elif paths:
+        try:
+            removed = s.close_files(paths)
+        except sessions.SessionError as exc:
+            common.fail(str(exc))
+    else:
+        common.fail("name the files to close, or --all", common.EXIT_USAGE)
+    for p in removed:
+        typer.echo(f"closed {s.display(p)}")
+
+
+def list_files() -> None:
+    """List the open files with their size in lines (missing ones are marked)."""
+    s = common.current_session(common.settings())
+    if not s.files:
+        typer.echo("no open files (add some with: cb open PATH...)")
+        return
+    for p in s.files:
+        path = Path(p)
+        try:
+            n = path.read_bytes().count(b"\n")
+            typer.echo(f"{s.display(p)}  ({n} lines)")
+        except OSError:
+            typer.echo(f"{s.display(p)}  (missing)")

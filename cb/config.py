@@ -1,0 +1,141 @@
+"""cb's settings, layered from lowest to highest precedence:
+
+    defaults  <  user config (TOML at cb.paths.config_file())  <  project config (.cb.toml at the project root)
+              <  CB_* environment variables (CB_MODEL, CB_BASE_URL, …)  <  command-line flags
+
+Every key is flat and typed by its default. `load()` returns a `Settings` that also remembers where each
+value came from (`cb config show` prints it). Stdlib only (tomllib), so any command may import it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cb import paths
+
+PROJECT_FILE = ".cb.toml"
+
+# key -> (default, help). The type of the default is the type of the key.
+KEYS: dict[str, tuple[Any, str]] = {
+    "base_url": ("", "OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1; empty = the local ulm serve"),
+    "api_key": ("", "API key sent as a Bearer token (empty = none)"),
+    "model": ("smollm2-135m", "model name sent to the server; for the local server, the model it loads"),
+    "temperature": (0.2, "sampling temperature"),
+    "max_tokens": (1024, "most tokens per answer (also reserved out of the context window)"),
+    "context_length": (0, "context window in tokens; 0 = ask the server"),
+    "timeout": (120.0, "seconds to wait for the server to connect, answer, or send the next chunk"),
+    "server_port": (0, "port of the local ulm serve; 0 = pick a free one at start"),
+    "server_args": ("", "extra arguments for the local `ulm serve`, e.g. \"--ctx 4096 --parallel 2\""),
+    "server_start_timeout": (180.0, "seconds to wait for the local server to become healthy"),
+    "system_prompt": ("", "extra instructions appended to cb's system prompt"),
+    "tab_lines": (40, "lines of each open agentshell tab's output given to the model"),
+    "code_theme": ("monokai", "Pygments theme for code blocks in answers"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad config file, key or value; the message is one line for the user."""
+
+
+@dataclass
+class Settings:
+    """Resolved settings; `source[key]` says which layer set the value."""
+
+    values: dict[str, Any]
+    source: dict[str, str] = field(default_factory=dict)
+    project_root: Path = field(default_factory=Path.cwd)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert `value` (a string from env/flags, or a TOML value) to the key's type; raise ConfigError."""
+    if key not in KEYS:
+        raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
+    kind = type(KEYS[key][0])
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if text.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be a {kind.__name__}, not {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{key} must be a {kind.__name__}, not {value!r}")
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The git root above `start` (default: cwd), else `start` itself."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return here
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read one config file; a missing file is empty, a broken one a ConfigError naming it."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return {key: coerce(key, value) for key, value in data.items()}
+
+
+def load(flags: Mapping[str, Any] | None = None, cwd: Path | None = None) -> Settings:
+    """Resolve every key through the layers; `flags` holds values given on the command line (None = unset)."""
+    root = project_root(cwd)
+    settings = Settings({k: v for k, (v, _) in KEYS.items()}, {k: "default" for k in KEYS}, root)
+    layers: list[tuple[str, Mapping[str, Any]]] = [
+        (str(paths.config_file()), read_toml(paths.config_file())),
+        (str(root / PROJECT_FILE), read_toml(root / PROJECT_FILE)),
+        ("env", {k: os.environ[f"CB_{k.upper()}"] for k in KEYS if f"CB_{k.upper()}" in os.environ}),
+        ("flag", {k: v for k, v in (flags or {}).items() if v is not None}),
+    ]
+    for name, layer in layers:
+        for key, value in layer.items():
+            settings.values[key] = coerce(key, value)
+            settings.source[key] = f"env CB_{key.upper()}" if name == "env" else name
+    return settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c >= " " or c == "\t" else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+def set_value(key: str, raw: str, path: Path) -> Any:
+    """Set `key` in the config file at `path` (created if missing), keeping its other keys; return the value."""
+    value = coerce(key, raw)
+    data = read_toml(path)
+    data[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in data.items()), encoding="utf-8")
+    os.replace(tmp, path)
+    return value

@@ -1,0 +1,228 @@
+"""Prompt assembly: what the model sees each turn, re-read fresh, in a stable order so prefix reuse hits.
+
+    system   cb's instructions + the edit tools' instructions (tools.INSTRUCTIONS)
+             then the context sections, each only when present:
+             open files (numbered lines, version hash) · agentshell tab tails · cwd + git summary · piped stdin
+    then     the conversation so far, and the new user message.
+
+Budgets: the prompt may use the server's context length minus the tokens reserved for the answer. Tokens
+are counted with the server's tokenizer (`count` is `Backend.count_tokens`). The system prompt and the new
+message are mandatory; the other sources share what is left by weight (files 45%, stdin 20%, conversation
+20%, tabs 10%, workspace 5%), and a source needing less than its share passes the rest on. What does not
+fit is cut visibly, both in the prompt and in the report the REPL shows: "[… 120 lines of app.py not shown]".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.hashing import file_version
+from tools.numbered import numbered_lines
+from tools.textfile import NotEditable
+
+SYSTEM_PROMPT = """You are cb, a coding assistant in the user's terminal. Answer briefly and concretely, in Markdown.
+The user's open files are shown below with line numbers; the numbers are not part of the files.
+When a change to a file is wanted, propose it with the edit tools described below, never by reprinting the file."""
+
+SHARES = {"files": 0.45, "stdin": 0.20, "conversation": 0.20, "tabs": 0.10, "workspace": 0.05}
+MESSAGE_OVERHEAD = 8  # chat-template tokens around each message (role markers, separators)
+
+
+class ContextError(ValueError):
+    """The mandatory part of the prompt does not fit; the message is one line for the user."""
+
+
+@dataclass
+class Source:
+    """One piece of context: a label for the user, its lines, and how it is cut (keep the head or the tail)."""
+
+    kind: str
+    label: str
+    header: str
+    lines: list[str]
+    keep: str = "head"
+    footer: str = ""
+    cut_lines: int = 0
+
+    def text(self) -> str:
+        body = list(self.lines)
+        header = self.header
+        if self.cut_lines and self.kind == "files" and header.endswith('">'):
+            header = f'{header[:-1]} shown="1-{len(body)}">'
+        if self.cut_lines:
+            note = f"[… {self.cut_lines} {'earlier ' if self.keep == 'tail' else ''}lines of {self.label} not shown]"
+            body = [note, *body] if self.keep == "tail" else [*body, note]
+        return "\n".join(x for x in (header, *body, self.footer) if x is not None)
+
+
+@dataclass
+class Assembled:
+    messages: list[dict[str, str]]
+    prompt_tokens: int
+    context_length: int
+    max_tokens: int
+    cuts: list[str] = field(default_factory=list)
+    sources: list[tuple[str, int]] = field(default_factory=list)
+
+
+# --- gathering -----------------------------------------------------------------------------------------
+
+
+def file_source(path: Path, display: str) -> Source:
+    """An open file as the model sees it (tools.numbered's format: header with version, numbered lines)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return Source("files", display, f'<file path="{display}">', [f"[cannot read {display}: {exc.strerror}]"],
+                      footer="</file>")
+    version = file_version(data)
+    try:
+        body = numbered_lines(data)
+    except NotEditable as exc:
+        return Source("files", display, f'<file path="{display}" version="{version}">',
+                      [f"[{display} {exc}; not shown]"], footer="</file>")
+    lines = body.split("\n") if body else []
+    header = f'<file path="{display}" version="{version}" lines="{len(lines)}">'
+    return Source("files", display, header, lines, footer="</file>")
+
+
+def workspace_source(cwd: Path, project: Path) -> Source:
+    """The cwd, the project root and a short git summary (branch, last commit, changed files)."""
+    lines = [f"cwd: {cwd}", f"project: {project}"]
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", "-C", str(project), *args], capture_output=True, text=True, timeout=3)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.rstrip() if out.returncode == 0 else ""
+
+    if (project / ".git").exists():
+        branch = git("rev-parse", "--abbrev-ref", "HEAD")
+        last = git("log", "-1", "--format=%h %s")
+        lines.append(f"git: branch {branch or '?'}" + (f", last commit {last}" if last else ", no commits"))
+        status = git("status", "--short", "--untracked-files=normal")
+        changed = status.splitlines()
+        if changed:
+            lines.append(f"changed files ({len(changed)}):")
+            lines.extend(changed)
+    return Source("workspace", "the workspace summary", "<workspace>", lines, footer="</workspace>")
+
+
+def stdin_source(text: str) -> Source:
+    return Source("stdin", "piped input", "<stdin>", text.splitlines(), footer="</stdin>")
+
+
+def tab_source(name: str, tail: str) -> Source:
+    return Source("tabs", f"tab {name}", f'<tab name="{name}">', tail.splitlines(), keep="tail", footer="</tab>")
+
+
+# --- budgeting -----------------------------------------------------------------------------------------
+
+
+class Counter:
+    """Token counts by content hash, so a REPL turn only asks the server about text that changed."""
+
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self._count = count
+        self._cache: dict[bytes, int] = {}
+
+    def __call__(self, text: str) -> int:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if key not in self._cache:
+            self._cache[key] = self._count(text)
+        return self._cache[key]
+
+
+def _fit(source: Source, budget: int, count: Counter) -> int:
+    """Cut `source`'s lines (head or tail kept) until its text fits `budget`; return its token count."""
+    need = count(source.text())
+    if need <= budget:
+        return need
+    full = list(source.lines)
+    keep = len(full)
+    for _ in range(6):
+        # scale the kept lines by how far over budget we are, with a margin, and re-measure
+        keep = max(0, min(keep - 1, int(keep * budget / max(need, 1) * 0.95)))
+        source.lines = full[len(full) - keep:] if source.keep == "tail" else full[:keep]
+        source.cut_lines = len(full) - keep
+        need = count(source.text())
+        if need <= budget or keep == 0:
+            break
+    return need
+
+
+def _shares(needs: dict[str, int], budget: int) -> dict[str, int]:
+    """Water-filling: each kind gets its weighted share; what a kind does not need goes to the others."""
+    grant: dict[str, int] = {}
+    pending = {k: v for k, v in needs.items() if v > 0}
+    left = budget
+    while pending:
+        weight = sum(SHARES[k] for k in pending)
+        fair = {k: int(left * SHARES[k] / weight) for k in pending}
+        satisfied = [k for k in pending if needs[k] <= fair[k]]
+        if not satisfied:
+            grant.update(fair)
+            break
+        for k in satisfied:
+            grant[k] = needs[k]
+            left -= needs[k]
+            del pending[k]
+    return grant
+
+
+def assemble(*, question: str, history: list[dict[str, str]], sources: list[Source], count: Callable[[str], int],
+             context_length: int, max_tokens: int, extra_system: str = "", instructions: str = "") -> Assembled:
+    """Build the messages for one turn within the context window (see the module docstring)."""
+    counter = count if isinstance(count, Counter) else Counter(count)
+    system_head = "\n\n".join(x for x in (SYSTEM_PROMPT, instructions, extra_system) if x)
+    reserve = min(max_tokens, context_length // 2)
+    budget = context_length - reserve - MESSAGE_OVERHEAD * 2
+    fixed = counter(system_head) + counter(question)
+    if fixed > budget:
+        raise ContextError(f"the message and system prompt need {fixed} tokens, but only {budget} of the "
+                           f"{context_length}-token context are left after reserving {reserve} for the answer")
+    by_kind: dict[str, list[Source]] = {}
+    for s in sources:
+        by_kind.setdefault(s.kind, []).append(s)
+    needs = {k: sum(counter(s.text()) + 2 for s in group) for k, group in by_kind.items()}
+    needs["conversation"] = sum(counter(m["content"]) + MESSAGE_OVERHEAD for m in history)
+    grants = _shares(needs, budget - fixed)
+
+    cuts: list[str] = []
+    report: list[tuple[str, int]] = []
+    for kind, group in by_kind.items():
+        left = grants.get(kind, 0)
+        for i, s in enumerate(group):
+            # later sources of a kind get what earlier ones left over, split evenly among those remaining
+            share = left // (len(group) - i)
+            used = _fit(s, max(share - 2, 0), counter) + 2
+            left -= used
+            report.append((s.label, used))
+            if s.cut_lines:
+                cuts.append(f"{s.cut_lines} {'earlier ' if s.keep == 'tail' else ''}lines of {s.label} not shown")
+    kept: list[dict[str, str]] = []
+    room = grants.get("conversation", 0)
+    for m in reversed(history):
+        cost = counter(m["content"]) + MESSAGE_OVERHEAD
+        if cost > room:
+            break
+        kept.insert(0, m)
+        room -= cost
+    if len(kept) < len(history):
+        cuts.append(f"{len(history) - len(kept)} earlier messages of this conversation not shown")
+    order = ["files", "tabs", "workspace", "stdin"]
+    sections = [s.text() for kind in order for s in by_kind.get(kind, [])]
+    if len(kept) < len(history):
+        sections.append(f"[… {len(history) - len(kept)} earlier messages of this conversation not shown]")
+    system = "\n\n".join([system_head, *sections])
+    messages = [{"role": "system", "content": system}, *kept, {"role": "user", "content": question}]
+    prompt_tokens = counter(system) + sum(counter(m["content"]) for m in messages[1:]) \
+        + MESSAGE_OVERHEAD * len(messages)
+    report.append(("conversation", sum(counter(m["content"]) + MESSAGE_OVERHEAD for m in kept)))
+    return Assembled(messages, prompt_tokens, context_length,
+                     max(16, min(max_tokens, context_length - prompt_tokens)), cuts, report)

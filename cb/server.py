@@ -1,0 +1,207 @@
+"""The local model server cb manages: `ulm serve` started on first use as a detached background process.
+
+    cb.paths.server_dir()/server.json   {"pid", "port", "model", "base_url", "started", "log"}
+    cb.paths.server_dir()/server.log    the server's stdout and stderr
+    cb.paths.server_dir()/lock          held while starting, so two cb processes never start two servers
+
+`ensure()` reuses a running healthy server (same model), else starts one in its own session (it outlives
+the cb that started it), waits for GET /health with a spinner, and returns its base URL. A server that dies
+or never becomes healthy gives a `ServerError` with one line saying why and where the log is. `stop()`
+sends SIGTERM to the server's process group, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cb import paths
+
+STOP_GRACE_S = 10.0
+
+
+class ServerError(RuntimeError):
+    """The local server could not be started or reached; str() is one line for the user."""
+
+
+@dataclass
+class ServerInfo:
+    pid: int
+    port: int
+    model: str
+    base_url: str
+    started: float
+    log: str
+
+
+def info_file() -> Path:
+    return paths.server_dir() / "server.json"
+
+
+def log_file() -> Path:
+    return paths.server_dir() / "server.log"
+
+
+def read_info() -> ServerInfo | None:
+    """The recorded server, if its record exists and its process is still ours and alive."""
+    try:
+        data = json.loads(info_file().read_text(encoding="utf-8"))
+        info = ServerInfo(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return info if _is_our_server(info.pid) else None
+
+
+def _is_our_server(pid: int) -> bool:
+    """Whether `pid` is alive and runs `ulm … serve` (guards against a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                return False
+    except (OSError, IndexError):
+        return False
+    args = [a.decode(errors="replace") for a in cmdline]
+    return "serve" in args and any(a.endswith("ulm") or a == "ulm" for a in args)
+
+
+def healthy(base_url: str, timeout: float = 2.0) -> bool:
+    """GET <root>/health answers 200."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/health", timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log_tail(n: int = 1) -> str:
+    """The last `n` non-empty lines of the server log, joined by " | "."""
+    try:
+        lines = [x.strip() for x in log_file().read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [x for x in lines if x]
+    return " | ".join(lines[-n:])
+
+
+@contextlib.contextmanager
+def _lock() -> Iterator[None]:
+    paths.ensure_dir(paths.server_dir())
+    with open(paths.server_dir() / "lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def serve_command(model: str, port: int, extra_args: str) -> list[str]:
+    """The command line that runs `ulm serve` with this Python."""
+    return [sys.executable, "-m", "ulm", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
+            *shlex.split(extra_args)]
+
+
+def ensure(model: str, port: int = 0, extra_args: str = "", timeout: float = 180.0,
+           wait: Callable[[str], contextlib.AbstractContextManager[None]] | None = None) -> ServerInfo:
+    """A healthy local server for `model`: the running one, or a new one (see the module docstring)."""
+    with _lock():
+        info = read_info()
+        if info and info.model == model and healthy(info.base_url):
+            return info
+        if info:
+            if info.model != model:
+                _stop(info)
+            else:
+                # alive but not healthy yet (another cb is starting it, or it is loading): wait for it
+                return _wait_healthy(info, timeout, wait)
+        return _start(model, port, extra_args, timeout, wait)
+
+
+def _start(model: str, port: int, extra_args: str, timeout: float,
+           wait: Callable[[str], contextlib.AbstractContextManager[None]] | None) -> ServerInfo:
+    if importlib.util.find_spec("torch") is None:
+        raise ServerError("the local model server needs the model extra: pip install 'cb[ulm]' "
+                          "(or point cb at another server: cb config set base_url URL)")
+    port = port or _free_port()
+    log = log_file()
+    paths.ensure_dir(log.parent)
+    with log.open("ab") as out:
+        out.write(f"\n--- cb starting ulm serve at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
+        out.flush()
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(serve_command(model, port, extra_args), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
+    info = ServerInfo(proc.pid, port, model, f"http://127.0.0.1:{port}/v1", time.time(), str(log))
+    tmp = info_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
+    os.replace(tmp, info_file())
+    return _wait_healthy(info, timeout, wait, proc)
+
+
+def _wait_healthy(info: ServerInfo, timeout: float,
+                  wait: Callable[[str], contextlib.AbstractContextManager[None]] | None,
+                  proc: subprocess.Popen[bytes] | None = None) -> ServerInfo:
+    deadline = time.monotonic() + timeout
+    waiting = wait(f"starting the model server ({info.model})…") if wait else contextlib.nullcontext()
+    with waiting:
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if healthy(info.base_url, timeout=1.0):
+                return info
+            exited = proc.poll() is not None if proc else not _is_our_server(info.pid)
+            if exited:
+                info_file().unlink(missing_ok=True)
+                tail = _log_tail(1)
+                raise ServerError(f"the model server exited during start-up ({tail or 'no output'}); "
+                                  f"log: {info.log}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+    raise ServerError(f"the model server did not become healthy within {timeout:g}s; log: {info.log}")
+
+
+def _stop(info: ServerInfo) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and _is_our_server(info.pid):
+        time.sleep(0.05)
+    if _is_our_server(info.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(info.pid, signal.SIGKILL)
+    info_file().unlink(missing_ok=True)
+
+
+def stop() -> ServerInfo | None:
+    """Stop the recorded server; return what was stopped (None when none was running)."""
+    with _lock():
+        info = read_info()
+        if info is None:
+            info_file().unlink(missing_ok=True)
+            return None
+        _stop(info)
+        return info
