@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import models
+from ulm.commands import models, serve
 
 app = typer.Typer(
     name="ulm",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 
 app.command("models")(models.models)
+app.command("serve")(serve.serve)
 
 
 @app.callback()

@@ -1,0 +1,52 @@
+"""`ulm serve`: the OpenAI-compatible model server (see ulm/server/)."""
+
+from __future__ import annotations
+
+import typer
+
+from ulm.server.defaults import DEFAULT_CTX, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+
+
+def serve(
+    model: str = typer.Option(None, "--model", "-m", help="Model: a short name (see `ulm models`), a .gguf file "
+                              "or an HF directory. Default: the embedded smollm2-135m."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs --api-key."),
+    port: int = typer.Option(DEFAULT_PORT, help="Port to listen on; 0 picks a free one (printed at start-up)."),
+    api_key: str = typer.Option(None, "--api-key", envvar="ULM_API_KEY", show_envvar=True,
+                                help="Require 'Authorization: Bearer KEY' on every endpoint but /health."),
+    ctx: int = typer.Option(None, help=f"Context length per slot, in tokens. Default: min({DEFAULT_CTX}, the "
+                            "model's). A prompt of ctx tokens or more is refused (400); generation stops at the "
+                            "context's end with finish_reason 'length'."),
+    parallel: int = typer.Option(DEFAULT_PARALLEL, help="Requests decoded together (slots, one KV cache row each)."),
+    max_tokens_cap: int = typer.Option(DEFAULT_MAX_TOKENS_CAP, help="Most tokens one request may generate; "
+                                       "max_tokens above it (or absent) is clamped to it."),
+    queue: int = typer.Option(None, help="Requests that may wait for a slot; beyond it: 429 with Retry-After. "
+                              "Default: 4 × --parallel."),
+    quant: str = typer.Option(None, help="Weight mode passed to the loader (e.g. int4 for the fast CPU mode)."),
+    debug_token_delay_ms: float = typer.Option(0.0, hidden=True, help="Sleep after every engine step (tests)."),
+    debug_fail_at_token: int = typer.Option(None, hidden=True, help="Fail the engine at a request's k-th token."),
+    prefill_chunk: int = typer.Option(256, hidden=True, help="Prompt tokens prefilled per engine step."),
+) -> None:
+    """Serve a model over HTTP with the OpenAI API: /v1/chat/completions, /v1/completions (streaming with
+    SSE), /v1/models, plus /health, /metrics, /tokenize and /detokenize. Concurrent requests are decoded
+    together, a chat turn reuses the cached prefix of the previous one, and SIGTERM drains gracefully.
+
+    Example: `ulm serve --port 8080`, then
+    `curl localhost:8080/v1/chat/completions -H 'Content-Type: application/json'
+    -d '{"messages": [{"role": "user", "content": "hi"}]}'`, or any OpenAI client with
+    base_url http://127.0.0.1:8080/v1.
+    """
+    from ulm.errors import UlmError
+    from ulm.server.lifecycle import serve as run
+    from ulm.server.state import Settings
+
+    settings = Settings(model=model, host=host, port=port, api_key=api_key or None, ctx=ctx, parallel=parallel,
+                        max_tokens_cap=max_tokens_cap, queue_size=queue, quant=quant,
+                        prefill_chunk=prefill_chunk, debug_token_delay=debug_token_delay_ms / 1000.0,
+                        debug_fail_at_token=debug_fail_at_token)
+    try:
+        code = run(settings)
+    except UlmError as exc:
+        typer.echo(f"ulm serve: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)

@@ -1,0 +1,343 @@
+"""The engine: one worker thread that owns the model and its KV cache, fed by a bounded queue.
+
+Each turn of its loop it
+1. acts on cancellations (a cancelled request leaves its slot at once, queued or running),
+2. seats waiting requests in free slots (the slot with the longest cached prefix of the prompt wins),
+3. prefills one chunk of the oldest request still prefilling (chunked, so decodes and cancellations are
+   never stalled behind a long prompt for more than one chunk),
+4. decodes one token for every slot past prefill, all rows in one batched forward.
+
+`submit` never blocks: a full queue raises QueueFullError at once. Events go to each request's sink from
+this thread. `stop(grace)` drains: queued requests end at once, running ones may finish within the grace
+period and are then cut with finish_reason "length".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+import torch
+
+from ulm.engine.backend import Backend
+from ulm.engine.slots import Active, Slot, Ticket, pick_slot
+from ulm.engine.textout import TextOutput
+from ulm.engine.types import (
+    FINISH_CANCELLED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    Delta,
+    EngineStoppedError,
+    Event,
+    Failed,
+    Finished,
+    GenRequest,
+    QueueFullError,
+    Sink,
+    Timings,
+)
+from ulm.errors import ContextLengthError, EmptyPromptError
+from ulm.sampling import BatchSampler
+
+log = logging.getLogger("ulm.engine")
+
+RUNNING, DRAINING, STOPPED, DEAD = "running", "draining", "stopped", "dead"
+
+
+class InjectedFault(RuntimeError):
+    """The debug fault (`fail_at_token`) firing: behaves as any engine exception does."""
+
+
+class Engine:
+    """Continuous batching over `parallel` slots of `n_ctx` positions each."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        parallel: int = 4,
+        n_ctx: int = 2048,
+        queue_size: int | None = None,
+        prefill_chunk: int = 256,
+        step_delay: float = 0.0,
+        fail_at_token: int | None = None,
+    ) -> None:
+        if parallel < 1 or n_ctx < 2 or prefill_chunk < 1:
+            raise ValueError("parallel must be >= 1, n_ctx >= 2 and prefill_chunk >= 1")
+        self.backend = backend
+        self.parallel = parallel
+        self.n_ctx = n_ctx
+        self.queue_size = 4 * parallel if queue_size is None else queue_size
+        self.prefill_chunk = prefill_chunk
+        self.step_delay = step_delay  # debug: seconds slept after every forward, for deterministic tests
+        self.fail_at_token = fail_at_token  # debug: raise inside the step that samples a request's k-th token
+        self.steps = 0  # forwards run (prefill chunks and decode steps)
+        self.state = RUNNING
+        self.error: str | None = None  # why the engine died, when state == DEAD
+        self._slots = [Slot(row) for row in range(parallel)]
+        self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
+        self._pending: deque[Ticket] = deque()
+        self._cond = threading.Condition()
+        self._drain_deadline = 0.0
+        self._thread = threading.Thread(target=self._run, name="ulm-engine", daemon=True)
+        backend.allocate(parallel, n_ctx)
+
+    # -- any thread ---------------------------------------------------------------------------------------
+
+    def start(self) -> Engine:
+        self._thread.start()
+        return self
+
+    def check(self, request: GenRequest) -> None:
+        """Raise the error submit would raise for this request's size (callers check before streaming)."""
+        if not request.prompt:
+            raise EmptyPromptError("the prompt is empty: nothing to condition on")
+        if len(request.prompt) >= self.n_ctx:
+            raise ContextLengthError(
+                len(request.prompt),
+                self.n_ctx,
+                f"the request has {len(request.prompt)} prompt tokens, which leaves no room to generate in "
+                f"the context of {self.n_ctx} tokens",
+            )
+
+    def submit(self, request: GenRequest, sink: Sink) -> Ticket:
+        """Queue a request; its events go to `sink` from the worker thread. Never blocks."""
+        self.check(request)
+        ticket = Ticket(request, sink)
+        with self._cond:
+            if self.state != RUNNING:
+                raise EngineStoppedError("the engine is shutting down" if self.state != DEAD else "the engine died")
+            if len(self._pending) >= self.queue_size:
+                raise QueueFullError(retry_after_s=1)
+            self._pending.append(ticket)
+            self._cond.notify_all()
+        return ticket
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Withdraw a request: dropped from the queue now, or its slot freed at the worker's next step."""
+        with self._cond:
+            if ticket.cancelled:
+                return
+            ticket.cancelled = True
+            queued = ticket in self._pending
+            if queued:
+                self._pending.remove(ticket)
+            self._cond.notify_all()
+        if queued:
+            _emit(ticket, Finished(FINISH_CANCELLED, len(ticket.request.prompt), 0, 0, Timings(0, 0, 0.0, 0, 0.0)))
+
+    def stop(self, grace: float = 0.0, timeout: float | None = 5.0) -> None:
+        """Stop accepting; end queued requests; let running ones finish for `grace` s, then cut them.
+        Waits up to `timeout` s for the worker to exit (None: return at once, e.g. from a signal handler)."""
+        with self._cond:
+            if self.state == RUNNING:
+                self.state = DRAINING
+                self._drain_deadline = time.monotonic() + grace
+                dropped = list(self._pending)
+                self._pending.clear()
+            else:
+                dropped = []
+            self._cond.notify_all()
+        for ticket in dropped:
+            n = len(ticket.request.prompt)
+            _emit(ticket, Finished(FINISH_LENGTH, n, 0, 0, Timings(0, n, 0.0, 0, 0.0)))
+        if timeout is not None and self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def slots_busy(self) -> int:
+        return sum(slot.active is not None for slot in self._slots)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (RUNNING, DRAINING) and self._thread.is_alive()
+
+    # -- the worker thread --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while self._wait_for_work():
+                self._reap_cancelled()
+                self._seat_waiting()
+                self._step()
+        except BaseException as exc:  # the loop itself broke: nothing can be served any more
+            log.exception("engine worker died")
+            self._die(f"{type(exc).__name__}: {exc}")
+            return
+        with self._cond:
+            self.state = STOPPED
+
+    def _wait_for_work(self) -> bool:
+        """Block until there is something to do; False when the engine should exit."""
+        with self._cond:
+            while True:
+                busy = any(slot.active for slot in self._slots)
+                if self.state == DRAINING:
+                    if not busy:
+                        return False
+                    if time.monotonic() >= self._drain_deadline:
+                        self._cut_all()
+                        return False
+                    return True
+                if busy or self._pending:
+                    return True
+                if self.state != RUNNING:
+                    return False
+                self._cond.wait()
+
+    def _reap_cancelled(self) -> None:
+        for slot in self._slots:
+            if slot.active is not None and slot.active.ticket.cancelled:
+                self._finish(slot, FINISH_CANCELLED)
+
+    def _seat_waiting(self) -> None:
+        with self._cond:
+            while self._pending and any(slot.active is None for slot in self._slots):
+                ticket = self._pending.popleft()
+                free = [slot for slot in self._slots if slot.active is None]
+                slot, cached = pick_slot(free, ticket.request.prompt)
+                req = ticket.request
+                del slot.tokens[cached:]
+                self._sampler.set_row(slot.row, req.sampling)
+                slot.active = Active(
+                    ticket=ticket,
+                    text=TextOutput(self.backend.tokenizer, req.stop),
+                    max_new=max(0, min(req.max_tokens, self.n_ctx - len(req.prompt))),
+                    cached=cached,
+                    prefilled=cached,
+                    t_prefill_start=time.monotonic(),
+                )
+
+    def _step(self) -> None:
+        prefilling = [s for s in self._slots if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)]
+        if prefilling:
+            slot = min(prefilling, key=lambda s: s.active.ticket.submitted)  # type: ignore[union-attr]
+            self._guarded([slot], lambda: self._prefill_chunk(slot))
+        decoding = [s for s in self._slots if s.active and s.active.generated and not s.active.ticket.cancelled]
+        if decoding:
+            self._guarded(decoding, lambda: self._decode(decoding))
+
+    def _guarded(self, slots: list[Slot], work: object) -> None:
+        """Run one forward; if it raises, the requests in it fail, their slots are reset, the engine goes on."""
+        try:
+            work()  # type: ignore[operator]
+        except Exception as exc:
+            log.error("engine step failed: %s: %s", type(exc).__name__, exc)
+            for slot in slots:
+                if slot.active is not None:
+                    ticket = slot.active.ticket
+                    slot.active = None
+                    slot.tokens.clear()  # the row's cache contents are unknown now
+                    slot.last_used = time.monotonic()
+                    _emit(ticket, Failed(f"internal error in the engine: {type(exc).__name__}"))
+        finally:
+            self.steps += 1
+            if self.step_delay:
+                time.sleep(self.step_delay)
+
+    def _prefill_chunk(self, slot: Slot) -> None:
+        active = slot.active
+        assert active is not None
+        prompt = active.ticket.request.prompt
+        chunk = prompt[active.prefilled : active.prefilled + self.prefill_chunk]
+        logits = self.backend.forward([chunk], [slot.row], [active.prefilled])  # [1, V]
+        active.prefilled += len(chunk)
+        slot.tokens.extend(chunk)
+        if active.prefilled == len(prompt):
+            if active.max_new == 0:
+                self._finish(slot, FINISH_LENGTH)
+                return
+            self._accept(slot, self._sample([slot], logits)[0])
+
+    def _decode(self, slots: list[Slot]) -> None:
+        actives = [s.active for s in slots]
+        fed = [a.generated[-1] for a in actives]  # type: ignore[union-attr]
+        logits = self.backend.forward([[t] for t in fed], [s.row for s in slots], [len(s.tokens) for s in slots])
+        for slot, tok in zip(slots, fed, strict=True):
+            slot.tokens.append(tok)
+        for slot, tok in zip(slots, self._sample(slots, logits), strict=True):
+            self._accept(slot, tok)
+
+    def _sample(self, slots: list[Slot], logits: torch.Tensor) -> list[int]:
+        """Next token of each slot from its logits [len(slots), V]; the sampler counts them for penalties."""
+        row_list = [s.row for s in slots]
+        rows = torch.tensor(row_list, dtype=torch.long)  # [b]
+        tokens = self._sampler.sample(logits.float(), rows, row_list)  # [b]
+        self._sampler.observe(rows, tokens)
+        return tokens.tolist()
+
+    def _accept(self, slot: Slot, token: int) -> None:
+        """A newly sampled token: emit safe text, finish on end-of-sequence, a stop string or the budget."""
+        active = slot.active
+        assert active is not None
+        now = time.monotonic()
+        active.generated.append(token)
+        if len(active.generated) == 1:
+            active.t_first_token = now
+        active.t_last_token = now
+        if self.fail_at_token is not None and len(active.generated) == self.fail_at_token:
+            raise InjectedFault(f"debug fault at token {self.fail_at_token}")
+        if token in self.backend.eos_ids:
+            self._flush_and_finish(slot, FINISH_STOP)
+            return
+        text, stopped = active.text.push(token)
+        if text:
+            _emit(active.ticket, Delta(text, 1, now))
+        if stopped:
+            self._finish(slot, FINISH_STOP)
+        elif len(active.generated) >= active.max_new:
+            self._flush_and_finish(slot, FINISH_LENGTH)
+
+    def _flush_and_finish(self, slot: Slot, reason: str) -> None:
+        active = slot.active
+        assert active is not None
+        text, stopped = active.text.flush()
+        if text:
+            _emit(active.ticket, Delta(text, 0, time.monotonic()))
+        self._finish(slot, FINISH_STOP if stopped else reason)
+
+    def _finish(self, slot: Slot, reason: str) -> None:
+        active = slot.active
+        assert active is not None
+        slot.active = None
+        slot.last_used = time.monotonic()
+        req = active.ticket.request
+        prompt_done = active.prefilled - active.cached
+        t_end_prefill = active.t_first_token or time.monotonic()
+        timings = Timings(
+            cache_n=active.cached,
+            prompt_n=prompt_done,
+            prompt_ms=(t_end_prefill - active.t_prefill_start) * 1000.0,
+            predicted_n=len(active.generated),
+            predicted_ms=(active.t_last_token - active.t_first_token) * 1000.0 if active.generated else 0.0,
+        )
+        _emit(active.ticket, Finished(reason, len(req.prompt), active.cached, len(active.generated), timings))
+
+    def _cut_all(self) -> None:
+        for slot in self._slots:
+            if slot.active is not None:
+                self._flush_and_finish(slot, FINISH_LENGTH)
+
+    def _die(self, why: str) -> None:
+        with self._cond:
+            self.state = DEAD
+            self.error = why
+            victims = list(self._pending) + [s.active.ticket for s in self._slots if s.active]
+            self._pending.clear()
+            for slot in self._slots:
+                slot.active = None
+                slot.tokens.clear()
+        for ticket in victims:
+            _emit(ticket, Failed("the engine stopped working; the server needs a restart"))
+
+
+def _emit(ticket: Ticket, event: Event) -> None:
+    try:
+        ticket.sink(event)
+    except Exception:  # a broken sink must not take the engine down
+        log.exception("request event sink failed")

@@ -1,0 +1,13 @@
+"""`ulm serve`: an OpenAI-compatible HTTP server over the engine.
+
+    defaults.py   default limits (stdlib only, for the CLI's --help)
+    schemas.py    request/response bodies (pydantic), the source of /openapi.json
+    errors.py     OpenAI-shaped errors and the handlers that produce them (400, never 422)
+    guard.py      ASGI front: API key, content type, body size, access log, request counter
+    sse.py        SSE framing and a streaming response that notices disconnects
+    generation.py one request through the engine, answered whole or streamed
+    metrics.py    Prometheus text metrics
+    state.py      settings, background model load, readiness
+    app.py        the FastAPI routes
+    lifecycle.py  bind, serve, drain on SIGTERM
+"""

@@ -1,0 +1,185 @@
+"""The FastAPI app: OpenAI-compatible routes over the engine, plus health, metrics and (de)tokenize.
+
+    GET  /health                 public; 200 ready, 503 loading or engine dead
+    GET  /v1/models              the served model (id, context length, owned_by)
+    POST /v1/chat/completions    chat, streamed (SSE) or whole
+    POST /v1/completions         raw text or token-id prompt, streamed or whole
+    POST /tokenize, /detokenize  llama.cpp-style {"content"} ↔ {"tokens"}
+    GET  /metrics                Prometheus text
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.responses import JSONResponse, PlainTextResponse
+
+from ulm.engine.types import GenRequest, SamplingParams
+from ulm.server import errors, generation
+from ulm.server.errors import APIError
+from ulm.server.guard import PUBLIC_PATHS, Guard
+from ulm.server.metrics import Metrics
+from ulm.server.schemas import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    DetokenizeResponse,
+    ErrorResponse,
+    Health,
+    ModelList,
+    SamplingFields,
+    TextCompletion,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from ulm.server.state import ServerState
+
+ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
+                       "/detokenize", "/metrics", "/openapi.json"})
+_ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 503)}
+_STREAM_OR_JSON = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+
+
+def _sampling(body: SamplingFields) -> SamplingParams:
+    return SamplingParams(
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        top_k=body.top_k or 0,
+        min_p=body.min_p or 0.0,
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
+        seed=body.seed,
+    )
+
+
+def create_app(state: ServerState) -> Any:
+    """The ASGI app for `state`: FastAPI wrapped in the Guard (auth, content type, body size, access log)."""
+    settings = state.settings
+    metrics = Metrics({
+        "ulm_queue_depth": ("Requests waiting for a slot.", lambda: state.engine.queue_depth if state.engine else 0),
+        "ulm_slots_busy": ("Slots running a request.", lambda: state.engine.slots_busy if state.engine else 0),
+        "ulm_slots_total": ("Slots (--parallel).", lambda: settings.parallel),
+        "ulm_engine_steps": ("Engine forwards run so far.", lambda: state.engine.steps if state.engine else 0),
+        "ulm_ready": ("1 when the engine is serving.", lambda: 1 if state.status == "ok" else 0),
+    })
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state.engine is None and state.load_error is None:
+            state.load_in_background()
+        yield
+        if state.engine is not None:
+            await anyio.to_thread.run_sync(lambda: state.engine.stop(grace=0.0))  # type: ignore[union-attr]
+
+    app = FastAPI(title="ulm serve", version="1", lifespan=lifespan,
+                  description="µLM's OpenAI-compatible model server.")
+    errors.install(app)
+
+    def check_model(name: str | None, model_id: str) -> None:
+        if name is not None and name != model_id:
+            raise APIError(404, f"model '{name}' is not served here; this server serves '{model_id}'",
+                           param="model", code="model_not_found")
+
+    def max_tokens(*asked: int | None) -> int:
+        wanted = next((n for n in asked if n is not None), settings.max_tokens_cap)
+        return min(wanted, settings.max_tokens_cap)
+
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health() -> JSONResponse:
+        status = state.status
+        body: dict[str, Any] = {"status": status}
+        if status == "error":
+            body["error"] = state.load_error or (state.engine.error if state.engine else None) or "shutting down"
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+    @app.get("/v1/models", response_model=ModelList, responses=_ERRORS)
+    async def models() -> dict[str, Any]:
+        backend, engine = state.ready()
+        card = {"id": backend.model_id, "object": "model", "created": state.created, "owned_by": "ulm",
+                "context_length": engine.n_ctx, "max_model_len": engine.n_ctx}
+        return {"object": "list", "data": [card]}
+
+    @app.post("/v1/chat/completions", response_model=ChatCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        backend, engine = state.ready()
+        check_model(body.model, backend.model_id)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        try:
+            prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages)
+        except Exception as exc:  # the checkpoint's template refusing these messages (e.g. roles out of order)
+            raise APIError(400, f"the chat template rejected the messages: {exc}", param="messages") from None
+        gen = GenRequest(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
+                         body.stops())
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage)
+        return await generation.answer(job, request, bool(body.stream))
+
+    @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
+    async def completions(body: CompletionRequest, request: Request) -> Any:
+        backend, engine = state.ready()
+        check_model(body.model, backend.model_id)
+        if isinstance(body.prompt, str):
+            prompt = await anyio.to_thread.run_sync(lambda: backend.encode(body.prompt, add_special=True))
+        else:
+            prompt = _in_vocab(body.prompt, backend.vocab_size, "prompt")
+        gen = GenRequest(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage)
+        return await generation.answer(job, request, bool(body.stream))
+
+    @app.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS)
+    async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
+        backend, _ = state.ready()
+        return {"tokens": await anyio.to_thread.run_sync(lambda: backend.encode(body.content, body.add_special))}
+
+    @app.post("/detokenize", response_model=DetokenizeResponse, responses=_ERRORS)
+    async def detokenize(body: DetokenizeRequest) -> dict[str, Any]:
+        backend, _ = state.ready()
+        ids = _in_vocab(body.tokens, backend.vocab_size, "tokens")
+        return {"content": await anyio.to_thread.run_sync(backend.decode, ids)}
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses={401: {"model": ErrorResponse}})
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            _document_errors_and_auth(schema, settings.api_key is not None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS)
+
+
+def _in_vocab(ids: list[int], vocab_size: int, param: str) -> list[int]:
+    bad = [t for t in ids if t >= vocab_size]
+    if bad:
+        raise APIError(400, f"token id {bad[0]} is out of vocabulary (size {vocab_size})", param=param)
+    return ids
+
+
+def _document_errors_and_auth(schema: dict[str, Any], with_key: bool) -> None:
+    """400 (not 422) for validation errors, and the bearer key on every non-public operation."""
+    if with_key:
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer"}
+    for path, ops in schema.get("paths", {}).items():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            if with_key and path not in PUBLIC_PATHS:
+                op["security"] = [{"bearer": []}]
+                responses.setdefault("401", {"description": "invalid or missing API key",
+                                             "content": {"application/json": {"schema": {
+                                                 "$ref": "#/components/schemas/ErrorResponse"}}}})
+    schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
+    schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)

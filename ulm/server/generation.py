@@ -1,0 +1,180 @@
+"""Running one completion request through the engine and answering it, streamed or whole.
+
+`start` checks the request against the context (400 exceed_context_size_error, before any SSE byte)
+and submits it (429 + Retry-After at once when the queue is full); `answer` then either collects the
+text (cancelling the request if the client disconnects while it waits) or returns an `EventStream`
+in OpenAI's chunk format: one id, `role` only in the first chunk, `finish_reason` only in the last,
+an optional usage chunk, then `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ulm.engine.slots import Ticket
+from ulm.engine.types import Delta, EngineStoppedError, Event, Failed, Finished, GenRequest, QueueFullError
+from ulm.engine.worker import Engine
+from ulm.errors import ContextLengthError, EmptyPromptError
+from ulm.server.errors import APIError
+from ulm.server.metrics import Metrics
+from ulm.server.sse import DONE, EventStream, event
+
+
+class Inbox:
+    """The engine's events for one request, handed from the worker thread to the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, t_arrival: float) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._metrics = metrics
+        self._t_last = t_arrival
+        self._first = True
+
+    def push(self, ev: Event) -> None:  # worker thread
+        if isinstance(ev, Delta) and ev.n_tokens:
+            if self._first:
+                self._metrics.observe_ttft(ev.time - self._t_last)
+            else:
+                self._metrics.observe_tokens(ev.time - self._t_last, ev.n_tokens)
+            self._first = False
+            self._t_last = ev.time
+        elif isinstance(ev, Finished):
+            self._metrics.count_tokens(ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens)
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, ev)
+
+    async def events(self) -> AsyncIterator[Event]:
+        while True:
+            ev = await self._queue.get()
+            yield ev
+            if isinstance(ev, Finished | Failed):
+                return
+
+
+@dataclass
+class Job:
+    """A submitted request and how to answer it."""
+
+    kind: str  # "chat" or "text"
+    model_id: str
+    engine: Engine
+    ticket: Ticket
+    inbox: Inbox
+    include_usage: bool
+    id: str
+    created: int
+
+
+def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: GenRequest,
+          include_usage: bool) -> Job:
+    """Check and submit; raises APIError for context overflow, an empty prompt, a full queue or shutdown."""
+    t_arrival = time.monotonic()
+    try:
+        engine.check(request)
+        inbox = Inbox(asyncio.get_running_loop(), metrics, t_arrival)
+        ticket = engine.submit(request, inbox.push)
+    except ContextLengthError as exc:
+        raise APIError(400, str(exc), type="exceed_context_size_error", code="context_length_exceeded",
+                       param="messages" if kind == "chat" else "prompt",
+                       n_prompt_tokens=exc.n_prompt_tokens, n_ctx=exc.n_ctx) from None
+    except EmptyPromptError as exc:
+        raise APIError(400, str(exc), param="messages" if kind == "chat" else "prompt") from None
+    except QueueFullError as exc:
+        raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after_s)}) from None
+    except EngineStoppedError as exc:
+        raise APIError(503, str(exc), headers={"Retry-After": "1"}) from None
+    prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
+    return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()))
+
+
+def usage(fin: Finished) -> dict[str, Any]:
+    return {
+        "prompt_tokens": fin.prompt_tokens,
+        "completion_tokens": fin.completion_tokens,
+        "total_tokens": fin.prompt_tokens + fin.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": fin.cached_tokens},
+    }
+
+
+async def answer(job: Job, request: Request, stream: bool) -> Any:
+    if stream:
+        return EventStream(_chunks(job), on_disconnect=lambda: job.engine.cancel(job.ticket))
+    return await _whole(job, request)
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _whole(job: Job, request: Request) -> JSONResponse:
+    async def collect() -> tuple[str, Finished | Failed]:
+        parts: list[str] = []
+        async for ev in job.inbox.events():
+            if isinstance(ev, Delta):
+                parts.append(ev.text)
+            else:
+                return "".join(parts), ev
+        raise AssertionError("unreachable: events end with Finished or Failed")
+
+    result = asyncio.ensure_future(collect())
+    gone = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not result.done():  # the client left (or we were cancelled): free the slot
+            job.engine.cancel(job.ticket)
+            result.cancel()
+    if not result.done() or result.cancelled():
+        return JSONResponse({}, status_code=499)
+    text, end = result.result()
+    if isinstance(end, Failed):
+        raise APIError(500, end.message)
+    if job.kind == "chat":
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+                                  "logprobs": None, "finish_reason": end.finish_reason}
+        obj = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": end.finish_reason}
+        obj = "text_completion"
+    return JSONResponse({"id": job.id, "object": obj, "created": job.created, "model": job.model_id,
+                         "choices": [choice], "usage": usage(end), "timings": end.timings.as_dict()})
+
+
+async def _chunks(job: Job) -> AsyncIterator[bytes]:
+    chat = job.kind == "chat"
+    base = {"id": job.id, "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": job.created, "model": job.model_id}
+    if job.include_usage:
+        base["usage"] = None
+
+    def chunk(delta: dict[str, Any] | str, finish: str | None = None, **extra: Any) -> bytes:
+        key = "delta" if chat else "text"
+        choice = {"index": 0, key: delta, "logprobs": None, "finish_reason": finish}
+        return event({**base, "choices": [choice], **extra})
+
+    if chat:
+        yield chunk({"role": "assistant", "content": ""})
+    async for ev in job.inbox.events():
+        if isinstance(ev, Delta):
+            if ev.text:
+                yield chunk({"content": ev.text} if chat else ev.text)
+        elif isinstance(ev, Failed):
+            yield event({"error": APIError(500, ev.message).body()["error"]})
+        else:
+            yield chunk({} if chat else "", ev.finish_reason, timings=ev.timings.as_dict())
+            if job.include_usage:
+                yield event({**base, "choices": [], "usage": usage(ev)})
+    yield DONE

@@ -1,0 +1,116 @@
+"""Running the server: bind, say where, load the model in the background, serve, drain on SIGTERM.
+
+- The socket is bound first (`--port 0` picks a free port) and "listening on http://HOST:PORT" is
+  printed at once, so a parent process can read the port and poll /health (503 until the model is ready).
+- Binding a non-loopback address without an API key is refused: the server would hand the model to
+  anyone on the network.
+- SIGTERM / SIGINT: stop accepting connections, let in-flight requests finish for SHUTDOWN_GRACE_S, then
+  cut them with finish_reason "length", and exit 0 (uvicorn would re-raise the signal; we don't).
+- A model that fails to load ends the process with exit code 1 and the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+from ulm.engine.backend import Backend
+from ulm.errors import UlmError
+from ulm.server.app import create_app
+from ulm.server.defaults import SHUTDOWN_GRACE_S
+from ulm.server.state import ServerState, Settings
+
+
+class ServeError(UlmError):
+    """A server that cannot start: the message says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(s: Settings) -> None:
+    if not is_loopback(s.host) and not s.api_key:
+        raise ServeError(f"refusing to listen on {s.host} without an API key: anyone who can reach it could use "
+                         "the model; pass --api-key (or set ULM_API_KEY), or keep the default --host 127.0.0.1")
+    for name, value, low in (("--parallel", s.parallel, 1), ("--max-tokens-cap", s.max_tokens_cap, 1),
+                             ("--ctx", s.ctx if s.ctx is not None else 2, 2), ("--port", s.port, 0)):
+        if value < low:
+            raise ServeError(f"{name} must be at least {low}, got {value}")
+    if s.port > 65535:
+        raise ServeError(f"--port must be at most 65535, got {s.port}")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=256, reuse_port=False)
+    except OSError as exc:
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, draining the engine on SIGTERM/SIGINT and exiting 0 afterwards."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.state.engine is not None:
+            self.state.engine.stop(grace=SHUTDOWN_GRACE_S, timeout=None)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+    for name in ("ulm.server", "ulm.engine"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    logging.getLogger("ulm.server.access").setLevel(logging.INFO)
+
+
+def serve(settings: Settings, load_backend: Callable[[], Backend] | None = None,
+          echo: Callable[[str], None] = print) -> int:
+    """Run until SIGTERM/SIGINT; the exit code (0, or 1 when the model failed to load)."""
+    check_settings(settings)
+    _configure_logging()
+    state = ServerState(settings, load_backend)
+    sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    config = uvicorn.Config(create_app(state), http="h11", lifespan="on", access_log=False, log_config=None,
+                            log_level="warning", timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) + 1,
+                            timeout_keep_alive=5)
+    server = _Server(config, state)
+    failed: list[str] = []
+
+    def on_load_failure(why: str) -> None:
+        failed.append(why)
+        server.should_exit = True
+
+    state.on_load_failure = on_load_failure
+    echo(f"ulm serve: listening on http://{host}:{port} (model loading; GET /health says when it is ready)")
+    sys.stdout.flush()
+    server.run(sockets=[sock])
+    if failed:
+        print(f"ulm serve: error: the model failed to load: {failed[0]}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,105 @@
+"""What the server knows: its settings, and the model + engine once loaded.
+
+The model loads in a background thread after the socket is bound, so `/health` can answer 503
+("loading") meanwhile and 200 once the engine runs; every model endpoint answers 503 until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ulm.engine.backend import Backend
+from ulm.engine.worker import Engine
+from ulm.server.defaults import DEFAULT_CTX, DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+from ulm.server.errors import APIError
+
+log = logging.getLogger("ulm.server")
+
+
+
+@dataclass
+class Settings:
+    """`ulm serve`'s options."""
+
+    model: str | None = None  # registry name, .gguf file or HF dir; None = the embedded default
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_key: str | None = None
+    ctx: int | None = None  # per-slot context; None = min(model's, DEFAULT_CTX)
+    parallel: int = DEFAULT_PARALLEL
+    max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
+    queue_size: int | None = None  # waiting requests beyond the slots; None = 4 × parallel
+    max_body: int = DEFAULT_MAX_BODY
+    quant: str | None = None  # passed to ulm.load
+    prefill_chunk: int = 256
+    debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
+    debug_fail_at_token: int | None = None  # raise in the engine at a request's k-th token (tests)
+
+
+class ServerState:
+    """Settings, the loaded backend and engine (None while loading), and why loading failed if it did."""
+
+    def __init__(self, settings: Settings, load_backend: Callable[[], Backend] | None = None) -> None:
+        self.settings = settings
+        self.backend: Backend | None = None
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self.created = int(time.time())
+        self._load_backend = load_backend or self._load_ulm
+        self.on_load_failure: Callable[[str], None] = lambda _: None
+
+    def _load_ulm(self) -> Backend:
+        from ulm.engine.backend import UlmBackend
+
+        kwargs = {"quant": self.settings.quant} if self.settings.quant else {}
+        return UlmBackend.load(self.settings.model, **kwargs)
+
+    def load(self) -> None:
+        """Load the model and start the engine (runs in a thread); failures end up in load_error."""
+        t0 = time.monotonic()
+        try:
+            backend = self._load_backend()
+            s = self.settings
+            n_ctx = s.ctx if s.ctx is not None else min(DEFAULT_CTX, backend.max_seq_len)
+            if n_ctx > backend.max_seq_len:
+                raise ValueError(f"--ctx {n_ctx} is over the model's context length of {backend.max_seq_len}")
+            engine = Engine(backend, parallel=s.parallel, n_ctx=n_ctx, queue_size=s.queue_size,
+                            prefill_chunk=s.prefill_chunk, step_delay=s.debug_token_delay,
+                            fail_at_token=s.debug_fail_at_token)
+            self.backend = backend
+            self.engine = engine.start()
+        except Exception as exc:
+            self.load_error = str(exc) or type(exc).__name__
+            log.error("model failed to load: %s", self.load_error)
+            self.on_load_failure(self.load_error)
+            return
+        log.info("model %s ready in %.1fs: context %d, %d slots", backend.model_id, time.monotonic() - t0,
+                 n_ctx, s.parallel)
+
+    def load_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.load, name="ulm-load", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def status(self) -> str:
+        if self.load_error is not None:
+            return "error"
+        if self.engine is None:
+            return "loading"
+        return "ok" if self.engine.alive else "error"
+
+    def ready(self) -> tuple[Backend, Engine]:
+        """The backend and engine, or a 503 saying why not."""
+        if self.engine is None or self.backend is None:
+            if self.load_error is not None:
+                raise APIError(503, f"the model failed to load: {self.load_error}")
+            raise APIError(503, "the model is still loading; retry shortly", headers={"Retry-After": "1"})
+        if not self.engine.alive:
+            why = self.engine.error or "the server is shutting down"
+            raise APIError(503, f"the engine is not running: {why}")
+        return self.backend, self.engine
