@@ -87,6 +87,7 @@ class Backend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self._tokenize_ok: bool | None = None
+        self._models: list[dict[str, Any]] | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -145,10 +146,19 @@ class Backend:
             return False
 
     def models(self) -> list[dict[str, Any]]:
-        """The server's models (`GET /v1/models` data entries)."""
-        data = self._get(f"{self.base_url}/models").json()
-        entries = data.get("data", []) if isinstance(data, dict) else []
-        return [e for e in entries if isinstance(e, dict) and "id" in e]
+        """The server's models (`GET /v1/models` data entries), fetched once per Backend."""
+        if self._models is None:
+            data = self._get(f"{self.base_url}/models").json()
+            entries = data.get("data", []) if isinstance(data, dict) else []
+            self._models = [e for e in entries if isinstance(e, dict) and "id" in e]
+        return self._models
+
+    def use_served_model(self) -> str:
+        """Send the id the server itself reports (for the local server, whatever it loaded); returns it."""
+        entries = self.models()
+        if entries:
+            self.model = str(entries[0]["id"])
+        return self.model
 
     def context_length(self) -> int | None:
         """The served model's context window, as /v1/models reports it (ulm, vLLM, llama.cpp names)."""

@@ -77,6 +77,12 @@ class Chat:
                 base_url = s.base_url
             api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
             self._backend = Backend(base_url, api_key, s.model, s.timeout)
+            if self.local:
+                try:
+                    self._backend.use_served_model()
+                except BaseException:
+                    self.close()
+                    raise
             self._counter = context.Counter(self._backend.count_tokens)
         return self._backend
 

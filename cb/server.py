@@ -83,14 +83,32 @@ def _is_our_server(pid: int) -> bool:
     return "serve" in args and any(a.endswith("ulm") or a == "ulm" for a in args)
 
 
-def healthy(base_url: str, timeout: float = 2.0) -> bool:
-    """GET <root>/health answers 200."""
+def probe(base_url: str, timeout: float = 2.0) -> tuple[str, str]:
+    """GET <root>/health → ("ok" | "loading" | "error" | "down", the server's error message if any)."""
     root = base_url.rstrip("/").removesuffix("/v1")
     try:
         with urllib.request.urlopen(f"{root}/health", timeout=timeout) as resp:
-            return resp.status == 200
+            body = resp.read()
+            status = 200
+    except urllib.error.HTTPError as exc:
+        body, status = exc.read(), exc.code
     except (urllib.error.URLError, OSError, ValueError):
-        return False
+        return "down", ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    if status == 200:
+        return "ok", ""
+    state = str(data.get("status") or "loading")
+    return ("error" if state == "error" else "loading"), " ".join(str(data.get("error") or "").split())
+
+
+def healthy(base_url: str, timeout: float = 2.0) -> bool:
+    """GET <root>/health answers 200."""
+    return probe(base_url, timeout)[0] == "ok"
 
 
 def _free_port() -> int:
@@ -171,8 +189,13 @@ def _wait_healthy(info: ServerInfo, timeout: float,
     with waiting:
         delay = 0.05
         while time.monotonic() < deadline:
-            if healthy(info.base_url, timeout=1.0):
+            state, error = probe(info.base_url, timeout=1.0)
+            if state == "ok":
                 return info
+            if state == "error":
+                _stop(info)
+                raise ServerError(f"the model server failed to start ({error or 'no reason given'}); "
+                                  f"log: {info.log}")
             exited = proc.poll() is not None if proc else not _is_our_server(info.pid)
             if exited:
                 info_file().unlink(missing_ok=True)
@@ -181,7 +204,9 @@ def _wait_healthy(info: ServerInfo, timeout: float,
                                   f"log: {info.log}")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
-    raise ServerError(f"the model server did not become healthy within {timeout:g}s; log: {info.log}")
+    _stop(info)
+    raise ServerError(f"the model server did not become healthy within {timeout:g}s (stopped it; raise "
+                      f"server_start_timeout for a big model); log: {info.log}")
 
 
 def _stop(info: ServerInfo) -> None:
