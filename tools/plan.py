@@ -116,6 +116,8 @@ def _plan_file(root: Path, target: Target, edits: list[EditProposal]) -> FileCha
     if not target.exists:
         raise Refused(f"{target.shown}: does not exist (a new file needs a create block)")
     old, st = read_target(target)
+    if not st.st_mode & 0o222:
+        raise Refused(f"{target.shown}: is read-only (mode {st.st_mode & 0o7777:o}); make it writable to edit it")
     for e in line_edits:
         if not same_version(e.version, old):
             raise Refused(f"{target.shown}: changed since the model saw it (it saw version {e.version.strip()!r}, "

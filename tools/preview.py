@@ -51,13 +51,41 @@ def visible(text: str) -> str:
     return "".join(out)
 
 
-def unified_diff(path: str, old: Sequence[str] | None, new: Sequence[str]) -> str:
-    """A unified diff (3 lines of context) of decoded lines, every line made `visible`; old None = new file."""
-    before = [visible(line) + "\n" for line in old or []]
-    after = [visible(line) + "\n" for line in new]
+def unified_diff(path: str, old: Sequence[str] | None, new: Sequence[str], context: int = 3) -> str:
+    """A unified diff of decoded lines, every line made `visible`; `old` None means a new file.
+
+    Only the window between the common prefix and suffix is compared, so a one-line edit of a
+    million-line file costs a pass over the lines, not a full diff.
+    """
+    before_all = list(old or [])
+    head = 0
+    limit = min(len(before_all), len(new))
+    while head < limit and before_all[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and before_all[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    lo = max(0, head - context)
+    keep = max(0, tail - context)
+    before = [visible(line) + "\n" for line in before_all[lo:len(before_all) - keep]]
+    after = [visible(line) + "\n" for line in new[lo:len(new) - keep]]
     fromfile = "/dev/null" if old is None else f"a/{visible(path)}"
-    lines = difflib.unified_diff(before, after, fromfile=fromfile, tofile=f"b/{visible(path)}", n=3)
-    return "".join(lines)
+    out = []
+    for line in difflib.unified_diff(before, after, fromfile=fromfile, tofile=f"b/{visible(path)}", n=context):
+        m = _HUNK.match(line)
+        if m and lo:
+            line = f"@@ -{_shift(m.group(1), lo)} +{_shift(m.group(2), lo)} @@\n"
+        out.append(line)
+    return "".join(out)
+
+
+_HUNK = re.compile(r"@@ -(\S+) \+(\S+) @@")
+
+
+def _shift(rng: str, offset: int) -> str:
+    start, _, count = rng.partition(",")
+    first = int(start) + offset if int(start) or count != "0" else offset
+    return f"{first},{count}" if count else str(first)
 
 
 def _n(count: int, word: str = "line") -> str:
