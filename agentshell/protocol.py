@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import struct
 import types
@@ -398,6 +399,11 @@ def _conforms(value: Any, tp: Any) -> bool:
     raise TypeError(f"unsupported annotation {tp!r}")
 
 
+@functools.cache
+def _schema(cls: type[Request]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
 def parse_request(message: dict[str, Any]) -> tuple[int, Request]:
     """Validate a decoded frame into (request id, request). Raises BadRequest / AgentshellError(UNKNOWN_OP)."""
     request_id = message.get("id")
@@ -410,8 +416,7 @@ def parse_request(message: dict[str, Any]) -> tuple[int, Request]:
     args = message.get("args", {})
     if not isinstance(args, dict):
         raise BadRequest(f"{op}: 'args' is not an object")
-    hints = typing.get_type_hints(cls)
-    fields_ = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields_ = _schema(cls)
     unknown = set(args) - set(fields_)
     if unknown:
         raise BadRequest(f"{op}: unknown argument(s) {', '.join(sorted(unknown))}")

@@ -105,7 +105,10 @@ def _first_of(data: bytes, start: int, a: bytes, b: bytes) -> int:
 # --- the attach relay -------------------------------------------------------------------------------------
 
 _SEQUENCE = re.compile(
-    rb"\x1b[\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\)"  # control string: dropped (OSC 52 clipboard, titles, DCS...)
+    # A control string (OSC 52, titles, DCS...): dropped. It ends at BEL, ST, any other ESC, or the end of the
+    # chunk, since an unterminated one at the end was cut off into `carry` first.
+    rb"\x1b[\]P_^X][^\x07\x1b]*(?:\x07|\x1b\\|(?=\x1b)|\Z)"
+    rb"|\x1b\\"  # a lone ST (its string was in the previous chunk): dropped
     rb"|\x1b\[([0-?]*)([ -/]*)([@-~])"  # CSI: kept unless it is a query
 )
 _INCOMPLETE = re.compile(rb"\x1b(?:[\]P_^X][^\x07\x1b]*|\[[0-?]*[ -/]*)?\Z")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import os
 import shutil
@@ -28,6 +27,7 @@ from agentshell.daemon.ring import Ring
 from agentshell.daemon.state import TabRecord
 
 READ_CHUNK = 64 << 10
+READS_PER_WAKEUP = 16
 EOF_GRACE = 0.5  # after the leader is reaped, how long to wait for the PTY's last output before finishing
 _RESET_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE, signal.SIGQUIT,
                   signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGXFSZ)
@@ -81,19 +81,26 @@ class Tab:
     # --- output ------------------------------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        """Read what the PTY holds now (a few reads of ~4 KiB each, as Linux PTYs hand them out) and capture
+        it in one go; EIO or an empty read is the end of the stream."""
         assert self.master is not None
-        try:
-            data = os.read(self.master, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as e:
-            if e.errno != errno.EIO:
-                pass  # any other read error ends the stream too
-            data = b""
-        if not data:
+        chunks = []
+        eof = False
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data = os.read(self.master, READ_CHUNK)
+            except BlockingIOError:
+                break
+            except OSError:  # EIO: the last slave fd closed (any other error ends the stream too)
+                data = b""
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+        if chunks:
+            self.capture(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if eof:
             self._on_eof()
-            return
-        self.capture(data)
 
     def capture(self, data: bytes) -> None:
         data = self.cap.feed(data)
