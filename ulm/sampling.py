@@ -108,27 +108,43 @@ def filter_logits(logits: torch.Tensor, params: BatchParams) -> torch.Tensor:
     temp = torch.where(params.temperature > 0, params.temperature, torch.ones_like(params.temperature))
     logits = logits / temp.unsqueeze(1)  # [B, V]
     vocab = logits.shape[-1]
-    need_sort = bool(((params.top_k > 0) & (params.top_k < vocab)).any() or (params.top_p < 1).any())
-    if need_sort:
-        sorted_logits, _ = torch.sort(logits, dim=-1, descending=True)  # [B, V]
-        # top-k: the k-th largest logit is the threshold (k = 0 means V: no cut).
-        k = torch.where(params.top_k > 0, params.top_k.clamp(max=vocab), torch.full_like(params.top_k, vocab))
-        kth = sorted_logits.gather(1, (k - 1).unsqueeze(1))  # [B, 1]
-        # top-p: keep the smallest prefix whose mass reaches p; the first token is always kept.
-        probs = torch.softmax(sorted_logits, dim=-1)  # [B, V]
-        mass_before = torch.cumsum(probs, dim=-1) - probs  # [B, V]
-        keep = mass_before < params.top_p.unsqueeze(1)  # [B, V], a prefix of each row
-        n_keep = keep.sum(dim=-1, keepdim=True).clamp(min=1)  # [B, 1]
-        # rows with top_p = 1 keep everything (cumsum rounding must not cut their tail)
-        n_keep = torch.where(params.top_p.unsqueeze(1) < 1, n_keep, torch.full_like(n_keep, vocab))
-        pth = sorted_logits.gather(1, n_keep - 1)  # [B, 1]
-        threshold = torch.maximum(kth, pth)
+    use_k = (params.top_k > 0) & (params.top_k < vocab)  # bool [B]
+    use_p = params.top_p < 1  # bool [B]
+    if bool(use_k.any() or use_p.any()):
+        threshold = _top_k_p_threshold(logits, params, use_k, use_p)  # [B, 1]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if bool((params.min_p > 0).any()):
         probs = torch.softmax(logits, dim=-1)  # [B, V]
         floor = params.min_p.unsqueeze(1) * probs.amax(dim=-1, keepdim=True)  # [B, 1]
         logits = logits.masked_fill(probs < floor, float("-inf"))
     return logits
+
+
+def _top_k_p_threshold(logits: torch.Tensor, params: BatchParams, use_k: torch.Tensor,
+                       use_p: torch.Tensor) -> torch.Tensor:
+    """The smallest logit each row keeps under top-k and top-p: [B, 1] (-inf where neither applies).
+
+    Exact without sorting the vocabulary in the usual case: the top-p cut is searched among the n largest
+    logits (n = 64, growing ×16 until every top-p row's kept mass is decided within them, at worst V).
+    """
+    vocab = logits.shape[-1]
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)  # [B, 1], the softmax normaliser over all of V
+    n = min(vocab, max(64, int(params.top_k.masked_fill(~use_k, 0).max())))
+    while True:
+        top, _ = torch.topk(logits, n, dim=-1)  # [B, n], descending
+        probs = torch.exp(top - lse)  # [B, n]
+        mass_before = torch.cumsum(probs, dim=-1) - probs  # [B, n]
+        keep = mass_before < params.top_p.unsqueeze(1)  # [B, n], a prefix of each row
+        n_keep = keep.sum(dim=-1, keepdim=True)  # [B, 1]
+        undecided = use_p & (n_keep.squeeze(1) == n)  # the cut may lie beyond the n candidates
+        if n == vocab or not bool(undecided.any()):
+            break
+        n = vocab if n * 16 > vocab // 4 else n * 16  # past a quarter of V, a full sort is as cheap
+    neg_inf = torch.full_like(lse, float("-inf"))
+    k = params.top_k.clamp(min=1, max=n).unsqueeze(1)  # [B, 1]
+    kth = torch.where(use_k.unsqueeze(1), top.gather(1, k - 1), neg_inf)  # [B, 1]
+    pth = torch.where(use_p.unsqueeze(1), top.gather(1, n_keep.clamp(min=1) - 1), neg_inf)  # [B, 1]
+    return torch.maximum(kth, pth)
 
 
 def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
@@ -172,6 +188,10 @@ class BatchSampler:
         self.generators[row] = make_generator(params.seed, self.device)
         self._uses_penalties[row] = (params.repetition_penalty != 1 or params.presence_penalty != 0
                                      or params.frequency_penalty != 0)
+
+    def uses_penalties(self, row: int) -> bool:
+        """Whether the row's params penalise repeated tokens (so `sample` needs its counts)."""
+        return self._uses_penalties[row]
 
     def observe(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
         """Count the tokens just generated: rows, tokens long [b]."""

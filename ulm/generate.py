@@ -1,0 +1,309 @@
+"""Generation: a `Generator` owns a model and its KV cache and turns prompts (token ids) into streamed text.
+
+    gen = Generator(model, tokenizer, max_batch=2)
+    for event in gen.stream([Request(ids_a, SamplingParams(temperature=0), max_tokens=64),
+                             Request(ids_b, SamplingParams(seed=1), stop=("\\n\\n",))]):
+        event.index, event.text, event.token_id        # one generated token of prompt `index` (text may be "")
+        event.finish_reason, event.usage, event.timings  # set on the last event of each prompt
+
+- Prefill, then decode: each prompt is prefilled into its own cache row (row i for prompt i); then all
+  unfinished rows decode together, one token per step, logits for the last position only.
+- Prefix reuse: the generator remembers which tokens each cache row holds. A prompt that extends them only
+  prefills the new tokens (`usage.cached_tokens` says how many were reused); on divergence the row is
+  truncated to the common prefix. A chat turn therefore prefills only the new user message.
+- Stops: stop token ids (EOS and end-of-turn by default) end with "stop" and are not part of the text; stop
+  strings are matched across tokens and never emitted (`ulm.stops`); `max_tokens`, or a full context,
+  ends with "length". Text is detokenized incrementally (`ulm.detok`): never half a character.
+- Context policy: a prompt of `max_len` tokens or more raises ContextLengthError before any work; a
+  generation that fills the context ends with "length".
+- Sampling per row (`ulm.sampling.BatchSampler`): a seeded row draws from its own generator, so batched
+  generation equals one-by-one generation for greedy and for seeded sampling.
+- `reference_greedy(model, ids, n)` is the naive uncached loop: the oracle the cached path is tested against.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ulm.detok import IncrementalDetokenizer
+from ulm.errors import ContextLengthError, EmptyPromptError
+from ulm.kv_cache import KVCache
+from ulm.model import Transformer
+from ulm.sampling import BatchParams, BatchSampler, SamplingParams, sample
+from ulm.stops import FinishReason, StopCriteria, StopStrings
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to complete and how."""
+
+    ids: Sequence[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int = 256
+    stop: Sequence[str] = ()  # stop strings
+    stop_token_ids: Sequence[int] | None = None  # None = the generator's defaults (EOS, end of turn)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one completion (completion_tokens includes a stop token that ended it)."""
+
+    prompt_tokens: int
+    cached_tokens: int  # prompt tokens whose K/V were reused from the cache (not prefilled)
+    completion_tokens: int
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return self.prompt_tokens - self.cached_tokens
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where the time of one call went (shared by the prompts of a batch)."""
+
+    prefill_ms: float
+    decode_ms: float
+    decode_steps: int  # forward passes after the prefill
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.decode_steps / (self.decode_ms / 1000) if self.decode_ms > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of one prompt's stream: a token and its text, or (last) the finish."""
+
+    index: int  # which request of the call
+    text: str  # text that is now certain ("" when held back)
+    token_id: int | None  # None on a finish event that carries only held-back text
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished generation: what `Generator.generate` returns per request."""
+
+    text: str
+    token_ids: list[int]  # generated tokens (a stop token excluded)
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+
+
+@dataclass
+class _Seq:
+    """Mutable state of one sequence during a call."""
+
+    index: int
+    row: int
+    request: Request
+    criteria: StopCriteria
+    detok: IncrementalDetokenizer
+    stops: StopStrings
+    cached: int
+    generated: list[int] = field(default_factory=list)
+    finished: bool = False
+
+
+class Generator:
+    """Prefill/decode over a model and a KV cache of `max_batch` rows × `max_len` positions."""
+
+    def __init__(self, model: Transformer, tokenizer: Any, max_batch: int = 1, max_len: int | None = None,
+                 stop_token_ids: Sequence[int] = (), skip_special_tokens: bool = True) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = model.config
+        self.max_batch = max_batch
+        self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
+        self.stop_token_ids = tuple(stop_token_ids) or tuple(self.config.eos_token_ids)
+        self.skip_special_tokens = skip_special_tokens
+        param = model.embed.weight
+        self.device = param.device
+        self._cache_dtype = param.dtype if param.dtype.is_floating_point else torch.float32
+        self._cache: KVCache | None = None
+        self._row_tokens: list[list[int]] = [[] for _ in range(max_batch)]  # what each cache row holds
+        self.sampler = BatchSampler(max_batch, self.config.vocab_size, self.device)
+
+    @property
+    def cache(self) -> KVCache:
+        """The KV cache, allocated on first use (its zero pages are only touched when written)."""
+        if self._cache is None:
+            self._cache = KVCache(self.config, self.max_batch, self.max_len, self._cache_dtype, self.device)
+        return self._cache
+
+    def reset(self) -> None:
+        """Forget every cached prefix."""
+        self._row_tokens = [[] for _ in range(self.max_batch)]
+        if self._cache is not None:
+            self._cache.reset()
+
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Run `requests` to completion; one Completion per request, in order."""
+        texts: list[list[str]] = [[] for _ in requests]
+        tokens: list[list[int]] = [[] for _ in requests]
+        done: list[Completion | None] = [None] * len(requests)
+        for ev in self.stream(requests):
+            texts[ev.index].append(ev.text)
+            if ev.token_id is not None:
+                tokens[ev.index].append(ev.token_id)
+            if ev.finish_reason is not None:
+                assert ev.usage is not None and ev.timings is not None
+                done[ev.index] = Completion("".join(texts[ev.index]), tokens[ev.index], ev.finish_reason,
+                                            ev.usage, ev.timings)
+        return [c for c in done if c is not None]
+
+    def stream(self, requests: Sequence[Request]) -> Iterator[Event]:
+        """Events of all requests as they are generated (validated before any work is done)."""
+        if not requests:
+            return iter(())
+        if len(requests) > self.max_batch:
+            raise ValueError(f"{len(requests)} prompts, but this generator has {self.max_batch} cache rows")
+        for req in requests:
+            if len(req.ids) == 0:
+                raise EmptyPromptError("the prompt has no tokens")
+            if len(req.ids) >= self.max_len:
+                raise ContextLengthError(len(req.ids), self.max_len)
+            req.sampling.validate()
+            if req.max_tokens < 1:
+                raise ValueError(f"max_tokens must be >= 1, got {req.max_tokens}")
+            bad = [t for t in req.ids if not 0 <= t < self.config.vocab_size]
+            if bad:
+                raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.config.vocab_size - 1})")
+        return self._run(requests)
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def _run(self, requests: Sequence[Request]) -> Iterator[Event]:
+        seqs = [self._start(i, req) for i, req in enumerate(requests)]
+        t0 = time.perf_counter()
+        first_logits = [self._prefill(seq) for seq in seqs]  # each [1, V]
+        logits = torch.cat(first_logits)  # [B, V]
+        prefill_ms = (time.perf_counter() - t0) * 1000
+        decode_ms, steps = 0.0, 0
+        active = seqs
+        rows = torch.tensor([s.row for s in active], device=self.device)  # [b]
+        params = self.sampler.params.select(rows)
+        step_ids = torch.empty(len(active), 1, dtype=torch.long, device=self.device)  # [b, 1]
+        while True:
+            next_tokens = self._sample(logits, rows, params, active)  # [b]
+            token_list = next_tokens.tolist()
+            self.sampler.observe(rows, next_tokens)
+            finished_now = False
+            for seq, token in zip(active, token_list, strict=True):
+                yield from self._emit(seq, token, prefill_ms, decode_ms, steps)
+                finished_now |= seq.finished
+            if finished_now:
+                keep = [i for i, s in enumerate(active) if not s.finished]
+                if not keep:
+                    return
+                active = [active[i] for i in keep]
+                keep_t = torch.tensor(keep, device=self.device)
+                next_tokens = next_tokens.index_select(0, keep_t)
+                rows = rows.index_select(0, keep_t)
+                params = params.select(keep_t)
+                step_ids = step_ids[: len(active)]
+            t1 = time.perf_counter()
+            step_ids.copy_(next_tokens.unsqueeze(1))
+            cache = self.cache
+            start = cache.lengths.index_select(0, rows)  # [b]
+            logits = self.model(step_ids, cache=cache, start=start, rows=rows, last_only=True)[:, -1]  # [b, V]
+            cache.advance(rows, 1)
+            for seq, token in zip(active, next_tokens.tolist(), strict=True):
+                self._row_tokens[seq.row].append(token)
+            decode_ms += (time.perf_counter() - t1) * 1000
+            steps += 1
+
+    def _start(self, index: int, req: Request) -> _Seq:
+        """Set up row `index` for `req`: reuse the cached prefix, truncate the rest, seed its sampler."""
+        row = index
+        cache = self.cache
+        held = self._row_tokens[row][: int(cache.lengths[row])]
+        common = _common_prefix(held, req.ids)
+        common = min(common, len(req.ids) - 1)  # the last prompt token is always run, for its logits
+        cache.truncate(row, common)
+        self._row_tokens[row] = list(req.ids[:common])
+        self.sampler.set_row(row, req.sampling)
+        stop_ids = self.stop_token_ids if req.stop_token_ids is None else tuple(req.stop_token_ids)
+        return _Seq(index, row, req, StopCriteria.make(stop_ids, req.max_tokens),
+                    IncrementalDetokenizer(self.tokenizer, self.skip_special_tokens), StopStrings(req.stop), common)
+
+    def _prefill(self, seq: _Seq) -> torch.Tensor:
+        """Run the prompt's uncached tokens into the seq's row; logits of its last token [1, V]."""
+        cache = self.cache
+        new = list(seq.request.ids[seq.cached:])
+        ids = torch.tensor([new], dtype=torch.long, device=self.device)  # [1, T]
+        rows = torch.tensor([seq.row], device=self.device)
+        logits = self.model(ids, cache=cache, start=seq.cached, rows=rows, last_only=True)[:, -1]  # [1, V]
+        cache.advance(seq.row, len(new))
+        self._row_tokens[seq.row].extend(new)
+        return logits
+
+    def _sample(self, logits: torch.Tensor, rows: torch.Tensor, params: BatchParams,
+                active: list[_Seq]) -> torch.Tensor:
+        """Next token of each active row: logits [b, V] → long [b]."""
+        row_list = [s.row for s in active]
+        penalised = any(self.sampler.uses_penalties(r) for r in row_list)
+        if not penalised and all(s.request.sampling.greedy for s in active):
+            return logits.argmax(dim=-1)
+        counts = self.sampler.counts.index_select(0, rows) if penalised else None
+        return sample(logits, params, counts, [self.sampler.generators[r] for r in row_list])
+
+    def _emit(self, seq: _Seq, token: int, prefill_ms: float, decode_ms: float, steps: int) -> Iterator[Event]:
+        """Apply the stop rules to `token` of `seq` and yield its event(s)."""
+        seq.generated.append(token)
+        reason = seq.criteria.check(token, len(seq.generated))
+        if reason == "stop" and token in seq.criteria.stop_token_ids:
+            text = seq.stops.feed(seq.detok.flush())[0] + seq.stops.flush()
+            yield self._finish(seq, text, None, "stop", prefill_ms, decode_ms, steps)
+            return
+        emit, stopped = seq.stops.feed(seq.detok.add(token))
+        if stopped:
+            yield self._finish(seq, emit, token, "stop", prefill_ms, decode_ms, steps)
+            return
+        # The next step would write at position lengths[row]: a full row cannot take another token.
+        if reason is None and len(self._row_tokens[seq.row]) >= self.max_len:
+            reason = "length"
+        if reason is not None:
+            tail, stopped = seq.stops.feed(seq.detok.flush())
+            text = emit + tail + ("" if stopped else seq.stops.flush())
+            yield self._finish(seq, text, token, "stop" if stopped else reason, prefill_ms, decode_ms, steps)
+            return
+        yield Event(seq.index, emit, token)
+
+    def _finish(self, seq: _Seq, text: str, token: int | None, reason: FinishReason, prefill_ms: float,
+                decode_ms: float, steps: int) -> Event:
+        seq.finished = True
+        usage = Usage(len(seq.request.ids), seq.cached, len(seq.generated))
+        return Event(seq.index, text, token, reason, usage, Timings(prefill_ms, decode_ms, steps))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@torch.inference_mode()
+def reference_greedy(model: Transformer, ids: Sequence[int], n: int, stop_token_ids: Sequence[int] = ()) -> list[int]:
+    """The naive uncached greedy loop (the whole sequence re-run every step): the oracle for tests."""
+    seq = list(ids)
+    out: list[int] = []
+    for _ in range(n):
+        logits = model(torch.tensor([seq], dtype=torch.long, device=model.embed.weight.device))  # [1, T, V]
+        token = int(logits[0, -1].argmax())
+        out.append(token)
+        if token in stop_token_ids:
+            break
+        seq.append(token)
+    return out
