@@ -35,7 +35,10 @@ class Transformer(nn.Module):
         super().__init__()
         assert config.head_dim is not None
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.dim)
+        # Given weights skip nn.Embedding's own init, whose normal_ takes seconds on the meta device.
+        self.embed = nn.Embedding(config.vocab_size, config.dim, _weight=torch.empty(config.vocab_size, config.dim))
+        if not self.embed.weight.is_meta:
+            nn.init.normal_(self.embed.weight)
         self.layers = nn.ModuleList(Block(config, i) for i in range(config.n_layers))
         self.norm = build_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
@@ -132,9 +135,51 @@ def canonical_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+_GROUPS = (("attn.wqkv", ("attn.wq", "attn.wk", "attn.wv")), ("mlp.w_gate_up", ("mlp.w_gate", "mlp.w_up")))
+
+
+def _fusable(config: ModelConfig, names: Mapping[str, object]) -> list[tuple[str, list[str]]]:
+    """(fused name, canonical names stacked into it) for every group present in `names`."""
+    groups = []
+    for i in range(config.n_layers):
+        for fused, parts in _GROUPS:
+            for kind in ("weight", "bias"):
+                members = [f"layers.{i}.{p}.{kind}" for p in parts]
+                if all(m in names for m in members):
+                    groups.append((f"layers.{i}.{fused}.{kind}", members))
+    return groups
+
+
+def fused_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the fused layout (`fuse_state_dict`): q/k/v and gate/up stacked by rows."""
+    shapes = canonical_shapes(config)
+    for fused, members in _fusable(config, shapes):
+        parts = [shapes.pop(m) for m in members]
+        shapes[fused] = (sum(p[0] for p in parts), *parts[0][1:])
+    return shapes
+
+
+def fuse_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor],
+                    dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Canonical names → the model's fused layout (attn.wqkv, mlp.w_gate_up), floats cast to `dtype` if given.
+
+    Storing this layout (the model cache does) lets `build_model` use mmap'd weights without any copy.
+    """
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+    out = dict(state_dict)
+    for fused, members in _fusable(config, state_dict):
+        out[fused] = torch.cat([cast(out.pop(m)) for m in members])  # [sum of rows, ...]
+    if config.tie_embeddings:
+        out.pop("lm_head.weight", None)
+    return {k: cast(v) for k, v in out.items()}
+
+
 def check_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """ModelLoadError naming the missing, unexpected or mis-shaped tensors, if any."""
-    expected = canonical_shapes(config)
+    """ModelLoadError naming the missing, unexpected or mis-shaped tensors, if any (either layout)."""
+    fused = any(".wqkv." in n or ".w_gate_up." in n for n in state_dict)
+    expected = fused_shapes(config) if fused else canonical_shapes(config)
     if config.tie_embeddings:
         state_dict = {k: v for k, v in state_dict.items() if k != "lm_head.weight"}  # a copy of embed is fine
     problems = []

@@ -85,10 +85,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", sin, persistent=False)  # [max_len, hd]
 
     def _tables(self, dtype: torch.dtype, device: torch.device | str | None) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq, scale = inv_freq_and_scale(self.head_dim, self.theta, self.scaling)  # [hd/2]
-        pos = torch.arange(self.max_len, dtype=torch.float32)  # [L]
-        freqs = torch.outer(pos, inv_freq)  # [L, hd/2]
-        emb = torch.cat((freqs, freqs), dim=-1)  # [L, hd]
+        with torch.device("cpu"):  # real numbers even while a model is built on the meta device
+            inv_freq, scale = inv_freq_and_scale(self.head_dim, self.theta, self.scaling)  # [hd/2]
+            pos = torch.arange(self.max_len, dtype=torch.float32)  # [L]
+            freqs = torch.outer(pos, inv_freq)  # [L, hd/2]
+            emb = torch.cat((freqs, freqs), dim=-1)  # [L, hd]
         return (emb.cos() * scale).to(dtype=dtype, device=device), (emb.sin() * scale).to(dtype=dtype, device=device)
 
     def rebuild(self, dtype: torch.dtype, device: torch.device | str) -> None:
