@@ -70,7 +70,7 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
     if not parsed.proposals and not parsed.errors:
         return result
     if interactive is None:
-        interactive = sys.stdin.isatty() and sys.stdout.isatty()
+        interactive = _can_ask()
     say = (lambda _text: None) if quiet else out.info
     result.errors = [f"malformed edit at answer {e}" for e in parsed.errors]
     edits = [p for p in parsed.proposals if p.kind != "run"]
@@ -80,18 +80,19 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
         plan = plan_batch(edits, root)
         result.diff = "".join(c.diff for c in plan.changes)
         result.errors += list(plan.errors)
-        if not quiet:
+        if not quiet and (yes or not interactive or plan.errors):
             _show_diff(out, result.diff)
-            for c in plan.changes:
-                say(f"{c.path}: {c.summary}")
-            for w in plan.warnings:
-                out.info(f"warning: {w}", style="bold yellow")
+            if yes or not interactive:
+                for c in plan.changes:
+                    say(f"{c.path}: {c.summary}")
+                for w in plan.warnings:
+                    out.info(f"warning: {w}", style="bold yellow")
         if result.errors:
             for e in result.errors:
                 out.error(e)
             result.exit_code = EXIT_EDITS_FAILED
         elif yes or interactive:
-            confirm = accept_unwarned if yes else _interactive_confirm()
+            confirm = accept_unwarned if yes else _interactive_confirm(out, root)
             applied = apply_batch(edits, root, journal=journal, confirm=confirm)
             result.applied = applied.status == "applied"
             result.written = list(applied.written)
@@ -116,10 +117,24 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
     return result
 
 
-def _interactive_confirm() -> Any:
-    from cb.confirm import interactive_confirm
+def _can_ask() -> bool:
+    """Whether a person can be asked: stdout is a terminal, and so is stdin or the controlling tty."""
+    if not sys.stdout.isatty():
+        return False
+    if sys.stdin.isatty():
+        return True
+    try:
+        with open("/dev/tty", "r+"):
+            return True
+    except OSError:
+        return False
 
-    return interactive_confirm
+
+def _interactive_confirm(out: Out, root: Path) -> Any:
+    """cb.confirm's per-file yes/no/all/edit/quit, asking on the terminal."""
+    from cb.confirm import Confirmer, open_terminal
+
+    return Confirmer(out.console, open_terminal(), root)
 
 
 def _handle_runs(proposals: Any, out: Out, *, interactive: bool, quiet: bool) -> None:
@@ -134,8 +149,17 @@ def _handle_runs(proposals: Any, out: Out, *, interactive: bool, quiet: bool) ->
             if not quiet:
                 out.info(f"proposed command (not run): [{tab}] {shown}")
             continue
-        answer = input(f"run in tab {tab!r}: {shown}  [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
+        from cb.confirm import open_terminal
+
+        terminal = open_terminal()
+        try:
+            answer = terminal.ask(f"run in tab {sanitize(tab)!r}: {shown}  [y/N] ") if terminal else None
+        except KeyboardInterrupt:
+            answer = None
+        finally:
+            if terminal:
+                terminal.close()
+        if (answer or "").strip().lower() not in ("y", "yes"):
             out.info("not run")
             continue
         from agentshell.client import Client

@@ -166,15 +166,16 @@ class MarkdownStream(AnswerStream):
         return console.render_lines(md, console.options, pad=False)
 
     def _show(self, final: bool) -> None:
-        from rich.console import Group
-        from rich.segment import Segments
+        from rich.segment import Segment, Segments
 
         lines = self._lines()
         settled = len(lines) if final else max(len(lines) - LIVE_LINES, self.printed)
-        for line in lines[self.printed:settled]:
-            self.live.console.print(Segments(line))
+        if settled > self.printed:
+            self.live.console.print(Segments([s for line in lines[self.printed:settled] for s in (*line,
+                                                                                                 Segment.line())]))
         self.printed = max(settled, self.printed)
-        self.live.update(Group(*(Segments(line) for line in lines[self.printed:])), refresh=True)
+        live = [s for line in lines[self.printed:] for s in (*line, Segment.line())][:-1]
+        self.live.update(Segments(live), refresh=True)
 
     def write(self, piece: str) -> None:
         self.text += self.sanitizer.feed(piece)

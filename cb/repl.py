@@ -3,7 +3,7 @@
 Keys: Enter sends; Alt-Enter (Esc Enter) inserts a newline; Ctrl-X Ctrl-E edits the input in $EDITOR;
 Ctrl-C clears the input, or cancels the answer being generated (the session stays); Ctrl-D quits.
 After each answer one dim line gives tokens in/out, cached tokens, time to first token and tokens/s; the
-bottom toolbar is the context meter (prompt tokens of the last turn against the server's context length).
+right-hand prompt is the context meter (prompt tokens of the last turn against the server's context length).
 """
 
 from __future__ import annotations
@@ -101,21 +101,24 @@ class Repl:
     def session(self) -> sessions.Session:
         return self.chat.session
 
-    def toolbar(self) -> str:
-        last = self.chat.last
+    def meter(self) -> Any:
+        """The right-hand prompt: open files and the context meter (last turn's prompt tokens / context)."""
+        from prompt_toolkit.formatted_text import FormattedText
+
         files = len(self.session.files)
-        meter = ""
+        text = f"{files} file{'s' * (files != 1)}"
+        last = self.chat.last
         if last and last.context_length:
             used = last.prompt_tokens / last.context_length
-            filled = round(used * 10)
-            meter = f" · context [{'█' * filled}{'·' * (10 - filled)}] {last.prompt_tokens}/{last.context_length}"
-        return f" {self.chat.settings.model} · {files} open file{'s' * (files != 1)}{meter} · /help"
+            filled = min(8, round(used * 8))
+            text += f" · ctx {'▮' * filled}{'▯' * (8 - filled)} {last.prompt_tokens}/{last.context_length}"
+        return FormattedText([("fg:ansibrightblack", text)])
 
     def run(self) -> None:
         paths.ensure_dir(paths.history_file().parent)
         self.prompt = PromptSession(history=FileHistory(str(paths.history_file())), completer=SlashCompleter(
             self.chat), complete_while_typing=False, enable_open_in_editor=True, key_bindings=_keys(),
-            bottom_toolbar=self.toolbar, multiline=False)
+            rprompt=self.meter, multiline=False)
         n = len(self.session.messages())
         self.out.info(f"cb chat · session {self.session.id}" + (f" ({n} messages)" if n else "") +
                       " · /help for commands, Ctrl-D to quit")

@@ -1,0 +1,111 @@
+"""The chat REPL in a real PTY (pexpect): answers stream, Ctrl-C cancels an answer and keeps the session,
+slash commands with completion, history persists, Ctrl-D exits. Against the scripted server here (for a
+stream slow enough to interrupt on cue); test_against_ulm_serve.py drives it against the real `ulm serve`.
+
+Run: .venv/bin/python -m pytest tests/cb/test_repl.py -q
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from cb import paths, session
+from tests.cb.scripted_server import Reply, ScriptedServer
+
+CB = str(Path(sys.executable).parent / "cb")
+
+
+def spawn_repl(base_url: str, cwd: Path, **env: str) -> pexpect.spawn:
+    """`cb` with no arguments on a PTY (terminal position reports off: pexpect does not answer them)."""
+    full = {**os.environ, "CB_BASE_URL": base_url, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
+            "EDITOR": "true", **env}
+    child = pexpect.spawn(CB, [], env=full, cwd=str(cwd), dimensions=(40, 120), timeout=30, encoding="utf-8")
+    child.expect("Ctrl-D to quit")
+    child.expect("›")
+    return child
+
+
+def quit_repl(child: pexpect.spawn) -> int:
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    return int(child.exitstatus)
+
+
+@pytest.mark.integration
+def test_chat_turns_cancel_and_exit(scripted: ScriptedServer, project: Path) -> None:
+    scripted.enqueue(Reply(["Hello ", "there."]), Reply([f"tok{i} " for i in range(400)], delay=0.03),
+                     Reply(["second answer"]))
+    child = spawn_repl(scripted.base_url, project)
+    child.send("hello\r")
+    child.expect("there")
+    child.expect(r"10 in · 2 out · 4 cached · TTFT \d+ ms")
+    child.expect("›")
+    child.send("tell me a long story\r")
+    child.expect("tok3 ")
+    child.sendintr()
+    child.expect(r"\[answer cancelled\]")
+    child.expect("›")
+    child.send("and again\r")
+    child.expect("second answer")
+    child.expect("›")
+    assert quit_repl(child) == 0
+    # the cancelled turn is not in the conversation; the others are, in order
+    contents = [m["content"] for m in session.current(project).messages()]
+    assert contents == ["hello", "Hello there.", "and again", "second answer"]
+    # the server saw the history of the kept turns only
+    assert [m["content"] for m in scripted.requests[2]["body"]["messages"][1:]] == \
+        ["hello", "Hello there.", "and again"]
+    assert scripted.disconnects == 1  # Ctrl-C closed the stream
+    assert "hello" in paths.history_file().read_text()
+
+
+@pytest.mark.integration
+def test_slash_commands_and_completion(scripted: ScriptedServer, project: Path) -> None:
+    (project / "lib.py").write_text("y = 2\n")
+    child = spawn_repl(scripted.base_url, project)
+    child.send("/op\t")  # completes to /open
+    child.send(" app.py lib.py\r")
+    child.expect("opened app.py")
+    child.expect("opened lib.py")
+    child.expect("›")
+    child.send("/files\r")
+    child.expect("app.py\r\nlib.py")
+    child.send("/close lib.py\r")
+    child.expect("closed lib.py")
+    child.send("/nope\r")
+    child.expect("unknown command /nope")
+    child.send("/help\r")
+    child.expect("/session")
+    child.send("/model\r")
+    child.expect(r"model smollm2-135m \(default\)")
+    child.send("question\r")
+    child.expect("ok")
+    child.expect("›")
+    child.send("/session new side\r")
+    child.expect("new session")
+    child.send("/clear\r")
+    child.expect("conversation cleared")
+    child.sendintr()  # Ctrl-C at the prompt clears the line and keeps going
+    child.send("/exit\r")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert '<file path="app.py"' in scripted.requests[0]["body"]["messages"][0]["content"]
+    assert "lib.py" not in scripted.requests[0]["body"]["messages"][0]["content"]
+    assert len(session.list_all(project)) == 2
+
+
+@pytest.mark.integration
+def test_repl_needs_a_terminal(project: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cb.cli import app
+
+    result = CliRunner().invoke(app, ["chat"])
+    assert result.exit_code == 2 and "needs a terminal" in result.stderr
