@@ -28,11 +28,13 @@ class RotatingLog:
         return self._file
 
     def write(self, data: bytes) -> None:
+        """Append; a file that reached the cap is rotated first, so the newest file always exists."""
         f = self._open()
-        f.write(data)
-        self._size += len(data)
         if self._size >= self.max_bytes:
             self.rotate()
+            f = self._open()
+        f.write(data)
+        self._size += len(data)
 
     def rotate(self) -> None:
         self.close()
