@@ -44,50 +44,64 @@ class Backend(Protocol):
 
 
 class UlmBackend:
-    """µLM's Transformer and tokenizer behind the Backend seam."""
+    """µLM's Transformer, KV cache and tokenizer behind the Backend seam."""
 
-    def __init__(self, model: Any, model_id: str) -> None:
-        self._model = model  # what ulm.load returns
-        self._net = model.net if hasattr(model, "net") else model.model  # the Transformer module
-        self._tok = model.tokenizer
-        self._cache: Any = None
-        config = model.config
+    def __init__(self, net: Any, tokenizer: Any, model_id: str, cache_dtype: torch.dtype | None = None) -> None:
+        from ulm.tokenizer import stop_token_ids
+
+        self._net = net  # ulm.model.Transformer (possibly with quantized linears)
+        self.tokenizer = tokenizer
+        self.config = net.config
         self.model_id = model_id
-        self.max_seq_len = int(config.max_seq_len)
-        self.vocab_size = int(config.vocab_size)
-        self.eos_ids = frozenset(self._tok.eos_ids if hasattr(self._tok, "eos_ids") else config.eos_token_ids)
+        self.max_seq_len = int(self.config.max_seq_len)
+        self.vocab_size = int(self.config.vocab_size)
+        self.eos_ids = frozenset(stop_token_ids(tokenizer, self.config.eos_token_ids))
+        param = net.embed.weight
+        self._device = param.device
+        self._cache_dtype = cache_dtype or (param.dtype if param.dtype.is_floating_point else torch.float32)
+        self._cache: Any = None
 
     @classmethod
-    def load(cls, ref: str | None, model_id: str | None = None, **load_kwargs: Any) -> UlmBackend:
-        import ulm
+    def load(cls, ref: str | None, mode: str = "exact") -> UlmBackend:
+        """Load a model by short name, .gguf path or HF dir. mode "exact" = fp32 weights; "fast" = the
+        int4/bf16 CPU mode (`ulm.fast.make_fast`)."""
+        from ulm.loading import load_checkpoint
+        from ulm.model import build_model
         from ulm.registry import resolve
+        from ulm.tokenizer import load_tokenizer
 
         source = resolve(ref)
-        return cls(ulm.load(str(source.path) if ref is None else ref, **load_kwargs), model_id or source.name)
+        config, state = load_checkpoint(source, torch.float32)
+        net = build_model(config, state, torch.float32, "cpu")
+        if mode == "fast":
+            from ulm.fast import make_fast
+
+            net = make_fast(net)
+        elif mode != "exact":
+            raise ValueError(f"unknown mode '{mode}' (exact or fast)")
+        return cls(net, load_tokenizer(source), source.name)
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
-        return list(self._tok.encode(text, add_special=add_special))
+        return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        return list(self._tok.chat_ids(list(messages)))
+        from ulm.tokenizer import encode_chat
+
+        return encode_chat(self.tokenizer, list(messages))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(self._tok.decode(list(ids)))
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))
 
     def allocate(self, rows: int, n_ctx: int) -> None:
         from ulm.kv_cache import KVCache
 
-        param = next(self._net.parameters())
-        dtype = getattr(self._model, "cache_dtype", None) or (
-            param.dtype if param.dtype.is_floating_point else torch.bfloat16
-        )
-        self._cache = KVCache(self._model.config, rows, n_ctx, dtype, param.device)
+        self._cache = KVCache(self.config, rows, n_ctx, self._cache_dtype, self._device)
 
     @torch.inference_mode()
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
-        x = torch.tensor([list(r) for r in ids], dtype=torch.long)  # [B, T]
-        row_t = torch.tensor(list(rows), dtype=torch.long)  # [B]
-        start_t = torch.tensor(list(start), dtype=torch.long)  # [B]
+        x = torch.tensor([list(r) for r in ids], dtype=torch.long, device=self._device)  # [B, T]
+        row_t = torch.tensor(list(rows), dtype=torch.long, device=self._device)  # [B]
+        start_t = torch.tensor(list(start), dtype=torch.long, device=self._device)  # [B]
         logits = self._net(x, cache=self._cache, start=start_t, rows=row_t, last_only=True)  # [B, 1, V]
         self._cache.lengths[row_t] = start_t + x.shape[1]
         return logits[:, -1, :]

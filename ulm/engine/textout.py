@@ -18,7 +18,7 @@ class TextOutput:
     """Detokenizer + stop matcher for one request."""
 
     def __init__(self, tokenizer: Any, stops: Sequence[str]) -> None:
-        self._detok = IncrementalDetokenizer(tokenizer)
+        self._detok = IncrementalDetokenizer(tokenizer, skip_special_tokens=True)
         self._stops = StopStrings(stops)
 
     def push(self, token: int) -> tuple[str, bool]:

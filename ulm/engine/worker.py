@@ -80,14 +80,26 @@ class Engine:
         self._pending: deque[Ticket] = deque()
         self._cond = threading.Condition()
         self._drain_deadline = 0.0
-        self._thread = threading.Thread(target=self._run, name="ulm-engine", daemon=True)
+        self._thread: threading.Thread | None = None  # the worker: started by start(), or whoever calls run()
+        self._exited = threading.Event()
         backend.allocate(parallel, n_ctx)
 
     # -- any thread ---------------------------------------------------------------------------------------
 
     def start(self) -> Engine:
-        self._thread.start()
+        """Run the worker loop in a new thread."""
+        threading.Thread(target=self.run, name="ulm-engine", daemon=True).start()
         return self
+
+    def run(self) -> None:
+        """Run the worker loop in the calling thread until stopped. Running it in the thread that loaded the
+        model keeps torch to one OpenMP thread team (a second team's spinning threads halve decode speed on
+        a small machine)."""
+        self._thread = threading.current_thread()
+        try:
+            self._run()
+        finally:
+            self._exited.set()
 
     def check(self, request: GenRequest) -> None:
         """Raise the error submit would raise for this request's size (callers check before streaming)."""
@@ -142,8 +154,8 @@ class Engine:
         for ticket in dropped:
             n = len(ticket.request.prompt)
             _emit(ticket, Finished(FINISH_LENGTH, n, 0, 0, Timings(0, n, 0.0, 0, 0.0)))
-        if timeout is not None and self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+        if timeout is not None and self._thread is not None and threading.current_thread() is not self._thread:
+            self._exited.wait(timeout)
 
     @property
     def queue_depth(self) -> int:
@@ -155,7 +167,7 @@ class Engine:
 
     @property
     def alive(self) -> bool:
-        return self.state in (RUNNING, DRAINING) and self._thread.is_alive()
+        return self.state in (RUNNING, DRAINING) and not self._exited.is_set()
 
     # -- the worker thread --------------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ def check_settings(s: Settings) -> None:
                              ("--ctx", s.ctx if s.ctx is not None else 2, 2), ("--port", s.port, 0)):
         if value < low:
             raise ServeError(f"{name} must be at least {low}, got {value}")
+    if s.mode not in ("exact", "fast"):
+        raise ServeError(f"--mode must be exact or fast, got '{s.mode}'")
     if s.port > 65535:
         raise ServeError(f"--port must be at most 65535, got {s.port}")
 

@@ -34,7 +34,7 @@ class Settings:
     max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
     queue_size: int | None = None  # waiting requests beyond the slots; None = 4 × parallel
     max_body: int = DEFAULT_MAX_BODY
-    quant: str | None = None  # passed to ulm.load
+    mode: str = "exact"  # "exact" (fp32) or "fast" (int4 weights, bf16)
     prefill_chunk: int = 256
     debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
     debug_fail_at_token: int | None = None  # raise in the engine at a request's k-th token (tests)
@@ -55,11 +55,11 @@ class ServerState:
     def _load_ulm(self) -> Backend:
         from ulm.engine.backend import UlmBackend
 
-        kwargs = {"quant": self.settings.quant} if self.settings.quant else {}
-        return UlmBackend.load(self.settings.model, **kwargs)
+        return UlmBackend.load(self.settings.model, self.settings.mode)
 
-    def load(self) -> None:
-        """Load the model and start the engine (runs in a thread); failures end up in load_error."""
+    def load_and_run(self) -> None:
+        """Load the model, then run the engine's loop in this same thread until it stops (see Engine.run);
+        a load failure ends up in load_error."""
         t0 = time.monotonic()
         try:
             backend = self._load_backend()
@@ -71,7 +71,7 @@ class ServerState:
                             prefill_chunk=s.prefill_chunk, step_delay=s.debug_token_delay,
                             fail_at_token=s.debug_fail_at_token)
             self.backend = backend
-            self.engine = engine.start()
+            self.engine = engine
         except Exception as exc:
             self.load_error = str(exc) or type(exc).__name__
             log.error("model failed to load: %s", self.load_error)
@@ -79,9 +79,10 @@ class ServerState:
             return
         log.info("model %s ready in %.1fs: context %d, %d slots", backend.model_id, time.monotonic() - t0,
                  n_ctx, s.parallel)
+        engine.run()
 
     def load_in_background(self) -> threading.Thread:
-        thread = threading.Thread(target=self.load, name="ulm-load", daemon=True)
+        thread = threading.Thread(target=self.load_and_run, name="ulm-engine", daemon=True)
         thread.start()
         return thread
 
