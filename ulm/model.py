@@ -176,8 +176,9 @@ def fuse_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor],
     return {k: cast(v) for k, v in out.items()}
 
 
-def check_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor]) -> None:
-    """ModelLoadError naming the missing, unexpected or mis-shaped tensors, if any (either layout)."""
+def check_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor], where: object = None) -> None:
+    """ModelLoadError naming the missing, unexpected or mis-shaped tensors, if any (either layout);
+    `where` (e.g. the checkpoint's path) starts the message."""
     fused = any(".wqkv." in n or ".w_gate_up." in n for n in state_dict)
     expected = fused_shapes(config) if fused else canonical_shapes(config)
     if config.tie_embeddings:
@@ -194,7 +195,8 @@ def check_state_dict(config: ModelConfig, state_dict: Mapping[str, torch.Tensor]
     if wrong:
         problems.append(f"shape mismatch: {_few(wrong)}")
     if problems:
-        raise ModelLoadError("weights do not fit the config: " + "; ".join(problems))
+        prefix = f"{where}: " if where is not None else ""
+        raise ModelLoadError(f"{prefix}weights do not fit the config: " + "; ".join(problems))
 
 
 def _few(items: list[str], n: int = 3) -> str:

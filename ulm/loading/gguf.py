@@ -24,6 +24,7 @@ import torch
 
 from ulm.config import ConfigError, ModelConfig, RopeScaling
 from ulm.errors import ModelLoadError, UnsupportedError
+from ulm.model import check_state_dict
 
 ARCHES = ("llama", "qwen2")
 FLOAT_TYPES = ("F32", "F16", "BF16")
@@ -200,6 +201,7 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         if not torch.isfinite(tensor).all():
             raise ModelLoadError(f"{path}: tensor {t.name} holds NaN or infinite values (corrupted file?)")
         state[name] = tensor.contiguous()
+    check_state_dict(config, state, path)
     return config, state
 
 

@@ -20,6 +20,7 @@ import torch
 
 from ulm.config import ConfigError, ModelConfig, RopeScaling
 from ulm.errors import ModelLoadError, UnsupportedError
+from ulm.model import check_state_dict
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 
@@ -174,4 +175,5 @@ def read_hf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
             state[canonical_name(name)] = tensor
     if not config.tie_embeddings and "lm_head.weight" not in state and "embed.weight" in state:
         config = config.with_(tie_embeddings=True)  # checkpoints that drop a tied head without saying so
+    check_state_dict(config, state, path)
     return config, state
