@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import models, serve
+from ulm.commands import chat, generate, info, models, serve
 
 app = typer.Typer(
     name="ulm",
@@ -16,6 +16,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+app.command("generate")(generate.generate)
+app.command("chat")(chat.chat)
+app.command("info")(info.info)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
 

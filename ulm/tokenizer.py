@@ -3,7 +3,7 @@
 - `load_tokenizer(source)` takes a resolved `ModelSource` (see `ulm.registry.resolve`):
   - an HF dir: its own tokenizer files (tokenizer.json, tokenizer_config.json, chat template);
   - a GGUF file: the tokenizer built by transformers from the GGUF's metadata (about 6 s), converted once
-    and cached as HF tokenizer files under `cb.paths.model_cache_dir()/<fingerprint>/tokenizer/`, written
+    and cached as HF tokenizer files under `cb.paths.model_cache_dir()/tokenizers/<fingerprint>/`, written
     atomically (temp dir + rename), so later loads take ~0.2 s.
 - `encode_prompt(tok, text)` encodes raw text the way the tokenizer's config says (BOS when it adds one).
 - `render_chat(tok, messages)` renders messages with the checkpoint's chat template (text, generation
@@ -56,7 +56,7 @@ def tokenizer_cache_dir(gguf_path: Path) -> Path:
     """Where the tokenizer converted from this GGUF file is cached."""
     from cb.paths import model_cache_dir
 
-    return model_cache_dir() / file_fingerprint(gguf_path) / "tokenizer"
+    return model_cache_dir() / "tokenizers" / file_fingerprint(gguf_path)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:

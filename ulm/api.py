@@ -1,0 +1,206 @@
+"""µLM's Python API: load a model, get logits, generate text.
+
+    import ulm
+
+    model = ulm.load()                                   # the embedded SmolLM2-135M-Instruct, exact mode
+    model = ulm.load("path/to/model.gguf", mode="fast")  # any GGUF file or HF dir; bf16 (+ int4) weights
+
+    reply = model.generate([{"role": "user", "content": "Name three colours."}], max_tokens=64, seed=1)
+    reply.text, reply.finish_reason, reply.usage.completion_tokens, reply.timings.decode_tokens_per_s
+
+    print(model.generate("The capital of France is", temperature=0, max_tokens=8).text)  # raw completion
+
+    for event in model.stream("Once upon a time", stop=["\\n\\n"]):
+        print(event.text, end="", flush=True)             # the last event has finish_reason and usage
+
+    logits = model.logits(torch.tensor([[1, 2, 3]]))    # FloatTensor [B, T, vocab], fp32, no KV cache
+    model.config                                         # ulm.config.ModelConfig
+    model.tokenizer                                      # the checkpoint's HF tokenizer (chat template included)
+
+`ref` is a short name (`ulm models` lists them; None = smollm2-135m), a .gguf file or an HF directory
+(config.json + *.safetensors + tokenizer files).
+
+Modes:
+- "exact" (default): fp32 weights (quantised GGUF tensors dequantised): the reference numerics.
+- "fast": bf16 weights, and the int4/int8 kernels of `ulm.fast` where that module is installed; costs a
+  little accuracy for speed (see README).
+`dtype` overrides the mode's dtype; `quant` ("int4" or "int8") quantises the linears whatever the mode.
+
+A prompt is a str (completed as raw text; `chat=True` wraps it as one user message), a list of messages
+(`[{"role": ..., "content": ...}]`, rendered with the checkpoint's chat template), or a list of token ids.
+Sampling keywords: `max_tokens` (256), `temperature` (0.7; 0 = greedy), `top_k` (0 = off), `top_p`
+(0.95), `min_p` (0), `repetition_penalty` (1), `presence_penalty` (0), `frequency_penalty` (0), `seed`,
+`stop` (a string or strings, never part of the text), `stop_token_ids` (default: EOS and end of turn).
+The model keeps the KV cache of its last call: a prompt that extends the previous prompt and reply (a
+chat) only prefills its new tokens (`usage.cached_tokens`).
+
+Errors a user can cause are `ulm.errors.UlmError` subclasses with one-line messages (an unknown model is
+`ulm.registry.ModelNotFoundError`): ModelLoadError, EmptyPromptError, ContextLengthError; bad sampling
+values raise ValueError naming the field.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ulm.config import ModelConfig
+from ulm.errors import EmptyPromptError, ModelLoadError
+from ulm.generate import Completion, Event, Generator, Request
+from ulm.registry import ModelSource, resolve
+from ulm.sampling import SamplingParams
+from ulm.tokenizer import encode_chat, encode_prompt, load_tokenizer, stop_token_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+    from ulm.model import Transformer
+
+MODES = ("exact", "fast")
+_MODE_DTYPE = {"exact": torch.float32, "fast": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+Prompt = str | Sequence[dict[str, Any]] | Sequence[int]
+
+
+class Model:
+    """A loaded checkpoint: its config, tokenizer and module, with a generator that keeps its KV cache."""
+
+    def __init__(self, module: Transformer, tokenizer: PreTrainedTokenizerFast, source: ModelSource, mode: str,
+                 load_s: float, max_len: int | None = None) -> None:
+        self.module = module
+        self.config: ModelConfig = module.config
+        self.tokenizer = tokenizer
+        self.source = source
+        self.mode = mode
+        self.load_s = load_s  # seconds `load` took
+        self.stop_token_ids = stop_token_ids(tokenizer, self.config.eos_token_ids)
+        self._max_len = max_len
+        self._generator: Generator | None = None
+
+    def __repr__(self) -> str:
+        return (f"<ulm.Model {self.source.name} ({self.config.arch}, {self.config.n_params() / 1e6:.0f}M params) "
+                f"mode={self.mode} dtype={str(self.dtype).removeprefix('torch.')} device={self.device}>")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.module.embed.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.module.embed.weight.device
+
+    @property
+    def generator(self) -> Generator:
+        """The generator (and KV cache, allocated on first use) behind `generate` and `stream`."""
+        if self._generator is None:
+            self._generator = Generator(self.module, self.tokenizer, max_batch=1, max_len=self._max_len,
+                                        stop_token_ids=self.stop_token_ids)
+        return self._generator
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> torch.Tensor:
+        """Logits of every position: ids LongTensor [B, T] → FloatTensor [B, T, vocab] (fp32), no KV cache."""
+        ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
+        if ids.dim() != 2:
+            raise ValueError(f"ids must be [batch, tokens], got shape {tuple(ids.shape)}")
+        if ids.shape[1] == 0:
+            raise EmptyPromptError("no tokens to compute logits for")
+        return self.module(ids).float()
+
+    def encode(self, prompt: Prompt, chat: bool = False) -> list[int]:
+        """The token ids a prompt becomes (see the module docstring for the prompt forms)."""
+        if isinstance(prompt, str):
+            if chat:
+                return encode_chat(self.tokenizer, [{"role": "user", "content": _non_empty(prompt)}])
+            return encode_prompt(self.tokenizer, prompt)
+        items = list(prompt)
+        if not items:
+            raise EmptyPromptError("the prompt is empty")
+        if all(isinstance(m, dict) for m in items):
+            return encode_chat(self.tokenizer, items)
+        if all(isinstance(t, int) for t in items):
+            return [int(t) for t in items]
+        raise TypeError("a prompt is a str, a list of {'role', 'content'} messages, or a list of token ids")
+
+    def request(self, prompt: Prompt, *, chat: bool = False, max_tokens: int = 256, temperature: float = 0.7,
+                top_k: int = 0, top_p: float = 0.95, min_p: float = 0.0, repetition_penalty: float = 1.0,
+                presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed: int | None = None,
+                stop: str | Sequence[str] | None = None, stop_token_ids: Sequence[int] | None = None) -> Request:
+        """The generation request `generate` and `stream` run (validated)."""
+        sampling = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+                                  frequency_penalty, seed).validate()
+        stops = [stop] if isinstance(stop, str) else list(stop or ())
+        return Request(self.encode(prompt, chat), sampling, max_tokens, stops, stop_token_ids)
+
+    def stream(self, prompt: Prompt, **options: Any) -> Iterator[Event]:
+        """Generate, yielding `ulm.generate.Event`s as tokens arrive; options as for `request`."""
+        return self.generator.stream([self.request(prompt, **options)])
+
+    def generate(self, prompt: Prompt, **options: Any) -> Completion:
+        """Generate to the end: a `ulm.generate.Completion` (text, token_ids, finish_reason, usage, timings)."""
+        return self.generator.generate([self.request(prompt, **options)])[0]
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise EmptyPromptError("the prompt is empty")
+    return text
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, mode: str) -> torch.dtype:
+    if dtype is None:
+        return _MODE_DTYPE[mode]
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype '{dtype}' (known: {', '.join(_DTYPES)})") from None
+
+
+def load(ref: str | Path | None = None, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None,
+         quant: str | None = None, mode: str = "exact", max_len: int | None = None) -> Model:
+    """Load a model by short name, GGUF path or HF dir (None = the embedded default); see the module docstring.
+
+    max_len bounds the KV cache (default: the model's context length).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode '{mode}' (modes: {', '.join(MODES)})")
+    if quant not in (None, "int4", "int8"):
+        raise ValueError(f"unknown quant '{quant}' (int4 or int8)")
+    start = time.perf_counter()
+    source = resolve(ref)
+    target = _resolve_dtype(dtype, mode)
+    from ulm.loading import load_checkpoint
+    from ulm.model import build_model
+
+    config, state = load_checkpoint(source, target)
+    module = build_model(config, state, target, device)
+    if mode == "fast" or quant is not None:
+        module = _speed_up(module, source, quant, target)
+    tokenizer = load_tokenizer(source)
+    if len(tokenizer) > config.vocab_size:
+        raise ModelLoadError(f"{source.path}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+                             f"is {config.vocab_size}")
+    return Model(module, tokenizer, source, mode, time.perf_counter() - start, max_len)
+
+
+def _speed_up(module: Transformer, source: ModelSource, quant: str | None, dtype: torch.dtype) -> Transformer:
+    """The fast mode's module: `ulm.fast.make_fast` when that module exists, else `quant` linears (if asked)."""
+    try:
+        from ulm.fast import make_fast  # type: ignore[import-not-found]
+    except ImportError:
+        make_fast = None
+    if make_fast is not None and quant in (None, "int4"):
+        return make_fast(module, source=source, dtype=dtype)
+    if quant is not None:
+        from ulm.quant import quantize_model
+
+        quantize_model(module, quant, dtype=dtype)
+    return module
