@@ -29,26 +29,23 @@ PLACEHOLDER = re.compile(
     r"|(code|content|lines) (remains? |stays? |is )?unchanged"
     r"|same as (before|above)"
     r"|(#|//|/\*|<!--|^\s*--)\s*(\.\.\.|…))",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
+
+
+def _stand_ins() -> dict[int, str]:
+    table = {code: chr(0x2400 + code) for code in range(0x20) if code != 0x09}  # ␀..␟ (␛ ESC, ␍ CR); tab kept
+    table[0x7F] = "␡"
+    table.update({code: f"<U+{code:04X}>" for code in (*range(0x80, 0xA0), *_INVISIBLE)})
+    return table
+
+
+_STAND_INS = _stand_ins()
 
 
 def visible(text: str) -> str:
     """`text` with every control, C1, bidi and invisible character replaced by a visible stand-in."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch == "\t":
-            out.append(ch)
-        elif code < 0x20:
-            out.append(chr(0x2400 + code))  # ␀..␟ (␛ for ESC, ␍ for CR)
-        elif code == 0x7F:
-            out.append("␡")
-        elif 0x80 <= code <= 0x9F or code in _INVISIBLE:
-            out.append(f"<U+{code:04X}>")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return text.translate(_STAND_INS)
 
 
 def unified_diff(path: str, old: Sequence[str] | None, new: Sequence[str], context: int = 3) -> str:
@@ -119,9 +116,10 @@ def warnings_for(old_count: int | None, spans: Sequence[tuple[int, int, int]],
         if removed - added > old_count / 2:
             found.append(f"removes {removed - added} of its {old_count} lines")
     for p in proposals:
-        for line in p.content.split("\n"):
-            if PLACEHOLDER.search(line):
-                where = "the new file" if isinstance(p, CreateFile) else f"the edit at line {p.first_line()}"
-                found.append(f"{where} holds placeholder text instead of real lines: {visible(line.strip())[:60]!r}")
-                break
+        if m := PLACEHOLDER.search(p.content):
+            start = p.content.rfind("\n", 0, m.start()) + 1
+            end = p.content.find("\n", m.end())
+            line = p.content[start:end if end >= 0 else len(p.content)]
+            where = "the new file" if isinstance(p, CreateFile) else f"the edit at line {p.first_line()}"
+            found.append(f"{where} holds placeholder text instead of real lines: {visible(line.strip())[:60]!r}")
     return tuple(found)
