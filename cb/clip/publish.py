@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from cb.clip import message, sequence
@@ -97,8 +98,9 @@ def explain_redis_error(exc: Exception, cfg: ClipConfig) -> ClipError:
 class Publisher:
     """Signs and publishes clips over one Redis connection; `publish` may be called many times."""
 
-    def __init__(self, cfg: ClipConfig) -> None:
+    def __init__(self, cfg: ClipConfig, seq_file: Path | None = None) -> None:
         self.cfg = cfg
+        self.seq_file = seq_file
         self.key = cfg.require_key()
         cfg.require_url()
         if not cfg.sender:
@@ -115,7 +117,7 @@ class Publisher:
         import redis as redis_mod
 
         data = _check_size(text, self.cfg)
-        msg = message.ClipMessage(sender=self.cfg.sender, seq=sequence.next_seq(self.cfg.sender),
+        msg = message.ClipMessage(sender=self.cfg.sender, seq=sequence.next_seq(self.cfg.sender, self.seq_file),
                                   ts_ms=time.time_ns() // 1_000_000, text=text)
         payload = message.encode(msg, self.key)
         pipe = self._redis().pipeline(transaction=False)

@@ -1,0 +1,233 @@
+"""The listen loop (`cb clip listen`): subscribe, verify, sanitise, set the clipboard, survive anything.
+
+One connection lifetime:
+1. connect (TCP keepalive on, bounded timeouts) and SUBSCRIBE to the channel;
+2. catch up: read the newest stream entry (XREVRANGE COUNT 1) and apply it if it is one we have not
+   applied; the sequence gap says how many clips were missed, and only the newest is applied;
+3. pump: `get_message` with a short timeout. When nothing arrived for `ping_interval_s` a PING is
+   sent; if neither its PONG nor anything else arrives within `pong_timeout_s` the link is dead
+   (half-open: the PING write itself succeeds into the kernel buffer, so only the missing reply
+   tells), and the loop reconnects.
+
+Any connection error ends the lifetime; the loop waits (exponential backoff with jitter, capped) and
+starts again, forever. Wrong credentials or a missing ACL permission are retried a few times and then
+end the listener with a clear error, instead of a retry storm. A payload that fails any check, a
+clipboard tool that fails or hangs, or a handler bug never ends the loop: each is reported in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cb.clip.clipboard import ClipboardBackend, ClipboardError
+from cb.clip.config import ClipConfig, ListenTiming, redact_url
+from cb.clip.errors import ClipError
+from cb.clip.guard import Guard, Verdict
+from cb.clip.publish import redis_client
+from cb.clip.sanitize import notice_line, sanitize
+
+if TYPE_CHECKING:
+    import redis
+
+AUTH_RETRIES = 3
+PING_TOKEN = b"cb-clip-ping"
+
+Notify = Callable[[str, str], None]  # (level: "info" | "warn", one line)
+
+
+class DeadLink(ConnectionError):
+    """No reply to a PING within the pong timeout: the connection is half-open or stalled."""
+
+
+@dataclass
+class ListenStats:
+    """Counters of one listener's life (shown by tests and the benchmark)."""
+
+    applied: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    missed: int = 0
+    clipboard_errors: int = 0
+    handler_errors: int = 0
+    connects: int = 0
+    dead_links: int = 0
+
+
+def keepalive_options() -> dict[int, int]:
+    """TCP keepalive: first probe after 10 s idle, then every 5 s, give up after 3 (where supported)."""
+    opts: dict[int, int] = {}
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPALIVE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            opts[getattr(socket, name)] = value
+    return opts
+
+
+class Listener:
+    """Applies signed clips from Redis to a clipboard backend until stopped (or once, with `once`)."""
+
+    def __init__(self, cfg: ClipConfig, backend: ClipboardBackend, *, timing: ListenTiming | None = None,
+                 notify: Notify | None = None, once: bool = False, guard: Guard | None = None,
+                 catch_up_first: bool = True) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.timing = timing or ListenTiming()
+        self.notify: Notify = notify or (lambda level, line: None)
+        self.once = once
+        self.guard = guard or Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s)
+        self.catch_up_first = catch_up_first
+        self.stats = ListenStats()
+        self.stop_event = threading.Event()
+        self.connected = threading.Event()
+        self.applied_event = threading.Event()
+        cfg.require_url()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    # --- the outer loop: connect, pump, back off, forever --------------------------------------------
+
+    def run(self) -> ListenStats:
+        """Listen until `stop()` (or, with `once`, until one clip is applied). Raises ClipError on bad
+        credentials or ACL after AUTH_RETRIES tries."""
+        import redis as redis_mod
+
+        backoff = self.timing.backoff_min_s
+        auth_failures = 0
+        lost_at: float | None = None
+        where = redact_url(self.cfg.redis_url or "")
+        while not self.stop_event.is_set():
+            client: redis.Redis | None = None
+            pubsub: Any = None
+            try:
+                client = redis_client(self.cfg, socket_timeout=self.timing.pong_timeout_s, socket_keepalive=True,
+                                      socket_keepalive_options=keepalive_options())
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.cfg.channel)
+                self._await_subscribed(pubsub)
+                auth_failures = 0
+                backoff = self.timing.backoff_min_s
+                self.stats.connects += 1
+                if lost_at is None:
+                    self.notify("info", f"listening on {where}, channel {self.cfg.channel!r}")
+                else:
+                    self.notify("info", f"reconnected, {time.monotonic() - lost_at:.1f} s after the link was lost")
+                    lost_at = None
+                if self.stats.connects > 1 or (self.catch_up_first and not self.once):
+                    self._catch_up(client)
+                self.connected.set()
+                self._pump(pubsub)
+            except (redis_mod.AuthenticationError, redis_mod.exceptions.NoPermissionError) as exc:
+                auth_failures += 1
+                kind = "refused the credentials" if isinstance(exc, redis_mod.AuthenticationError) else "ACL denies"
+                if auth_failures >= AUTH_RETRIES:
+                    raise ClipError(f"Redis at {where} {kind} ({auth_failures} tries): {exc}") from None
+                self.notify("warn", f"Redis {kind}: {exc}; retrying in {backoff:.1f} s")
+            except (redis_mod.ConnectionError, redis_mod.TimeoutError, OSError) as exc:
+                self.stats.dead_links += isinstance(exc, DeadLink)
+                if self.connected.is_set():
+                    lost_at = time.monotonic()
+                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.notify("warn", f"connection lost ({detail}); retrying in {backoff:.1f} s")
+            finally:
+                self.connected.clear()
+                for thing in (pubsub, client):
+                    if thing is not None:
+                        with contextlib.suppress(Exception):  # closing a broken link must not end the loop
+                            thing.close()
+            if self.stop_event.is_set():
+                break
+            self.stop_event.wait(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, self.timing.backoff_max_s)
+        self.guard.close()
+        return self.stats
+
+    def _await_subscribed(self, pubsub: Any) -> None:
+        """Read the SUBSCRIBE confirmation, so what `_pump` reads next is real traffic."""
+        deadline = time.monotonic() + self.timing.pong_timeout_s
+        while time.monotonic() < deadline:
+            msg = pubsub.get_message(timeout=0.1)
+            if msg and msg.get("type") == "subscribe":
+                return
+        raise DeadLink("no SUBSCRIBE confirmation")
+
+    # --- one connection lifetime ----------------------------------------------------------------------
+
+    def _pump(self, pubsub: Any) -> None:
+        t = self.timing
+        last_rx = time.monotonic()
+        ping_sent: float | None = None
+        while not self.stop_event.is_set():
+            msg = pubsub.get_message(timeout=min(0.25, t.ping_interval_s))
+            now = time.monotonic()
+            if msg is not None:
+                last_rx, ping_sent = now, None
+                if msg.get("type") == "message":
+                    self._handle(msg["data"], live=True)
+                continue
+            if ping_sent is not None:
+                if now - ping_sent > t.pong_timeout_s:
+                    raise DeadLink(f"no reply to PING within {t.pong_timeout_s:g} s")
+            elif now - last_rx > t.ping_interval_s:
+                pubsub.ping(PING_TOKEN)
+                ping_sent = now
+
+    def _catch_up(self, client: redis.Redis) -> None:
+        entries = client.xrevrange(self.cfg.stream, count=1)
+        if not entries:
+            return
+        _entry_id, fields = entries[0]
+        payload = fields.get(b"m") if isinstance(fields, dict) else None
+        if payload is not None:
+            self._handle(payload, live=False)
+
+    # --- one message ---------------------------------------------------------------------------------
+
+    def _handle(self, payload: bytes, live: bool) -> None:
+        """Verify, sanitise, apply and report one payload; never raises."""
+        try:
+            verdict = self.guard.check(payload)
+            if not verdict.accepted:
+                self.stats.refused[verdict.reason] += 1
+                # In catch-up, the newest entry usually is the clip we already applied: not news.
+                if live or verdict.reason != "replayed":
+                    self.notify("warn", f"refused ({verdict.reason}): {verdict.detail}")
+                return
+            self._apply(verdict, live)
+        except Exception as exc:  # a handler bug must not end the listener (redis-py #2417 class of failure)
+            self.stats.handler_errors += 1
+            self.notify("warn", f"could not handle a message: {type(exc).__name__}: {exc}")
+
+    def _apply(self, verdict: Verdict, live: bool) -> None:
+        msg = verdict.msg
+        assert msg is not None
+        clean = sanitize(msg.text)
+        try:
+            self.backend.set(clean.text)
+        except ClipboardError as exc:
+            self.stats.clipboard_errors += 1
+            self.notify("warn", f"clipboard not set: {exc}")
+            return
+        finally:
+            self.guard.save()
+        self.stats.applied += 1
+        self.stats.missed += verdict.missed
+        notes = []
+        if verdict.missed:
+            verb = "missed while away; applied the newest" if not live else "missed"
+            notes.append(f"{verdict.missed} clip{'s' if verdict.missed != 1 else ''} {verb}")
+        if clean.removed:
+            notes.append(f"removed {clean.removed} control character{'s' if clean.removed != 1 else ''}")
+        if clean.dropped_trailing_newline:
+            notes.append("dropped trailing newline")
+        tail = f" [{'; '.join(notes)}]" if notes else ""
+        self.notify("info", f"clipboard <- {notice_line(clean.text)} from {msg.sender}{tail}")
+        self.applied_event.set()
+        if self.once:
+            self.stop_event.set()
