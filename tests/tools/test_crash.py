@@ -100,7 +100,7 @@ def test_e5_sigkill_while_applying_never_tears_the_file(tmp_path: Path) -> None:
         assert state is not None, f"torn file after {tries} tries"
         outcomes[state] += 1
         tries += 1
-    assert tries >= 150, f"only {tries} tries fit in the budget"
+    assert tries >= 50, f"only {tries} tries fit in the budget"
     assert outcomes["old"] and outcomes["new"], outcomes  # the kills landed before and after the rename
 
     # A complete apply afterwards cleans every temp file the killed children left.
