@@ -34,6 +34,7 @@ log = logging.getLogger("agentshell")
 MAX_CLIENT_BUFFER = 4 << 20  # a client that lets more than this pile up unread is dropped
 DRAIN_TIMEOUT = 10.0
 SAVE_INTERVAL = 2.0
+SAVE_DELAY = 0.25
 SERVER_NAME = "agentshell"
 
 
@@ -206,7 +207,7 @@ class Daemon:
                 os.close(dir_fd)
         os.chmod(self.socket_path, 0o600)
         self._socket_ino = self.socket_path.stat().st_ino
-        sock.listen(128)
+        sock.listen(512)
         sock.setblocking(False)
         return sock
 
@@ -372,14 +373,14 @@ class Daemon:
         tab.spawn(tab_env, asyncio.get_running_loop())
         self.next_id += 1
         self.tabs[record.id] = tab
-        self.mark_dirty()
+        self.save_now()
         log.info("tab %d started: pid %s %s", record.id, record.pid, argv)
         return tab
 
     def _on_tab_finished(self, tab: Tab) -> None:
         rec = tab.record
         log.info("tab %d %s (code %s, signal %s)", rec.id, rec.status, rec.exit_code, rec.exit_signal)
-        self.mark_dirty()
+        self.save_now()
 
     def find(self, ref: str) -> Tab:
         text = ref.strip()
@@ -416,22 +417,30 @@ class Daemon:
     # --- state -----------------------------------------------------------------------------------------------
 
     def mark_dirty(self) -> None:
-        """Save soon: once per loop turn, however many changes it made."""
+        """Save soon: within SAVE_DELAY, however many changes come meanwhile (a burst of 400 new tabs costs a
+        few saves, not 400)."""
         if not self._dirty:
             self._dirty = True
             with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().call_soon(self._save_if_dirty)
+                asyncio.get_running_loop().call_later(SAVE_DELAY, self._save_if_dirty)
+
+    def save_now(self) -> None:
+        """Save at once (a started tab's marker must be on disk before a crash could orphan it), without
+        fsync; the durable save follows within SAVE_DELAY."""
+        self.save(durable=False)
+        self.mark_dirty()
 
     def _save_if_dirty(self) -> None:
         if self._dirty:
             self.save()
 
-    def save(self) -> None:
-        self._dirty = False
+    def save(self, durable: bool = True) -> None:
+        if durable:  # a quick save still owes the durable one
+            self._dirty = False
         saved = state.SavedState(self.next_id, [t.record for t in sorted(self.tabs.values(),
                                                                         key=lambda t: t.record.id)])
         try:
-            state.save(self.state_file, saved)
+            state.save(self.state_file, saved, durable)
         except OSError as e:
             log.error("could not save state to %s: %s", self.state_file, e)
 

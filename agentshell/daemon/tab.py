@@ -123,6 +123,8 @@ class Tab:
         self.eof = True
         self._close_master()
         self._maybe_finish()
+        if self.finished.is_set():
+            self.log.close()
 
     def _close_master(self) -> None:
         if self.master is not None:
@@ -176,7 +178,7 @@ class Tab:
         rec = self.record
         if rec.status == p.RUNNING:
             rec.status = p.KILLED if self.killing else p.EXITED
-        self.log.flush()
+        self.log.close()  # reopened if leftovers still print; closed again at EOF
         self.finished.set()
         for event in self.changed:
             event.set()
