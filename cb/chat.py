@@ -77,7 +77,7 @@ class Chat:
                 base_url = s.base_url
             api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
             self._backend = Backend(base_url, api_key, s.model, s.timeout)
-            if self.local:
+            if self.local or s.source.get("model") == "default":
                 try:
                     self._backend.use_served_model()
                 except BaseException:

@@ -24,7 +24,7 @@ PROJECT_FILE = ".cb.toml"
 KEYS: dict[str, tuple[Any, str]] = {
     "base_url": ("", "OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1; empty = the local ulm serve"),
     "api_key": ("", "API key sent as a Bearer token (empty = none)"),
-    "model": ("smollm2-135m", "model name sent to the server; for the local server, the model it loads"),
+    "model": ("smollm2-135m", "for the local server, the model it loads; with base_url, unset = the server's first"),
     "temperature": (0.2, "sampling temperature"),
     "max_tokens": (1024, "most tokens per answer (also reserved out of the context window)"),
     "context_length": (0, "context window in tokens; 0 = ask the server"),

@@ -179,10 +179,16 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
              context_length: int, max_tokens: int, extra_system: str = "", instructions: str = "") -> Assembled:
     """Build the messages for one turn within the context window (see the module docstring)."""
     counter = count if isinstance(count, Counter) else Counter(count)
+    cuts: list[str] = []
     system_head = "\n\n".join(x for x in (SYSTEM_PROMPT, instructions, extra_system) if x)
     reserve = min(max_tokens, context_length // 2)
     budget = context_length - reserve - MESSAGE_OVERHEAD * 2
     fixed = counter(system_head) + counter(question)
+    if fixed > budget and instructions:
+        # a tiny context: answer without the edit tools rather than not at all, and say so
+        system_head = "\n\n".join(x for x in (SYSTEM_PROMPT, extra_system) if x)
+        fixed = counter(system_head) + counter(question)
+        cuts.append(f"edit instructions not shown (the {context_length}-token context is too small for them)")
     if fixed > budget:
         raise ContextError(f"the message and system prompt need {fixed} tokens, but only {budget} of the "
                            f"{context_length}-token context are left after reserving {reserve} for the answer")
@@ -193,7 +199,6 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
     needs["conversation"] = sum(counter(m["content"]) + MESSAGE_OVERHEAD for m in history)
     grants = _shares(needs, budget - fixed)
 
-    cuts: list[str] = []
     report: list[tuple[str, int]] = []
     for kind, group in by_kind.items():
         left = grants.get(kind, 0)
@@ -225,4 +230,4 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
         + MESSAGE_OVERHEAD * len(messages)
     report.append(("conversation", sum(counter(m["content"]) + MESSAGE_OVERHEAD for m in kept)))
     return Assembled(messages, prompt_tokens, context_length,
-                     max(16, min(max_tokens, context_length - prompt_tokens)), cuts, report)
+                     max(1, min(max_tokens, context_length - prompt_tokens)), cuts, report)

@@ -114,3 +114,10 @@ def test_counter_asks_once_per_distinct_text() -> None:
     counter = context.Counter(lambda t: calls.append(t) or len(t))
     assert counter("abc") == 3 and counter("abc") == 3 and counter("abcd") == 4
     assert calls == ["abc", "abcd"]
+
+
+def test_a_tiny_context_drops_the_edit_instructions_visibly() -> None:
+    built = context.assemble(question="Q", history=[], sources=[], count=words, context_length=300,
+                             max_tokens=100, instructions="edit " * 200)
+    assert "edit edit" not in built.messages[0]["content"]
+    assert built.cuts == ["edit instructions not shown (the 300-token context is too small for them)"]

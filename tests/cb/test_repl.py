@@ -25,12 +25,15 @@ def spawn_repl(base_url: str, cwd: Path, **env: str) -> pexpect.spawn:
     full = {**os.environ, "CB_BASE_URL": base_url, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
             "EDITOR": "true", **env}
     child = pexpect.spawn(CB, [], env=full, cwd=str(cwd), dimensions=(40, 120), timeout=30, encoding="utf-8")
+    if os.environ.get("CB_TEST_PTY_LOG"):  # a transcript of the raw PTY bytes, for debugging
+        child.logfile_read = open(os.environ["CB_TEST_PTY_LOG"], "a")  # noqa: SIM115 - lives as long as the child
     child.expect("Ctrl-D to quit")
     child.expect("›")
     return child
 
 
 def quit_repl(child: pexpect.spawn) -> int:
+    """Ctrl-D at the prompt (the caller has seen the prompt: Ctrl-D typed earlier would hit the cooked tty)."""
     child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
