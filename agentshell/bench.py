@@ -3,7 +3,8 @@
 - round trip: send a line to a `cat` tab and wait for its echo, through the daemon (p50/p99), beside the same
   round trip on a bare PTY in this process (the floor the daemon adds to);
 - capture: MB/s of a tab that floods its output (`yes | head -c N`), beside a bare PTY reader in this process;
-- memory: the daemon's RSS with no tabs and with N idle tabs.
+- memory: the daemon's RSS with no tabs and with N idle tabs;
+- responsiveness: ping p99 while 4 tabs run `yes`, beside ping p99 with nothing running (RELIABILITY D7).
 
 It runs a private daemon in a temp CB_HOME, so the user's own daemon and tabs are untouched.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from agentshell.client import Client
 
-TARGETS = {"round_trip_p99_ms": 10.0, "capture_mb_s": 50.0, "rss_100_tabs_mb": 150.0}
+TARGETS = {"round_trip_p99_ms": 10.0, "capture_mb_s": 50.0, "rss_100_tabs_mb": 150.0, "ping_under_flood_p99_ms": 100.0}
 
 
 def rss_mb(pid: int) -> float:
@@ -81,6 +82,26 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
 
 
+def _pings(c: Client, seconds: float) -> list[float]:
+    times = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        c.ping()
+        times.append((time.perf_counter() - t0) * 1000)
+        time.sleep(0.002)
+    return times
+
+
+def _pings_under_flood(c: Client, tabs: int, seconds: float) -> list[float]:
+    flooding = [c.new(["yes"], name=f"bench-yes{i}") for i in range(tabs)]
+    try:
+        return _pings(c, seconds)
+    finally:
+        for tab in flooding:
+            c.rm(tab.id, force=True)
+
+
 def _capture(c: Client, nbytes: int) -> float:
     t0 = time.perf_counter()
     tab = c.new(["sh", "-c", f"yes 'the quick brown fox jumps over the lazy dog' | head -c {nbytes}"],
@@ -120,6 +141,8 @@ def run_bench(round_trips: int = 500, flood_mb: int = 200, idle_tabs: int = 100)
         try:
             c = _connect()
             rss_empty = rss_mb(daemon.pid)
+            idle_pings = _pings(c, 1.0)
+            flood_pings = _pings_under_flood(c, 4, 2.0)
             rt = _round_trips(c, round_trips)
             bare_rt = _bare_pty_round_trips(round_trips)
             capture = _capture(c, flood_mb * 1_000_000)
@@ -140,6 +163,10 @@ def run_bench(round_trips: int = 500, flood_mb: int = 200, idle_tabs: int = 100)
         "round_trip_p99_ms": round(_percentile(rt, 0.99), 3),
         "bare_pty_round_trip_p50_ms": round(statistics.median(bare_rt), 3),
         "bare_pty_round_trip_p99_ms": round(_percentile(bare_rt, 0.99), 3),
+        "ping_p50_ms": round(statistics.median(idle_pings), 3),
+        "ping_p99_ms": round(_percentile(idle_pings, 0.99), 3),
+        "ping_under_4_floods_p50_ms": round(statistics.median(flood_pings), 3),
+        "ping_under_4_floods_p99_ms": round(_percentile(flood_pings, 0.99), 3),
         "capture_mb_s": round(capture, 1),
         "bare_pty_capture_mb_s": round(bare_capture, 1),
         "rss_0_tabs_mb": round(rss_empty, 1),
@@ -169,6 +196,8 @@ def format_results(results: dict[str, Any]) -> str:
         ("round trip p50 (ms)", r["round_trip_p50_ms"], f"{r['bare_pty_round_trip_p50_ms']} bare PTY", ""),
         ("round trip p99 (ms)", r["round_trip_p99_ms"], f"{r['bare_pty_round_trip_p99_ms']} bare PTY",
          f"<= {TARGETS['round_trip_p99_ms']}"),
+        ("ping p99 under 4 floods (ms)", r["ping_under_4_floods_p99_ms"], f"{r['ping_p99_ms']} idle",
+         f"< {TARGETS['ping_under_flood_p99_ms']}"),
         ("capture (MB/s)", r["capture_mb_s"], f"{r['bare_pty_capture_mb_s']} bare PTY",
          f">= {TARGETS['capture_mb_s']}"),
         (f"RSS, {tabs_key.split('_')[1]} idle tabs (MB)", r[tabs_key], f"{r['rss_0_tabs_mb']} with 0 tabs",

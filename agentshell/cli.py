@@ -250,7 +250,9 @@ def wait(
     timeout: float = typer.Option(None, "--timeout", help="Give up after this many seconds (exit code 124)."),
     as_json: bool = JSON,
 ) -> None:
-    """Block until a pattern shows up, the tab goes quiet, or it exits: `agentshell wait dev --for 'ready'`."""
+    """Block until a pattern shows up, the tab goes quiet, or it exits: `agentshell wait dev --for 'ready'`.
+
+    A tab that ends before the pattern shows makes `--for` fail (exit 1), unless `--exit` was given too."""
     with _client() as c:
         result = c.wait(tab, pattern=pattern, idle=idle, exit=exit_, timeout=timeout, since=since)
     data = {"reason": result.reason, "match": result.match, "offset": result.offset, "tab": result.tab.to_wire()}
@@ -259,6 +261,8 @@ def wait(
     if exit_ and result.reason == "exit":
         code = result.tab.exit_code
         raise typer.Exit(code if code is not None else 128 + (result.tab.exit_signal or 0))
+    if result.reason == "exit" and pattern is not None:
+        raise p.TabNotRunning(f"tab {result.tab.label} ended ({status_text(result.tab)}) before that happened")
 
 
 @app.command("signal")
