@@ -7,7 +7,8 @@ CONFIG SET). `restart()` stops it and starts it again on the same port, optional
 
 `FaultProxy` forwards 127.0.0.1:<proxy port> to a target port, and on demand: `kill()` closes every
 open connection (FIN), `reset()` aborts them (RST), `blackhole()` keeps them open but drops all bytes
-both ways (a half-open link: writes succeed, nothing ever comes back), `heal()` forwards again.
+both ways (a half-open link: writes succeed, nothing ever comes back), `refuse()` closes every new
+connection at once (the server looks down), `heal()` forwards again.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class RedisServer:
                "+subscribe +unsubscribe +ping +xrevrange")
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
-                "--user", pub, "--user", sub]
+                "--user", *pub.split(), "--user", *sub.split()]
 
     def start(self) -> RedisServer:
         """Start (a taken port is retried on another, except that `restart` keeps its port when free)."""
@@ -137,6 +138,7 @@ class FaultProxy:
         self.sel.register(self.listener, selectors.EVENT_READ)
         self.peers: dict[socket.socket, socket.socket] = {}
         self.blackholed = False
+        self.refusing = False
         self.accepted = 0
         self._commands: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
         self._stop = threading.Event()
@@ -163,7 +165,12 @@ class FaultProxy:
         """Keep connections open but forward nothing, either way (half-open)."""
         self._do("blackhole")
 
+    def refuse(self) -> None:
+        """Close each new connection as soon as it is accepted."""
+        self._do("refuse")
+
     def heal(self) -> None:
+        """Forward again (connections broken meanwhile stay broken)."""
         self._do("heal")
 
     def close(self) -> None:
@@ -195,8 +202,10 @@ class FaultProxy:
                     self._drop(sock, rst=command == "reset")
         elif command == "blackhole":
             self.blackholed = True
+        elif command == "refuse":
+            self.refusing = True
         elif command == "heal":
-            self.blackholed = False
+            self.blackholed = self.refusing = False
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -225,6 +234,9 @@ class FaultProxy:
         try:
             client, _ = self.listener.accept()
         except BlockingIOError:
+            return
+        if self.refusing:
+            client.close()
             return
         try:
             upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
