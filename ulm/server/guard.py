@@ -1,4 +1,4 @@
-"""The ASGI layer in front of every route, in order: API-key check (401 before any work), JSON
+"""The ASGI layer in front of every route, in order: header size (431), API-key check (401 before any work), JSON
 content type for POSTs (400), body size (413 from Content-Length, before reading the body), then an
 access-log line and the request counter once the status is known.
 
@@ -21,6 +21,7 @@ from ulm.server.errors import APIError
 
 log = logging.getLogger("ulm.server.access")
 
+MAX_HEADER_BYTES = 16 * 1024
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 JSON_TYPES = ("application/json",)
 
@@ -81,6 +82,9 @@ class Guard:
             log.info("%s %s %s %.1fms", scope["method"], endpoint, status or "-", (time.monotonic() - start) * 1000)
 
     def _refuse(self, scope: Scope) -> APIError | None:
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            return APIError(431, f"the request headers are over {MAX_HEADER_BYTES} bytes",
+                            type="invalid_request_error")
         headers = dict(scope["headers"])
         method = scope["method"]
         if self._key_digest is not None and method != "OPTIONS" and scope["path"] not in PUBLIC_PATHS:
