@@ -18,7 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from cb.commands import chat, common, files, info, models, oneshot, status
+from cb.commands import chat, common, files, info, models, oneshot, status, tab
 from cb.commands import clip as clip_cmd
 from cb.commands import config as config_cmd
 from cb.commands import server as server_cmd
@@ -73,6 +73,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("models")(models.models)
 app.command("status")(status.status)
 app.add_typer(server_cmd.app, name="server")
+app.add_typer(tab.app, name="tab")
 app.command("copy")(clip_cmd.copy)
 app.add_typer(clip_cmd.app, name="clip")
 app.command("paths")(info.show_paths)
