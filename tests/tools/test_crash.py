@@ -26,7 +26,7 @@ from tools.apply import commit
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TRIES = 500
-BUDGET_S = 28.0
+BUDGET_S = 24.0
 
 
 def _apply_in_child(plan: Plan, journal_dir: Path) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -61,7 +62,8 @@ def workspace() -> tuple[tempfile.TemporaryDirectory, Path, Journal]:
     return tmp, root, Journal(Path(tmp.name) / "journal")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_undo_of_apply_is_the_identity_and_a_second_apply_is_stale(data: st.DataObject) -> None:
     old = data.draw(files())
