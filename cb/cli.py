@@ -18,7 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from cb.commands import chat, common, files, info, models, oneshot, status, tab
+from cb.commands import chat, common, edit, files, info, models, oneshot, status, tab
 from cb.commands import clip as clip_cmd
 from cb.commands import config as config_cmd
 from cb.commands import server as server_cmd
@@ -70,6 +70,8 @@ app.command("close")(files.close_files)
 app.command("files")(files.list_files)
 app.add_typer(session_cmd.app, name="session")
 app.add_typer(config_cmd.app, name="config")
+app.command("apply")(edit.apply)
+app.command("undo")(edit.undo)
 app.command("models")(models.models)
 app.command("status")(status.status)
 app.add_typer(server_cmd.app, name="server")
