@@ -4,7 +4,9 @@ One connection lifetime:
 1. connect (TCP keepalive on, bounded timeouts) and SUBSCRIBE to the channel;
 2. catch up: read the newest stream entry (XREVRANGE COUNT 1) and apply it if it is one we have not
    applied; the sequence gap says how many clips were missed, and only the newest is applied;
-3. pump: `get_message` with a short timeout. When nothing arrived for `ping_interval_s` a PING is
+3. pump: `get_message` with a short timeout; what has already arrived behind a message is read at
+   once and, if several are valid, only the newest is applied (a backlog after a stall is not
+   replayed through the clipboard). When nothing arrived for `ping_interval_s` a PING is
    sent; if neither its PONG nor anything else arrives within `pong_timeout_s` the link is dead
    (half-open: the PING write itself succeeds into the kernel buffer, so only the missing reply
    tells), and the loop reconnects.
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     import redis
 
 AUTH_RETRIES = 3
+MAX_BATCH = 10_000
 PING_TOKEN = b"cb-clip-ping"
 
 Notify = Callable[[str, str], None]  # (level: "info" | "warn", one line)
@@ -54,6 +57,7 @@ class ListenStats:
     applied: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     missed: int = 0
+    superseded: int = 0
     clipboard_errors: int = 0
     handler_errors: int = 0
     connects: int = 0
@@ -168,8 +172,12 @@ class Listener:
             now = time.monotonic()
             if msg is not None:
                 last_rx, ping_sent = now, None
-                if msg.get("type") == "message":
-                    self._handle(msg["data"], live=True)
+                batch = [msg]
+                while len(batch) < MAX_BATCH and (more := pubsub.get_message(timeout=0)) is not None:
+                    batch.append(more)  # everything already received: a backlog is applied newest-only
+                payloads = [m["data"] for m in batch if m.get("type") == "message"]
+                if payloads:
+                    self._handle(payloads, live=True)
                 continue
             if ping_sent is not None:
                 if now - ping_sent > t.pong_timeout_s:
@@ -185,26 +193,40 @@ class Listener:
         _entry_id, fields = entries[0]
         payload = fields.get(b"m") if isinstance(fields, dict) else None
         if payload is not None:
-            self._handle(payload, live=False)
+            self._handle([payload], live=False)
 
     # --- one message ---------------------------------------------------------------------------------
 
-    def _handle(self, payload: bytes, live: bool) -> None:
-        """Verify, sanitise, apply and report one payload; never raises."""
+    def _handle(self, payloads: list[bytes], live: bool) -> None:
+        """Verify every payload (in order), then sanitise, apply and report the newest accepted one.
+
+        Several payloads arrive together only when the listener fell behind (stopped, slow clipboard,
+        a burst): the clipboard ends at the newest either way, so the older ones are counted as
+        superseded instead of flashing through the clipboard. Never raises."""
+        accepted: list[Verdict] = []
+        for payload in payloads:
+            try:
+                verdict = self.guard.check(payload)
+            except Exception as exc:  # a handler bug must not end the listener (redis-py #2417 class)
+                self.stats.handler_errors += 1
+                self.notify("warn", f"could not handle a message: {type(exc).__name__}: {exc}")
+                continue
+            if verdict.accepted:
+                accepted.append(verdict)
+                continue
+            self.stats.refused[verdict.reason] += 1
+            # In catch-up, the newest entry usually is the clip we already applied: not news.
+            if live or verdict.reason != "replayed":
+                self.notify("warn", f"refused ({verdict.reason}): {verdict.detail}")
+        if not accepted:
+            return
         try:
-            verdict = self.guard.check(payload)
-            if not verdict.accepted:
-                self.stats.refused[verdict.reason] += 1
-                # In catch-up, the newest entry usually is the clip we already applied: not news.
-                if live or verdict.reason != "replayed":
-                    self.notify("warn", f"refused ({verdict.reason}): {verdict.detail}")
-                return
-            self._apply(verdict, live)
-        except Exception as exc:  # a handler bug must not end the listener (redis-py #2417 class of failure)
+            self._apply(accepted[-1], live, missed=sum(v.missed for v in accepted), superseded=len(accepted) - 1)
+        except Exception as exc:
             self.stats.handler_errors += 1
             self.notify("warn", f"could not handle a message: {type(exc).__name__}: {exc}")
 
-    def _apply(self, verdict: Verdict, live: bool) -> None:
+    def _apply(self, verdict: Verdict, live: bool, missed: int, superseded: int) -> None:
         msg = verdict.msg
         assert msg is not None
         clean = sanitize(msg.text)
@@ -217,11 +239,14 @@ class Listener:
         finally:
             self.guard.save()
         self.stats.applied += 1
-        self.stats.missed += verdict.missed
+        self.stats.missed += missed
+        self.stats.superseded += superseded
         notes = []
-        if verdict.missed:
+        if missed:
             verb = "missed while away; applied the newest" if not live else "missed"
-            notes.append(f"{verdict.missed} clip{'s' if verdict.missed != 1 else ''} {verb}")
+            notes.append(f"{missed} clip{'s' if missed != 1 else ''} {verb}")
+        if superseded:
+            notes.append(f"{superseded} older clip{'s' if superseded != 1 else ''} arrived at once; applied the newest")
         if clean.removed:
             notes.append(f"removed {clean.removed} control character{'s' if clean.removed != 1 else ''}")
         if clean.dropped_trailing_newline:

@@ -49,17 +49,30 @@ def _raw(clip_key: bytes, seq: int, text: str, ts_ms: int | None = None, sender:
     return message.encode(ClipMessage(sender=sender, seq=seq, ts_ms=ts, text=text), clip_key)
 
 
-def test_r1_many_clips_arrive_in_order_each_with_a_notice(sub_cfg, publisher: Publisher, run_listener) -> None:
+def test_r1_many_clips_arrive_in_order_each_write_announced(sub_cfg, publisher: Publisher, run_listener) -> None:
     backend = RecordingBackend()
     running = run_listener(sub_cfg, backend)
     texts = [f"clip {i}\nsecond line" for i in range(300)]
     for text in texts:
         publisher.publish(text)
-    assert backend.wait_for(300, 15)
-    assert backend.texts == texts
+    stats = running.listener.stats
+    assert wait_until(lambda: stats.applied + stats.superseded == 300, 15), stats
+    # Back to back, a clip that arrives together with newer ones is superseded, never applied late.
+    order = [texts.index(t) for t in backend.texts]
+    assert order == sorted(set(order)) and backend.texts[-1] == texts[-1]
+    assert stats.applied == len(backend.texts) and not stats.refused and stats.missed == 0
     writes = [line for line in running.lines("info") if line.startswith("clipboard <- ")]
-    assert len(writes) == 300
+    assert len(writes) == stats.applied
     assert writes[-1].startswith("clipboard <- 'clip 299' (2 lines, 20 bytes) from box-test")
+
+
+def test_r1_paced_clips_are_each_applied(sub_cfg, publisher: Publisher, run_listener) -> None:
+    backend = RecordingBackend()
+    run_listener(sub_cfg, backend)
+    for i in range(30):
+        publisher.publish(f"paced {i}")
+        assert backend.wait_for(i + 1, 5)
+    assert backend.texts == [f"paced {i}" for i in range(30)]
 
 
 def test_r9_r12_bad_payloads_never_reach_the_clipboard(redis_server: RedisServer, clip_key: bytes, sub_cfg,
@@ -118,9 +131,9 @@ def test_r10_signed_pastejacking_payloads_are_neutralised_and_announced(sub_cfg,
                                                                         run_listener) -> None:
     backend = RecordingBackend()
     running = run_listener(sub_cfg, backend)
-    for payload in PASTEJACK:
+    for i, payload in enumerate(PASTEJACK):
         publisher.publish(payload)
-    assert backend.wait_for(len(PASTEJACK), 5)
+        assert backend.wait_for(i + 1, 5)
     for text in backend.texts:
         assert not FORBIDDEN.search(text) and "\u202e" not in text and not text.endswith("\n")
     assert backend.texts[0] == "echo okrm -rf ~"
@@ -146,8 +159,10 @@ def test_r11_failing_clipboard_is_reported_and_the_next_clip_lands(sub_cfg, publ
                                                                    run_listener) -> None:
     backend = FlakyBackend(failures=2)
     running = run_listener(sub_cfg, backend)
-    for text in ("one", "two", "three"):
+    for n, text in enumerate(("one", "two"), start=1):
         publisher.publish(text)
+        assert wait_until(lambda n=n: running.listener.stats.clipboard_errors == n, 5)
+    publisher.publish("three")
     assert backend.wait_for(1, 5)
     assert backend.texts == ["three"]
     assert running.wait_notice("clipboard not set: xclip: Error: Can't open display")
@@ -165,6 +180,7 @@ def test_r12_a_handler_crash_does_not_end_the_listener(sub_cfg, publisher: Publi
     backend = CrashingBackend()
     running = run_listener(sub_cfg, backend)
     publisher.publish("boom")
+    assert wait_until(lambda: running.listener.stats.handler_errors == 1, 5)
     publisher.publish("fine")
     assert backend.wait_for(1, 5) and backend.texts == ["fine"]
     assert running.listener.stats.handler_errors == 1 and running.wait_notice("RuntimeError: handler bug")
