@@ -115,7 +115,7 @@ of real lines: write every line the file should contain in the changed range.
 GRAMMAR = r"""
 # GBNF (llama.cpp-style) for an answer that mixes prose with edit blocks.
 root      ::= (prose | block)*
-prose     ::= [^<] | "<" [^/erict]
+prose     ::= [^<] | "<" [^erci]   # "<" not starting a block tag
 block     ::= edit | replace | insert | create | run
 edit      ::= "<edit" sp path sp version sp "line=" num ">" nl body "</edit>"
 replace   ::= "<replace" sp path sp version sp "start=" num sp "end=" num ">" nl body "</replace>"

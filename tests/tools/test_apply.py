@@ -255,6 +255,33 @@ def test_e9_fifo_and_device_are_refused_without_blocking(ws: Path, journal: Jour
     assert any("outside the workspace" in e for e in errors)  # /dev/null resolves outside the root
 
 
+def test_e9_a_character_device_inside_the_root_is_refused(ws: Path, journal: Journal) -> None:
+    try:
+        os.mknod(ws / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    result = apply_batch([SingleLineEdit("null", "00000000", 1, "x")], ws, journal=journal, confirm=accept_all)
+    assert result.status == "refused" and "null: is not a regular file" in result.message()
+
+
+def test_e6_a_folder_where_the_temp_file_cannot_be_created_changes_nothing(ws: Path, journal: Journal,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read-only folder, as root cannot be made one: refuse creating the temp file with EACCES.
+    f = write(ws / "a.txt", LINES10)
+    real_open = os.open
+
+    def no_temp_files(path, flags, *args, **kwargs):
+        if ".a.txt.cb-" in str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_temp_files)
+    result = apply_batch([SingleLineEdit("a.txt", v(f), 1, "x")], ws, journal=journal, confirm=accept_all)
+    monkeypatch.undo()
+    assert result.status == "failed" and "a.txt: could not be written (Permission denied)" in result.message()
+    assert tree_state(ws) == {"a.txt": LINES10}
+
+
 def test_e9_read_only_file_is_refused(ws: Path, journal: Journal) -> None:
     f = write(ws / "ro.txt", b"a\n", 0o444)
     result = apply_batch([SingleLineEdit("ro.txt", v(f), 1, "b")], ws, journal=journal, confirm=accept_all)

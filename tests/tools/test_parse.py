@@ -196,3 +196,11 @@ def test_the_parser_never_raises_on_arbitrary_text(text: str) -> None:
     parse_proposals(text)
     parse_proposals('<edit path="a" version="v" line="1">' + text)
     parse_proposals("<replace " + text + ">\n" + text + "</replace>")
+
+
+def test_the_instructions_teach_exactly_the_format_the_parser_reads() -> None:
+    from tools import INSTRUCTIONS
+
+    result = parse_proposals(INSTRUCTIONS)
+    assert result.errors == ()
+    assert [p.kind for p in result.proposals] == ["edit", "replace", "insert", "create", "run"]
