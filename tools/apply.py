@@ -105,32 +105,52 @@ def apply_batch(proposals: Sequence[Proposal], root: Path | str, *, journal: Jou
 def commit(plan: Plan, journal: Journal) -> ApplyResult:
     """Write a confirmed plan (steps 3-4 of the module docstring)."""
     new_dirs = _missing_dirs(plan.changes)
-    with journal.locked(), locked({_existing_dir(c.target.parent) for c in plan.changes}):
-        errors = [err for c in plan.changes if (err := _recheck(c))]
-        if errors:
-            return ApplyResult("refused", plan, errors=tuple(errors))
-        entry_id = new_entry_id()
-        snaps, notes = snapshot(entry_id, {c.target: c.old for c in plan.changes if c.old is not None})
+    try:
+        with journal.locked(), locked({_existing_dir(c.target.parent) for c in plan.changes}):
+            return _commit_locked(plan, journal, new_dirs)
+    except OSError as exc:  # only the locks and the journal folder get here; writes are handled inside
+        return ApplyResult("failed", plan, errors=(
+            f"could not lock the files or the undo journal ({exc.strerror or exc}); nothing was applied",))
+
+
+def _commit_locked(plan: Plan, journal: Journal, new_dirs: list[Path]) -> ApplyResult:
+    errors = [err for c in plan.changes if (err := _recheck(c))]
+    if errors:
+        return ApplyResult("refused", plan, errors=tuple(errors))
+    entry_id = new_entry_id()
+    snaps, notes = snapshot(entry_id, {c.target: c.old for c in plan.changes if c.old is not None})
+    try:
         entry = journal.record(plan.root, [
-            PendingFile(c.target, c.path, c.old, None if c.created else c.mode, c.new, _mode(c), snaps.get(c.target))
+            PendingFile(c.target, c.path, c.old, None if c.created else c.mode, c.new, _mode(c),
+                        snaps.get(c.target))
             for c in plan.changes
         ], new_dirs, entry_id)
-        written: list[FileChange] = []
-        try:
-            for d in new_dirs:
-                d.mkdir()
-            for c in plan.changes:
-                remove_stale_temps(c.target)
-                atomic_write(c.target, c.new, _mode(c), c.owner)
-                written.append(c)
-        except OSError as exc:
-            failed = next((c for c in plan.changes if c not in written), plan.changes[-1])
-            left = _roll_back(written, new_dirs)
-            journal.mark(entry, "rolled-back")
-            reason = f"{failed.path}: could not be written ({exc.strerror or exc}); "
-            reason += "nothing was changed" if not left else f"could not put back: {', '.join(left)}"
-            return ApplyResult("failed", plan, errors=(reason,), notes=tuple(notes))
+    except OSError as exc:
+        return ApplyResult("failed", plan, errors=(
+            f"could not write the undo journal in {journal.directory} ({exc.strerror or exc}); "
+            "nothing was applied",))
+    written: list[FileChange] = []
+    try:
+        for d in new_dirs:
+            d.mkdir()
+        for c in plan.changes:
+            remove_stale_temps(c.target)
+            atomic_write(c.target, c.new, _mode(c), c.owner)
+            written.append(c)
+    except BaseException as exc:  # OSError, or Ctrl-C mid-batch: put back what was written first
+        failed = next((c for c in plan.changes if c not in written), plan.changes[-1])
+        left = _roll_back(written, new_dirs)
+        with contextlib.suppress(OSError):
+            journal.mark(entry, "rolled-back" if not left else "pending")
+        if not isinstance(exc, OSError):
+            raise
+        reason = f"{failed.path}: could not be written ({exc.strerror or exc}); "
+        reason += "nothing was changed" if not left else f"could not put back: {', '.join(left)}"
+        return ApplyResult("failed", plan, errors=(reason,), notes=tuple(notes))
+    try:
         entry = journal.mark(entry, "applied")
+    except OSError as exc:  # the files are written; the pending entry still undoes them
+        notes.append(f"could not mark the undo entry as applied ({exc.strerror or exc}); `cb undo` still works")
     return ApplyResult("applied", plan, tuple(c.path for c in plan.changes), notes=plan.notes + tuple(notes),
                        entry=entry)
 

@@ -11,8 +11,9 @@ An entry is written (status "pending") and fsynced before the first file is touc
 "applied"; a failed batch that was rolled back is marked "rolled-back"; an undone one "undone". `undo`
 restores every file of the entry or none: it refuses when any file changed after cb wrote it (its
 sha256 is not the recorded "after"), naming the file. It restores exact bytes and mode, deletes files
-the batch created (and folders it created, when empty). After a crash mid-batch ("pending"), files
-still at their old bytes are simply left alone. The newest `keep` entries are kept.
+the batch created (and folders it created, when empty). A file already at its old bytes (never written
+because of a crash mid-batch, or put back by an undo that was cut short) is left alone. The newest
+`keep` entries are kept.
 """
 
 from __future__ import annotations
@@ -199,8 +200,8 @@ class Journal:
                 elif now == f.after_sha256:
                     assert f.blob is not None
                     restore.append((f, (entry_dir / f.blob).read_bytes()))
-                elif now == f.before_sha256 and entry.status == "pending":
-                    continue  # the crash came before this file was written
+                elif now == f.before_sha256:
+                    continue  # never written (a crash mid-batch) or already put back (an undo cut short)
                 elif now is None:
                     errors.append(f"{f.shown}: was deleted after cb wrote it; not undoing (nothing was changed)")
                 else:
@@ -210,12 +211,17 @@ class Journal:
             for f, old in restore:
                 if sha256(old) != f.before_sha256:
                     return UndoResult(False, entry, errors=(f"{f.shown}: the journal's copy is damaged; not undoing",))
-            for f, old in restore:
-                mode = f.before_mode if f.before_mode is not None else 0o644
-                st = os.stat(f.path)
-                atomic_write(Path(f.path), old, mode, (st.st_uid, st.st_gid))
-            for f in delete:
-                remove_file(Path(f.path))
+            try:
+                for f, old in restore:
+                    mode = f.before_mode if f.before_mode is not None else 0o644
+                    st = os.stat(f.path)
+                    atomic_write(Path(f.path), old, mode, (st.st_uid, st.st_gid))
+                for f in delete:
+                    remove_file(Path(f.path))
+            except OSError as exc:
+                return UndoResult(False, entry, errors=(
+                    f"could not restore {exc.filename or 'a file'} ({exc.strerror or exc}); run `cb undo` again "
+                    "once that is fixed (files already restored are skipped)",))
             for d in sorted(entry.created_dirs, key=len, reverse=True):
                 with contextlib.suppress(OSError):
                     os.rmdir(d)  # only when empty

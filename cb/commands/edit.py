@@ -122,7 +122,10 @@ def undo(
         for entry in entries:
             typer.echo(visible(entry.summary()))
         raise typer.Exit(EXIT_OK)
-    result = journal.undo(batch) if batch else journal.undo_last()
+    try:
+        result = journal.undo(batch) if batch else journal.undo_last()
+    except OSError as exc:
+        fail(f"cannot use the undo journal in {journal.directory}: {exc.strerror or exc}")
     if not result.ok:
         fail(visible(result.message()), EXIT_EDITS_FAILED)
     typer.echo(visible(result.message()))

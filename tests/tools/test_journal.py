@@ -121,3 +121,25 @@ def test_journal_files_are_private(ws: Path, journal: Journal) -> None:
     assert stat.S_IMODE(journal.directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(entry_dir.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in entry_dir.iterdir())
+
+
+def test_an_unusable_journal_folder_applies_nothing(ws: Path, tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("a file where the journal folder should be")
+    a = ws / "a.txt"
+    a.write_bytes(b"a\n")
+    result = apply_batch([SingleLineEdit("a.txt", v(a), 1, "A")], ws, journal=Journal(tmp_path / "not-a-dir" / "j"),
+                         confirm=accept_all)
+    assert result.status == "failed" and "nothing was applied" in result.message()
+    assert a.read_bytes() == b"a\n"
+
+
+def test_an_undo_cut_short_can_be_run_again(ws: Path, journal: Journal) -> None:
+    a, b = ws / "a.txt", ws / "b.txt"
+    a.write_bytes(b"a\n")
+    b.write_bytes(b"b\n")
+    apply_batch([SingleLineEdit("a.txt", v(a), 1, "A"), SingleLineEdit("b.txt", v(b), 1, "B")], ws,
+                journal=journal, confirm=accept_all)
+    a.write_bytes(b"a\n")  # as if the first undo had restored a.txt and then died
+    undone = journal.undo_last()
+    assert undone.ok and undone.restored == ("b.txt",)
+    assert (a.read_bytes(), b.read_bytes()) == (b"a\n", b"b\n")
