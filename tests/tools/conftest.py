@@ -5,7 +5,6 @@ Run with `.venv/bin/python -m pytest tests/tools -q`.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,3 @@ def ws(tmp_path: Path) -> Path:
 def journal() -> Journal:
     """The undo journal where cb keeps it (CB_HOME is a per-test temp dir)."""
     return Journal(paths.undo_dir())
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tree_state(root: Path) -> dict[str, bytes]:
-    """Every file under `root` (hidden ones included) → bytes; for "nothing changed, nothing left over"."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

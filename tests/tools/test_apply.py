@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.conftest import tree_state
+from tests.tools.support import tree_state
 from tools import (
     InsertAfterEdit,
     Journal,

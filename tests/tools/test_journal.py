@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from tests.tools.conftest import tree_state
+from tests.tools.support import tree_state
 from tools import CreateFile, InsertAfterEdit, Journal, SingleLineEdit, accept_all, apply_batch, file_version
 
 
