@@ -29,11 +29,21 @@ class Xvfb:
             ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "320x240x24", "-nolisten", "tcp"],
             pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(write_fd)
+        # Read up to the newline: Xvfb writes the number and the newline separately, and dies if the pipe
+        # is closed in between ("Cannot write display number").
+        got = b""
+        deadline = time.monotonic() + timeout_s
         try:
-            ready, _, _ = select.select([read_fd], [], [], timeout_s)
-            number = os.read(read_fd, 32).decode().strip() if ready else ""
+            while not got.endswith(b"\n") and time.monotonic() < deadline:
+                if not select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    break
+                chunk = os.read(read_fd, 32)
+                if not chunk:
+                    break
+                got += chunk
         finally:
             os.close(read_fd)
+        number = got.decode().strip() if got.endswith(b"\n") else ""
         if not number:
             self.stop()
             raise RuntimeError("Xvfb did not report a display number")
