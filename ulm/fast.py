@@ -1,0 +1,204 @@
+"""µLM's fast mode on CPU: what `ulm.load(..., mode="fast")` runs.
+
+`make_fast(module, source=None, dtype=torch.bfloat16, scheme="int4")` turns a built `Transformer` into its
+fast form, in place, and returns it:
+
+- every linear (fused q/k/v, output, fused gate/up, down, and the LM head, tied or not) becomes an
+  `ulm.quant.Int4Linear` (int8 where the int4 kernel does not take the shape, or with scheme="int8"):
+  bf16 activations in, bf16 out. GGUF Q4_0/Q4_1 tensors are packed losslessly from the file's blocks;
+- the LM head is a `RefinedHead`: int4 logits rank the vocabulary, the top 64 are recomputed from the
+  bf16 table (fp32 logits out), so greedy decoding picks what a dense head would;
+- the residual stream stays fp32 (the embedding table is bf16, looked up and widened), so every RMSNorm
+  runs torch's fused fp32 kernel, and rounding does not pile up over the layers; attention, the KV cache
+  and the MLP run in bf16 (`Generator` allocates the cache in the embedding's dtype);
+- the rotary tables are rebuilt in bf16 (q and k are bf16).
+
+The converted tensors are cached next to the loader's converted checkpoint, in
+`<model cache>/<fingerprint>/fast-<scheme>-v<FAST_VERSION>.safetensors` (written to a temp file and
+renamed), so only the first fast load of a GGUF file quantises; later ones map the packed weights.
+HF directories are quantised at every load (from their float weights).
+
+`load_fast(source, device="cpu")` builds the fast model straight from that cache without materialising
+the float model first (what the loader would otherwise allocate): the lighter entry point when the
+caller has not built the module yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ulm.model import Transformer
+from ulm.quant import Int4Linear, Int8Linear, quantize_model
+from ulm.registry import ModelSource
+
+FAST_VERSION = 1
+ACT_DTYPE = torch.bfloat16
+
+
+class WideningEmbedding(nn.Module):
+    """A token embedding stored in bf16 whose lookups come out fp32 (the residual stream's dtype)."""
+
+    def __init__(self, weight: Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)  # [V, D]
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.weight).float()  # [B, T, D]
+
+
+class RefinedHead(nn.Module):
+    """The LM head: int4 logits for the whole vocabulary, then the `k` best recomputed exactly.
+
+    Requantising the 8-bit token embedding (tied head) to 4 bits moves logits by up to ~4, which flips the
+    argmax often (84% top-1 agreement with fp32 on the benchmark text); an int8 head is exact enough but
+    ~6× slower on torch's CPU kernels. So the int4 head ranks, and the top `k` candidates get their logits
+    from the bf16 table with fp32 accumulation: the argmax and the head of the distribution are those of
+    a dense head, at the cost of a top-k and a [k, D] matvec. Logits outside the top k keep the int4 value.
+    """
+
+    def __init__(self, coarse: nn.Module, weight: Tensor, k: int = 64) -> None:
+        super().__init__()
+        self.coarse = coarse
+        self.weight = weight  # [V, D] bf16: the embedding's table when tied (shared, not copied)
+        self.k = k
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.coarse(x)  # [..., V] fp32
+        idx = logits.topk(self.k, dim=-1, sorted=False).indices  # [..., k]
+        rows = self.weight[idx].float()  # [..., k, D]
+        exact = (rows @ x.float().unsqueeze(-1)).squeeze(-1)  # [..., k]
+        return logits.scatter_(-1, idx, exact)
+
+
+def _linear_names(module: Transformer) -> list[str]:
+    return [name for name, m in module.named_modules() if isinstance(m, nn.Linear | Int4Linear | Int8Linear)]
+
+
+def _norm_params(module: Transformer) -> dict[str, Tensor]:
+    """Every parameter that is not in a linear or the embedding: the norms' weights (and biases)."""
+    linears = tuple(f"{n}." for n in _linear_names(module))
+    return {k: v for k, v in module.state_dict().items() if not k.startswith(linears) and not k.startswith("embed.")}
+
+
+def _fast_tensors(module: Transformer, source: ModelSource | None, scheme: str) -> dict[str, Tensor]:
+    """The fast model's tensors, quantised from the best float weights available (the source's fp32 ones,
+    and its raw 4-bit blocks when it is a GGUF file)."""
+    from ulm.model import build_model
+
+    raw: Mapping[str, object] = {}
+    reference = module
+    if source is not None:
+        from ulm.loading import load_checkpoint
+
+        config, state = load_checkpoint(source, torch.float32)  # mmap'd fp32 (the loader's cache)
+        reference = build_model(config, state, torch.float32)
+        if source.kind == "gguf":
+            from ulm.loading import read_gguf_blocks
+
+            raw = read_gguf_blocks(source.path)[1]
+    tensors = {k: v.float() for k, v in _norm_params(reference).items()}
+    tensors["embed.weight"] = reference.embed.weight.detach().to(ACT_DTYPE)
+    if not reference.config.tie_embeddings:
+        tensors["lm_head.table"] = reference.lm_head.weight.detach().to(ACT_DTYPE)  # for RefinedHead
+    quantize_model(reference, scheme, raw, ACT_DTYPE, out_dtypes={"lm_head": torch.float32})  # type: ignore[arg-type]
+    for name in _linear_names(reference):
+        for key, value in reference.get_submodule(name).state_dict().items():
+            tensors[f"{name}.{key}"] = value
+    return {k: v.contiguous() for k, v in tensors.items()}
+
+
+def _install(module: Transformer, tensors: Mapping[str, Tensor]) -> Transformer:
+    """Swap `module`'s embedding, norms' weights and linears for the fast ones held in `tensors`."""
+    module.embed = WideningEmbedding(tensors["embed.weight"])
+    for name in _linear_names(module):
+        parent_name, _, attr = name.rpartition(".")
+        parent = module.get_submodule(parent_name) if parent_name else module
+        bias = tensors.get(f"{name}.bias")
+        out = torch.float32 if name == "lm_head" else ACT_DTYPE
+        if f"{name}.packed" in tensors:
+            new: nn.Module = Int4Linear(tensors[f"{name}.packed"], tensors[f"{name}.scales_zeros"], bias,
+                                        ACT_DTYPE, out)
+        else:
+            new = Int8Linear(tensors[f"{name}.weight"], tensors[f"{name}.scales"], bias, ACT_DTYPE, out)
+        setattr(parent, attr, new)
+    for key in _norm_params(module):
+        owner_name, _, attr = key.rpartition(".")
+        owner = module.get_submodule(owner_name)
+        setattr(owner, attr, nn.Parameter(tensors[key], requires_grad=False))
+    table = module.embed.weight if module.config.tie_embeddings else tensors["lm_head.table"]
+    module.lm_head = RefinedHead(module.lm_head, table)
+    module.rope.rebuild(ACT_DTYPE, tensors["embed.weight"].device)
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def _cache_file(source: ModelSource | None, scheme: str) -> Path | None:
+    if source is None or source.kind != "gguf":
+        return None
+    from ulm.loading.cache import cache_entry
+
+    return cache_entry(source.path) / f"fast-{scheme}-v{FAST_VERSION}.safetensors"
+
+
+def _save(path: Path, tensors: Mapping[str, Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(dict(tensors), tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def fast_tensors(module: Transformer, source: ModelSource | None = None, scheme: str = "int4") -> dict[str, Tensor]:
+    """The fast model's tensors for `source` (mapped from the cache when there), else quantised (and cached)."""
+    path = _cache_file(source, scheme)
+    if path is not None and path.is_file():
+        from safetensors.torch import load_file
+
+        with contextlib.suppress(OSError, ValueError, RuntimeError):  # a damaged file is rebuilt below
+            return load_file(str(path))
+    tensors = _fast_tensors(module, source, scheme)
+    if path is not None:
+        _save(path, tensors)
+    return tensors
+
+
+def make_fast(module: Transformer, source: ModelSource | None = None, dtype: torch.dtype = ACT_DTYPE,
+              scheme: str = "int4") -> Transformer:
+    """`module` in the fast mode (in place; see the module docstring). `source` (the checkpoint the module was
+    built from) makes the conversion lossless for 4-bit GGUF tensors and lets it be cached. Only bf16
+    activations are supported on CPU: other `dtype`s raise ValueError."""
+    if dtype != ACT_DTYPE:
+        raise ValueError(f"the fast mode runs bf16 activations, not {dtype}")
+    return _install(module, fast_tensors(module, source, scheme))
+
+
+def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str = "int4") -> Transformer:
+    """The fast model of `source`, built from the fast cache on the meta device (no float model in memory)
+    when the cache holds it; otherwise converted once (and cached) first."""
+    path = _cache_file(source, scheme)
+    if path is None or not path.is_file():
+        from ulm.loading import load_checkpoint
+        from ulm.model import build_model
+
+        config, state = load_checkpoint(source, torch.float32)
+        return make_fast(build_model(config, state, torch.float32, device), source, scheme=scheme)
+    from ulm.loading.cache import read_entry
+
+    config, _ = read_entry(path.parent)
+    with torch.device("meta"):
+        module = Transformer(config)
+    return _install(module, {k: v.to(device) for k, v in fast_tensors(module, source, scheme).items()})

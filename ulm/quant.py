@@ -1,0 +1,260 @@
+"""Weight-only int8 and int4 linears for µLM's CPU fast mode, and the module swap that installs them.
+
+- `Int4Linear` runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`): 4-bit weights in groups of
+  32 along K, one scale and one zero per group, dequantised as w = (q − 8)·scale + zero. Activations,
+  scales and zeros are bf16 in the fast mode; with fp32 they give an exact reference (~1e-6, ~28× slower).
+- `Int8Linear` runs `_weight_int8pack_mm`: int8 weights with one scale per output row. It takes any shape,
+  so it is also the fallback where the int4 kernel's constraints (N % 16, K % 32) do not hold.
+- GGUF Q4_1 and Q4_0 blocks map losslessly onto the int4 format: Q4_1 (w = d·q + m) is scale d and zero
+  m + 8d; Q4_0 (w = d·(q − 8)) is scale d and zero 0. A `BlockTensor` (the GGUF loader's `GGUFTensor`)
+  carries a tensor's blocks as stored. Every other source (fp32 weights, Q8_0, K-quants dequantised by
+  the loader) is quantised group-wise with min/max (int4) or per-row absmax (int8); min/max over a
+  dequantised Q4_1 weight lands on the same grid, so it is lossless there too.
+- `quantize_model(model, scheme, raw)` swaps every `nn.Linear` (and the tied LM head) in place.
+  `ulm.fast.make_fast` is the one entry point the generator calls for mode="fast"; it uses this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+GROUP = 32  # weights per int4 group; equals the GGUF block size of Q4_0/Q4_1/Q8_0
+SCHEMES = ("int4", "int8")
+_BLOCK_BYTES = {"Q4_1": 20, "Q4_0": 18, "Q8_0": 34}
+FOUR_BIT = ("Q4_1", "Q4_0")  # block types that map onto the int4 kernel's format without loss
+
+
+class BlockTensor(Protocol):
+    """One GGUF tensor's quantised blocks as stored (`ulm.loading.gguf.GGUFTensor` is one), rows in HF order.
+
+    ggml_type: the GGUF type name ("Q4_1", "Q4_0", "Q8_0", ...); shape: (N, K) of the weight it encodes;
+    blocks: uint8 [N, K / 32 · block bytes].
+    """
+
+    ggml_type: str
+    shape: tuple[int, ...]
+    blocks: np.ndarray
+
+
+def _checked_blocks(raw: BlockTensor) -> tuple[int, int, np.ndarray]:
+    """(N, K, blocks [N, K / 32, block bytes]) of a supported block tensor; ValueError otherwise."""
+    if raw.ggml_type not in _BLOCK_BYTES or len(raw.shape) != 2:
+        raise ValueError(f"unsupported block tensor {raw.ggml_type} {tuple(raw.shape)}; "
+                         f"expected a 2-D one of {sorted(_BLOCK_BYTES)}")
+    n, k = raw.shape
+    size = _BLOCK_BYTES[raw.ggml_type]
+    if k % GROUP or raw.blocks.shape != (n, k // GROUP * size):
+        raise ValueError(f"{raw.ggml_type} blocks of shape {raw.blocks.shape} do not encode a weight of shape {n}×{k}")
+    return n, k, raw.blocks.reshape(n, k // GROUP, size)
+
+
+@dataclass
+class Int4Weight:
+    """A 4-bit weight in the kernel's convention: w = (q − 8)·scale + zero per group of 32 along K.
+
+    q: int32 [N, K] in 0..15; scale, zero: float32 [N, K / 32].
+    """
+
+    q: Tensor
+    scale: Tensor
+    zero: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.q.shape[0], self.q.shape[1])
+
+    def dequantize(self) -> Tensor:
+        """The float32 weight [N, K] this encodes."""
+        n, k = self.shape
+        q = self.q.view(n, k // GROUP, GROUP).float()  # (N, G, 32)
+        return ((q - 8) * self.scale[..., None] + self.zero[..., None]).view(n, k)
+
+    @staticmethod
+    def cat(parts: list[Int4Weight]) -> Int4Weight:
+        """Stack weights along N (output rows), e.g. q/k/v into one fused projection."""
+        return Int4Weight(torch.cat([p.q for p in parts]), torch.cat([p.scale for p in parts]),
+                          torch.cat([p.zero for p in parts]))
+
+
+def _f16(data: np.ndarray, offset: int) -> np.ndarray:
+    """Read a little-endian float16 field of each block as float32. data: uint8 [N, G, block bytes]."""
+    return np.ascontiguousarray(data[..., offset:offset + 2]).view("<f2")[..., 0].astype(np.float32)
+
+
+def _nibbles(qs: np.ndarray) -> np.ndarray:
+    """GGUF 4-bit quants [N, G, 16] → values [N, G, 32]: low nibbles are weights 0..15, high ones 16..31."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+
+
+def int4_from_raw(raw: BlockTensor) -> Int4Weight:
+    """Q4_1 or Q4_0 blocks → the kernel's int4 format, losslessly (scales and zeros in float32)."""
+    n, k, blocks = _checked_blocks(raw)  # blocks: (N, G, bytes)
+    d = _f16(blocks, 0)  # (N, G)
+    if raw.ggml_type == "Q4_1":
+        m = _f16(blocks, 2)
+        q, zero = _nibbles(blocks[..., 4:]), m + 8 * d
+    elif raw.ggml_type == "Q4_0":
+        q, zero = _nibbles(blocks[..., 2:]), np.zeros_like(d)
+    else:
+        raise ValueError(f"{raw.ggml_type} blocks are not 4-bit; quantise their dequantised weight instead")
+    q_t = torch.from_numpy(q.reshape(n, k).astype(np.int32))
+    return Int4Weight(q_t, torch.from_numpy(d), torch.from_numpy(zero))
+
+
+def dequantize_raw(raw: BlockTensor) -> Tensor:
+    """Any supported block type → its float32 weight [N, K]."""
+    if raw.ggml_type in FOUR_BIT:
+        return int4_from_raw(raw).dequantize()
+    n, k, blocks = _checked_blocks(raw)  # (N, G, 34)
+    q = np.ascontiguousarray(blocks[..., 2:]).view(np.int8).astype(np.float32)  # (N, G, 32)
+    return torch.from_numpy((q * _f16(blocks, 0)[..., None]).reshape(n, k))
+
+
+def int4_from_float(w: Tensor) -> Int4Weight:
+    """Quantise a float weight [N, K] to 4 bits per group of 32 with min/max (asymmetric) scaling."""
+    n, k = w.shape
+    g = w.detach().float().reshape(n, k // GROUP, GROUP)  # (N, G, 32)
+    lo, hi = g.amin(-1), g.amax(-1)
+    scale = ((hi - lo) / 15).clamp_min(1e-12)
+    q = torch.round((g - lo[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.int32).view(n, k)
+    return Int4Weight(q, scale, lo + 8 * scale)
+
+
+def int4_supported(n: int, k: int) -> bool:
+    """Whether torch's CPU int4 kernel takes an N×K weight."""
+    return n % 16 == 0 and k % GROUP == 0
+
+
+class Int4Linear(nn.Module):
+    """y = x @ Wᵀ (+ b) with W in 4 bits. x: [..., K] (cast to `dtype` when it is not) → [..., N] in `out_dtype`.
+
+    packed: uint8 [N, K / 2] (the kernel's layout); scales_zeros: `dtype` [K / 32, N, 2] (scale, zero).
+    Build one from an `Int4Weight` with `Int4Linear.quantize`.
+    """
+
+    def __init__(self, packed: Tensor, scales_zeros: Tensor, bias: Tensor | None = None,
+                 dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = packed.shape[0], packed.shape[1] * 2
+        self.dtype, self.out_dtype = dtype, out_dtype or dtype
+        self.register_buffer("packed", packed)
+        self.register_buffer("scales_zeros", scales_zeros.to(dtype))
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
+
+    @classmethod
+    def quantize(cls, weight: Int4Weight, bias: Tensor | None = None, dtype: torch.dtype = torch.bfloat16,
+                 out_dtype: torch.dtype | None = None) -> Int4Linear:
+        """Pack an `Int4Weight` for the kernel."""
+        n, k = weight.shape
+        if not int4_supported(n, k):
+            raise ValueError(f"the CPU int4 kernel needs N % 16 == 0 and K % {GROUP} == 0, not {n}×{k}")
+        packed = torch._convert_weight_to_int4pack_for_cpu(weight.q.contiguous(), 1)  # (N, K / 2)
+        sz = torch.stack([weight.scale.t(), weight.zero.t()], dim=-1).to(dtype).contiguous()  # (K / 32, N, 2)
+        return cls(packed, sz, bias, dtype, out_dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, self.in_features).to(self.dtype), self.packed, GROUP,
+                                              self.scales_zeros)  # (M, N)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}, dtype={self.dtype}"
+
+
+class Int8Linear(nn.Module):
+    """y = x @ Wᵀ (+ b) with W in int8, one scale per output row. x: [..., K] (cast to `dtype`) → [..., N].
+
+    weight: int8 [N, K]; scales: `dtype` [N]. Build one from a float weight with `Int8Linear.quantize`.
+    """
+
+    def __init__(self, weight: Tensor, scales: Tensor, bias: Tensor | None = None,
+                 dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.dtype, self.out_dtype = dtype, out_dtype or dtype
+        self.register_buffer("weight", weight)
+        self.register_buffer("scales", scales.to(dtype))
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
+
+    @classmethod
+    def quantize(cls, weight: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.bfloat16,
+                 out_dtype: torch.dtype | None = None) -> Int8Linear:
+        """Symmetric per-row int8 (absmax / 127) of a float weight [N, K]."""
+        w = weight.detach().float()
+        scale = (w.abs().amax(dim=1) / 127).clamp_min(1e-12)  # (N,)
+        q = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+        return cls(q, scale, bias, dtype, out_dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).to(self.dtype), self.weight,
+                                      self.scales)  # (M, N)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype}"
+
+
+def quantized_linear(weight: Tensor, bias: Tensor | None, scheme: str, raw: list[BlockTensor] | None = None,
+                     dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None) -> nn.Module:
+    """The quantised module for one weight [N, K].
+
+    int4: from the raw blocks when every part is 4-bit (lossless; `raw` lists the parts of a fused weight
+    in row order), else from the float weight with group-wise min/max. int8 when asked for, or where the
+    int4 kernel does not take the shape.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown quantisation scheme {scheme!r}; expected one of {SCHEMES}")
+    n, k = weight.shape
+    if scheme == "int4" and int4_supported(n, k):
+        if raw and all(r.ggml_type in FOUR_BIT for r in raw):
+            w4 = Int4Weight.cat([int4_from_raw(r) for r in raw])
+            if w4.shape != (n, k):
+                raise ValueError(f"raw blocks encode {w4.shape[0]}×{w4.shape[1]}, the weight is {n}×{k}")
+            return Int4Linear.quantize(w4, bias, dtype, out_dtype)
+        return Int4Linear.quantize(int4_from_float(weight), bias, dtype, out_dtype)
+    return Int8Linear.quantize(weight, bias, dtype, out_dtype)
+
+
+# Fused modules of `ulm.model` and the canonical weights they stack, in row order.
+FUSED = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
+
+
+def _raw_parts(name: str, raw: Mapping[str, BlockTensor]) -> list[BlockTensor] | None:
+    """The raw blocks of the linear `name` (all parts of a fused one), or None when any is missing."""
+    prefix, _, attr = name.rpartition(".")
+    parts = [f"{prefix}.{p}.weight" for p in FUSED[attr]] if attr in FUSED else [f"{name}.weight"]
+    if name == "lm_head" and "lm_head.weight" not in raw:
+        parts = ["embed.weight"]  # tied head
+    found = [raw.get(p) for p in parts]
+    return None if any(f is None for f in found) else [f for f in found if f is not None]
+
+
+def quantize_model(model: nn.Module, scheme: str = "int4", raw: Mapping[str, BlockTensor] | None = None,
+                   dtype: torch.dtype = torch.bfloat16, skip: tuple[str, ...] = (),
+                   out_dtypes: Mapping[str, torch.dtype] | None = None) -> nn.Module:
+    """Swap every `nn.Linear` of `model` for its quantised module, in place, and return the model.
+
+    raw maps canonical state-dict names (`layers.0.attn.wq.weight`) to their GGUF blocks, used where that is
+    lossless (fused linears take their parts'). Linears named in `skip` stay as they are; `out_dtypes` sets
+    the output dtype of named linears (e.g. {"lm_head": torch.float32}). A tied LM head gets its own
+    quantised copy; the embedding keeps its table for lookups.
+    """
+    raw = raw or {}
+    out_dtypes = out_dtypes or {}
+    targets = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and name not in skip]
+    for name, mod in targets:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        new = quantized_linear(mod.weight, mod.bias, scheme, _raw_parts(name, raw), dtype, out_dtypes.get(name))
+        setattr(parent, attr, new)
+    return model
