@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import chat, generate, info, models, serve
+from ulm.commands import bench, chat, generate, info, models, serve
 
 app = typer.Typer(
     name="ulm",
@@ -21,6 +21,7 @@ app.command("chat")(chat.chat)
 app.command("info")(info.info)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
+app.command("bench")(bench.bench)
 
 
 @app.callback()
