@@ -37,7 +37,10 @@ Rules (the parser in `tools.parse` is the reference):
   blank line between them is one empty line. A body written on the opening line (`<edit ...>x</edit>`)
   is that text. A Markdown fence wrapping the whole body (```python ... ```) is dropped, as are fences
   around whole blocks.
-- A body cannot contain its own closing tag (`</edit>` inside an edit's body).
+- A body cannot contain its own closing tag (`</edit>` inside an edit's body) nor the opening tag of a
+  block (`<insert path=...>`): a block whose close tag comes after the next block's opening tag is
+  reported as not closed, so one forgotten `</edit>` never swallows the next block.
+- `<replace path="..." version="..." start="3" end="5"/>` (self-closing) has an empty body: a deletion.
 - Text outside blocks is free prose and is ignored.
 
 `INSTRUCTIONS` teaches this to the model (one example per operation); `GRAMMAR` describes it in GBNF so

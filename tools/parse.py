@@ -79,17 +79,22 @@ def _parse_blocks(text: str) -> ParseResult:
         name = m.group(1).lower()
         line = text.count("\n", 0, m.start()) + 1
         short = LONG_NAMES.get(name, name)
-        close = close_tag(name).search(text, m.end())
-        if close is None:
-            errors.append(ParseError(line, short, f"is not closed (expected </{short}>)"))
-            pos = m.end()
-            continue
-        pos = close.end()
+        if m.group(2).rstrip().endswith("/"):  # <replace ... /> : a block with an empty body
+            body_raw, pos = "", m.end()
+        else:
+            close = close_tag(name).search(text, m.end())
+            following = OPEN_TAG.search(text, m.end())
+            if close is None or (following is not None and following.start() < close.start()):
+                # A missing close tag must not swallow the next block.
+                errors.append(ParseError(line, short, f"is not closed (expected </{short}>)"))
+                pos = m.end()
+                continue
+            body_raw, pos = text[m.end():close.start()], close.end()
         try:
             attrs = _attributes(m.group(2))
             spec = by_name(name)
             assert spec is not None  # OPEN_TAG only matches known names
-            proposals.append(spec.build({**attrs, spec.body: _body(text[m.end():close.start()])}))
+            proposals.append(spec.build({**attrs, spec.body: _body(body_raw)}))
         except ValueError as exc:
             errors.append(ParseError(line, short, str(exc)))
     return ParseResult(tuple(proposals), tuple(errors))

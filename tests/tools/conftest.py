@@ -1,4 +1,4 @@
-"""Fixtures for the tools tests: a workspace dir, a journal in CB_HOME, and small helpers.
+"""Fixtures for the tools tests: a workspace dir and a journal in CB_HOME (helpers: tests/tools/support.py).
 
 Run with `.venv/bin/python -m pytest tests/tools -q`.
 """

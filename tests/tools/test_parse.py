@@ -103,6 +103,19 @@ def test_mismatched_close_tag_is_reported_as_unclosed() -> None:
         "line 1: <edit> is not closed (expected </edit>)"]
 
 
+def test_a_forgotten_close_tag_does_not_swallow_the_next_block() -> None:
+    text = '<edit path="a" version="v" line="1">\nx\n<edit path="a" version="v" line="2">\ny\n</edit>'
+    result = parse_proposals(text)
+    assert [str(e) for e in result.errors] == ["line 1: <edit> is not closed (expected </edit>)"]
+    assert result.proposals == (SingleLineEdit("a", "v", 2, "y\n"),)
+
+
+def test_a_self_closing_replace_deletes() -> None:
+    assert one('<replace path="a" version="v" start="2" end="4"/>').content == ""
+    result = parse_proposals('<replace path="a" version="v" start="2" end="4" />\n<run>ls</run>')
+    assert result.proposals == (LineReplaceEdit("a", "v", 2, 4, ""), RunProposal("", "ls"))
+
+
 def test_missing_attributes_are_named() -> None:
     assert errors('<replace path="a" start="1">\nx\n</replace>') == ["line 1: <replace> needs version= and end="]
     assert errors('<insert path="a" version="v">\nx\n</insert>') == ["line 1: <insert> needs after="]
