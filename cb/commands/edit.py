@@ -17,7 +17,7 @@ import typer
 from cb.commands.common import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK, fail
 
 SourceArg = Annotated[str, typer.Argument(help="A file holding a model answer (edit blocks or tool-call JSON), "
-                                               "or - to read it from stdin.", show_default=False)]
+                                               "or - to read it from stdin.", show_default=False, metavar="FILE|-")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking (a change with a warning still "
                                                          "needs --force).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="With --yes: apply changes that carry a warning too "
