@@ -56,7 +56,7 @@ def _fit(model: Model, history: list[dict[str, str]], system: list[dict[str, str
 
 def _answer(model: Model, messages: list[dict[str, str]], options: dict[str, Any], write: Any,
             stats: bool) -> str:
-    """Stream one answer; Ctrl-C cuts it short. Returns the text written."""
+    """Stream one answer; Ctrl-C (at any point of the turn) cuts it short. Returns the text written."""
     parts: list[str] = []
     last = None
     try:
@@ -129,7 +129,12 @@ def chat(
             continue
         history.append({"role": "user", "content": text})
         try:
-            _fit(m, history, preamble, max_tokens)
+            try:
+                _fit(m, history, preamble, max_tokens)
+            except KeyboardInterrupt:  # Ctrl-C before the answer started: drop the message
+                typer.echo(" [stopped]", err=True)
+                history.pop()
+                continue
             reply = _answer(m, preamble + history, options, write, stats)
         except UlmError as exc:  # e.g. a message longer than the context: say so, keep chatting
             typer.echo(f"error: {exc}", err=True)
