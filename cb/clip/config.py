@@ -10,6 +10,7 @@
 | CB_CLIP_MAX_BYTES     | the size cap on a clip, both sides                           | 1048576 (1 MiB)    |
 | CB_CLIP_MAX_AGE       | seconds after which a clip is stale and refused              | 120                |
 | CB_CLIP_SENDER        | this box's sender name                                       | host name + random |
+| CB_REDIS_CA           | CA bundle (PEM) to verify a rediss:// server with            | the system's CAs   |
 | CB_CLIP_ALLOW_PLAINTEXT | 1 = allow redis:// (no TLS) to a host that is not loopback | 0                  |
 
 `clip.env` holds `NAME=value` lines with the same names (mode 0600; `cb clip keygen --save` writes
@@ -152,6 +153,7 @@ class ClipConfig:
     max_age_s: float = DEFAULT_MAX_AGE_S
     sender: str = ""
     connect_timeout_s: float = 2.0
+    ca_file: str | None = None
 
     def require_key(self) -> bytes:
         if not self.key:
@@ -188,6 +190,9 @@ def load_config(environ: dict[str, str] | None = None, need_sender: bool = False
         raise ClipConfigError(f"CB_CLIP_KEY is too short ({len(key_text)} chars, need {MIN_KEY_CHARS}+); "
                               "make one with `cb clip keygen`")
     channel = values.get("CB_CLIP_CHANNEL", "").strip() or DEFAULT_CHANNEL
+    ca_file = values.get("CB_REDIS_CA", "").strip() or None
+    if ca_file and not Path(ca_file).expanduser().is_file():
+        raise ClipConfigError(f"CB_REDIS_CA={ca_file}: no such file")
     sender = values.get("CB_CLIP_SENDER", "").strip()
     if need_sender and not sender:
         sender = _default_sender()
@@ -200,6 +205,7 @@ def load_config(environ: dict[str, str] | None = None, need_sender: bool = False
         max_bytes=int(_number(values, "CB_CLIP_MAX_BYTES", DEFAULT_MAX_BYTES, 1)),
         max_age_s=_number(values, "CB_CLIP_MAX_AGE", DEFAULT_MAX_AGE_S, 1),
         sender=sender,
+        ca_file=str(Path(ca_file).expanduser()) if ca_file else None,
     )
 
 

@@ -67,13 +67,19 @@ def _check_size(text: str, cfg: ClipConfig) -> bytes:
 
 
 def redis_client(cfg: ClipConfig, socket_timeout: float | None = 2.0, **extra: object) -> redis.Redis:
-    """A redis-py client for `cfg` with bounded timeouts (bytes responses; TLS verified for rediss://)."""
+    """A redis-py client for `cfg` with bounded timeouts (bytes responses; for rediss:// the server's
+    certificate and host name are verified, against CB_REDIS_CA when set)."""
     import redis as redis_mod
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    url = cfg.require_url()
+    if url.startswith("rediss://"):
+        extra = {"ssl_cert_reqs": "required", "ssl_check_hostname": True, **extra}
+        if cfg.ca_file:
+            extra["ssl_ca_certs"] = cfg.ca_file
     return redis_mod.Redis.from_url(
-        cfg.require_url(),
+        url,
         socket_connect_timeout=cfg.connect_timeout_s,
         socket_timeout=socket_timeout,
         retry=Retry(NoBackoff(), 0),
@@ -86,13 +92,14 @@ def explain_redis_error(exc: Exception, cfg: ClipConfig) -> ClipError:
     import redis as redis_mod
 
     where = redact_url(cfg.redis_url or "")
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, redis_mod.AuthenticationError):
         return ClipError(f"Redis at {where} refused the user name or password")
     if isinstance(exc, redis_mod.exceptions.NoPermissionError):
-        return ClipError(f"Redis at {where} denies this (ACL): {exc}")
+        return ClipError(f"Redis at {where} denies this (ACL): {detail}")
     if isinstance(exc, (redis_mod.ConnectionError, redis_mod.TimeoutError)):
-        return ClipError(f"cannot reach Redis at {where}: {exc}")
-    return ClipError(f"Redis at {where}: {exc}")
+        return ClipError(f"cannot reach Redis at {where}: {detail}")
+    return ClipError(f"Redis at {where}: {detail}")
 
 
 class Publisher:

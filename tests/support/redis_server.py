@@ -3,7 +3,8 @@
 `RedisServer` runs redis-server on a random loopback port in a temp dir (no persistence), with two
 ACL users: `clip_pub` may PUBLISH to the clipboard channel and XADD to its stream; `clip_sub` may
 SUBSCRIBE, PING and XREVRANGE. The default user (no password) is the test's admin (CLIENT KILL,
-CONFIG SET). `restart()` stops it and starts it again on the same port, optionally after a pause.
+CONFIG SET). `restart()` stops it and starts it again on the same port, optionally after a pause. With `tls_dir`
+(see `make_tls_files`) it serves TLS only on that port.
 
 `FaultProxy` forwards 127.0.0.1:<proxy port> to a target port, and on demand: `kill()` closes every
 open connection (FIN), `reset()` aborts them (RST), `blackhole()` keeps them open but drops all bytes
@@ -19,6 +20,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -50,19 +52,28 @@ def wait_until(cond: Callable[[], bool], timeout_s: float, interval_s: float = 0
 class RedisServer:
     """One redis-server process with the clipboard ACL users; `url(user)` gives a client URL."""
 
-    def __init__(self, workdir: Path, channel: str = "clipboard", stream: str = "clipboard:stream") -> None:
+    def __init__(self, workdir: Path, channel: str = "clipboard", stream: str = "clipboard:stream",
+                 tls_dir: Path | None = None) -> None:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (make test installs it: SYSTEM_PACKAGES)")
         self.workdir = workdir
         self.channel, self.stream = channel, stream
         self.port = free_port()
+        self.tls_dir = tls_dir  # holds ca.pem, server.pem, server.key (see make_tls_files): TLS only
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _args(self) -> list[str]:
         pub = f"{PUB_USER} on >{PUB_PASS} resetchannels &{self.channel} resetkeys ~{self.stream} -@all +publish +xadd"
         sub = (f"{SUB_USER} on >{SUB_PASS} resetchannels &{self.channel} resetkeys ~{self.stream} -@all "
                "+subscribe +unsubscribe +ping +xrevrange")
-        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        if self.tls_dir is None:
+            ports = ["--port", str(self.port)]
+        else:
+            t = self.tls_dir
+            ports = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(t / "server.pem"),
+                     "--tls-key-file", str(t / "server.key"), "--tls-ca-cert-file", str(t / "ca.pem"),
+                     "--tls-auth-clients", "no"]
+        return ["redis-server", *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
                 "--user", *pub.split(), "--user", *sub.split()]
 
@@ -81,7 +92,11 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                s = raw
+                if self.tls_dir is not None:
+                    ctx = ssl.create_default_context(cafile=str(self.tls_dir / "ca.pem"))
+                    s = ctx.wrap_socket(raw, server_hostname="localhost")
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -249,3 +264,20 @@ class FaultProxy:
             s.settimeout(5)
             self.sel.register(s, selectors.EVENT_READ)
         self.peers[client], self.peers[upstream] = upstream, client
+
+
+def make_tls_files(directory: Path, host: str = "localhost") -> Path:
+    """A throw-away CA and a server certificate for `host` (DNS name only) made with openssl: ca.pem,
+    server.pem, server.key in `directory`, which is returned."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cb test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={host}")
+    (directory / "san.ext").write_text(f"subjectAltName=DNS:{host}\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    return directory
