@@ -87,6 +87,7 @@ class Listener:
         self.guard = guard or Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s)
         self.catch_up_first = catch_up_first
         self.stats = ListenStats()
+        self._stream_denied = False
         self.stop_event = threading.Event()
         self.connected = threading.Event()
         self.applied_event = threading.Event()
@@ -187,7 +188,17 @@ class Listener:
                 ping_sent = now
 
     def _catch_up(self, client: redis.Redis) -> None:
-        entries = client.xrevrange(self.cfg.stream, count=1)
+        import redis as redis_mod
+
+        if self._stream_denied:
+            return
+        try:
+            entries = client.xrevrange(self.cfg.stream, count=1)
+        except redis_mod.exceptions.NoPermissionError:
+            self._stream_denied = True
+            self.notify("warn", f"this Redis user may not read {self.cfg.stream!r} (needs +xrevrange): "
+                                "clips sent while disconnected cannot be caught up")
+            return
         if not entries:
             return
         _entry_id, fields = entries[0]

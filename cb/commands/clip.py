@@ -57,6 +57,9 @@ def copy(text: str | None = typer.Argument(None, help="The text to copy; omit it
         except UnicodeDecodeError:
             typer.echo("cb copy: standard input is not UTF-8 text", err=True)
             raise typer.Exit(1) from None
+    if not text:
+        typer.echo("cb copy: nothing to copy (empty text)", err=True)
+        raise typer.Exit(1)
     try:
         result = copy_text(text)
     except ClipError as exc:

@@ -315,3 +315,16 @@ def test_r7_wrong_password_gives_up_after_a_few_tries(redis_server: RedisServer,
     auth_failures = sum(int(e["count"]) for e in redis_server.admin().acl_log() if e["reason"] == "auth")
     assert auth_failures == 3  # no retry storm
     assert len([n for n in notices if "retrying" in n[1]]) == 2
+
+
+def test_a_user_that_may_not_read_the_stream_still_gets_live_clips(redis_server: RedisServer, clip_key: bytes,
+                                                                   publisher: Publisher, run_listener) -> None:
+    admin = redis_server.admin()
+    admin.execute_command("ACL", "SETUSER", "live_only", "on", ">live-pass", "resetchannels", "&clipboard", "-@all",
+                          "+subscribe", "+ping")
+    cfg = make_cfg(redis_server.url("live_only", "live-pass"), clip_key)
+    backend = RecordingBackend()
+    running = run_listener(cfg, backend)
+    assert running.wait_notice("may not read 'clipboard:stream'")
+    publisher.publish("live")
+    assert backend.wait_for(1, 5) and backend.texts == ["live"]
