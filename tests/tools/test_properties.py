@@ -63,7 +63,7 @@ def workspace() -> tuple[tempfile.TemporaryDirectory, Path, Journal]:
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_undo_of_apply_is_the_identity_and_a_second_apply_is_stale(data: st.DataObject) -> None:
     old = data.draw(files())
