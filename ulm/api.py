@@ -22,9 +22,11 @@
 
 Modes:
 - "exact" (default): fp32 weights (quantised GGUF tensors dequantised): the reference numerics.
-- "fast": bf16 weights, and the int4/int8 kernels of `ulm.fast` where that module is installed; costs a
-  little accuracy for speed (see README).
-`dtype` overrides the mode's dtype; `quant` ("int4" or "int8") quantises the linears whatever the mode.
+- "fast": `ulm.fast`: int4 weight-only linears (GGUF Q4_0/Q4_1 blocks packed losslessly), bf16 activations,
+  an fp32 residual stream and an LM head whose top candidates are recomputed exactly; costs a little
+  accuracy for speed (see README).
+`dtype` overrides the mode's activation dtype; `quant` ("int4" or "int8") picks the fast mode's scheme, or
+quantises the linears of the exact mode.
 
 A prompt is a str (completed as raw text; `chat=True` wraps it as one user message), a list of messages
 (`[{"role": ..., "content": ...}]`, rendered with the checkpoint's chat template), or a list of token ids.
@@ -177,28 +179,33 @@ def load(ref: str | Path | None = None, device: str | torch.device = "cpu", dtyp
     start = time.perf_counter()
     source = resolve(ref)
     target = _resolve_dtype(dtype, mode)
-    from ulm.loading import load_checkpoint
-    from ulm.model import build_model
-
-    config, state = load_checkpoint(source, target)
-    module = build_model(config, state, target, device)
-    if mode == "fast" or quant is not None:
-        module = _speed_up(module, source, quant, target)
+    module = _build(source, mode, target, quant, device)
     tokenizer = load_tokenizer(source)
+    config = module.config
     if len(tokenizer) > config.vocab_size:
         raise ModelLoadError(f"{source.path}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
                              f"is {config.vocab_size}")
     return Model(module, tokenizer, source, mode, time.perf_counter() - start, max_len)
 
 
-def _speed_up(module: Transformer, source: ModelSource, quant: str | None, dtype: torch.dtype) -> Transformer:
-    """The fast mode's module: `ulm.fast.make_fast` when that module exists, else `quant` linears (if asked)."""
-    try:
-        from ulm.fast import make_fast  # type: ignore[import-not-found]
-    except ImportError:
-        make_fast = None
-    if make_fast is not None and quant in (None, "int4"):
-        return make_fast(module, source=source, dtype=dtype)
+def _build(source: ModelSource, mode: str, dtype: torch.dtype, quant: str | None,
+           device: str | torch.device) -> Transformer:
+    """The module for a mode: fast = `ulm.fast` (int4 linears, bf16 activations; its cached packed weights
+    are mapped without building the float model first); exact = float weights in `dtype`, quantised
+    linears only when `quant` asks for them."""
+    from ulm.loading import load_checkpoint
+    from ulm.model import build_model
+
+    if mode == "fast" and dtype == torch.bfloat16:
+        from ulm.fast import load_fast
+
+        return load_fast(source, device, scheme=quant or "int4")
+    config, state = load_checkpoint(source, dtype)
+    module = build_model(config, state, dtype, device)
+    if mode == "fast":
+        from ulm.fast import make_fast
+
+        return make_fast(module, source, dtype=dtype, scheme=quant or "int4")
     if quant is not None:
         from ulm.quant import quantize_model
 
