@@ -217,4 +217,3 @@ class ListenTiming:
     pong_timeout_s: float = 4.0       # no reply (PONG or message) this long after a PING = dead link
     backoff_min_s: float = 0.5        # first reconnect delay
     backoff_max_s: float = 30.0       # reconnect delays double up to this
-    clipboard_timeout_s: float = 2.0  # a clipboard tool taking longer is reported and abandoned

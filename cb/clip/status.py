@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 
 from cb.clip import message
@@ -35,8 +36,6 @@ def _redis_lines(cfg: ClipConfig) -> tuple[list[tuple[str, str]], bool]:
             else:
                 head = newest[0][1].get(b"m", b"").partition(b"\n")[0]
                 try:
-                    import json
-
                     h = json.loads(head)
                     age = time.time() - h["ts"] / 1000
                     lines.append(("newest clip", f"seq {h['seq']} from {h['sender']}, {age:.0f} s ago"))
@@ -44,13 +43,15 @@ def _redis_lines(cfg: ClipConfig) -> tuple[list[tuple[str, str]], bool]:
                     lines.append(("newest clip", "unreadable entry"))
         except redis.exceptions.NoPermissionError:
             lines.append(("newest clip", "n/a (this user may not read the stream)"))
+        except redis.RedisError as exc:
+            lines.append(("newest clip", f"n/a ({explain_redis_error(exc, cfg)})"))
         try:
             listeners = client.pubsub_numsub(cfg.channel)[0][1]
             lines.append(("listeners", str(listeners)))
         except redis.exceptions.NoPermissionError:
             lines.append(("listeners", "n/a (this user may not run PUBSUB)"))
         except redis.RedisError as exc:
-            lines.append(("listeners", f"n/a ({exc})"))
+            lines.append(("listeners", f"n/a ({explain_redis_error(exc, cfg)})"))
         return lines, True
     finally:
         client.close()

@@ -110,12 +110,14 @@ class Listener:
         while not self.stop_event.is_set():
             client: redis.Redis | None = None
             pubsub: Any = None
+            linked = False
             try:
                 client = redis_client(self.cfg, socket_timeout=self.timing.pong_timeout_s, socket_keepalive=True,
                                       socket_keepalive_options=keepalive_options())
                 pubsub = client.pubsub()
                 pubsub.subscribe(self.cfg.channel)
                 self._await_subscribed(pubsub)
+                linked = True
                 auth_failures = 0
                 backoff = self.timing.backoff_min_s
                 self.stats.connects += 1
@@ -134,12 +136,13 @@ class Listener:
                 if auth_failures >= AUTH_RETRIES:
                     raise ClipError(f"Redis at {where} {kind} ({auth_failures} tries): {exc}") from None
                 self.notify("warn", f"Redis {kind}: {exc}; retrying in {backoff:.1f} s")
-            except (redis_mod.ConnectionError, redis_mod.TimeoutError, OSError) as exc:
+            except (redis_mod.RedisError, OSError) as exc:  # connection trouble or an odd reply: start over
                 self.stats.dead_links += isinstance(exc, DeadLink)
-                if self.connected.is_set():
+                if linked:
                     lost_at = time.monotonic()
-                detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                self.notify("warn", f"connection lost ({detail}); retrying in {backoff:.1f} s")
+                detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                what = "connection lost" if linked else "cannot connect"
+                self.notify("warn", f"{what} ({detail}); retrying in {backoff:.1f} s")
             finally:
                 self.connected.clear()
                 for thing in (pubsub, client):

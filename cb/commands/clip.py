@@ -103,7 +103,7 @@ def listen(
         cfg = load_config()
         backend = StdoutBackend() if stdout else PyperclipBackend(timeout_s=clipboard_timeout)
         timing = ListenTiming(ping_interval_s=ping_interval, pong_timeout_s=pong_timeout,
-                              backoff_max_s=backoff_max, clipboard_timeout_s=clipboard_timeout)
+                              backoff_max_s=backoff_max)
         guard = Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s, state_path=seen_file())
         listener = Listener(cfg, backend, timing=timing, notify=notify, once=once, guard=guard)
     except ClipError as exc:

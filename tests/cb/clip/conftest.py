@@ -23,8 +23,7 @@ from tests.support.redis_server import PUB_PASS, PUB_USER, SUB_PASS, SUB_USER, R
 from tests.support.xvfb import Xvfb
 
 # Half-open noticed within ping + pong = 1 s; reconnects start at 50 ms and cap at 0.4 s.
-FAST = ListenTiming(ping_interval_s=0.4, pong_timeout_s=0.6, backoff_min_s=0.05, backoff_max_s=0.4,
-                    clipboard_timeout_s=1.0)
+FAST = ListenTiming(ping_interval_s=0.4, pong_timeout_s=0.6, backoff_min_s=0.05, backoff_max_s=0.4)
 
 
 @pytest.fixture
