@@ -47,8 +47,9 @@ class Terminal:
 
     def close(self) -> None:
         if self.owned:
-            with contextlib.suppress(OSError):
-                self.stdin.close()
+            for stream in (self.stdin, self.stdout):
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def open_terminal() -> Terminal | None:
@@ -56,10 +57,16 @@ def open_terminal() -> Terminal | None:
     if sys.stdin.isatty():
         return Terminal(sys.stdin, sys.stderr)
     try:
-        tty = open("/dev/tty", "r+")  # noqa: SIM115 - kept open for the whole confirmation
+        # Two streams: a text stream opened "r+" on a tty fails (it is not seekable).
+        tty_in = open("/dev/tty", encoding="utf-8", errors="replace")  # noqa: SIM115 - closed by Terminal.close
     except OSError:
         return None
-    return Terminal(tty, tty, owned=True)
+    try:
+        tty_out = open("/dev/tty", "w", encoding="utf-8")  # noqa: SIM115 - closed by Terminal.close
+    except OSError:
+        tty_in.close()
+        return None
+    return Terminal(tty_in, tty_out, owned=True)
 
 
 def run_editor(text: str) -> str:

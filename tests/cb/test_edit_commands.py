@@ -184,3 +184,16 @@ def test_interactive_edit_runs_the_editor_then_asks_again(ws: Path, tmp_path: Pa
     child.close()
     assert child.exitstatus == 0
     assert (ws / "app.py").read_bytes() == AFTER.replace(b"math.pi", b"3.14159")
+
+
+@pytest.mark.integration
+def test_piped_answer_is_confirmed_on_the_controlling_terminal(ws: Path) -> None:
+    path = answer(ws)
+    child = pexpect.spawn("/bin/sh", ["-c", f"cat '{path}' | '{CB}' apply -"], cwd=str(ws),
+                          env={**os.environ, "TERM": "xterm"}, dimensions=(50, 120), timeout=30)
+    child.expect(r"Apply to app\.py\? .*\(n\): ")
+    child.sendline("a")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert (ws / "app.py").read_bytes() == AFTER
