@@ -99,6 +99,8 @@ def apply_batch(proposals: Sequence[Proposal], root: Path | str, *, journal: Jou
         moved = [c.path for c in plan.changes if c.target in previewed and previewed[c.target] != c.old]
         if moved:
             return ApplyResult("refused", plan, errors=tuple(_stale(p) for p in moved))
+        if not plan.changes:
+            return ApplyResult("nothing", plan, notes=plan.notes)
     return commit(plan, journal)
 
 

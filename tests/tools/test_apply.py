@@ -379,3 +379,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_approving_an_edit_that_turned_into_a_no_op_writes_nothing(ws: Path, journal: Journal) -> None:
+    f = write(ws / "a.txt", b"same\n")
+    no_op = SingleLineEdit("a.txt", v(f), 1, "same\n")
+    result = apply_batch([SingleLineEdit("a.txt", v(f), 1, "other")], ws, journal=journal,
+                         confirm=lambda plan: [no_op])
+    assert result.status == "nothing" and journal.entries() == []
