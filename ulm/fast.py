@@ -166,9 +166,10 @@ def fast_tensors(module: Transformer, source: ModelSource | None = None, scheme:
     """The fast model's tensors for `source` (mapped from the cache when there), else quantised (and cached)."""
     path = _cache_file(source, scheme)
     if path is not None and path.is_file():
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        with contextlib.suppress(OSError, ValueError, RuntimeError):  # a damaged file is rebuilt below
+        with contextlib.suppress(OSError, ValueError, RuntimeError, SafetensorError):  # damaged: rebuilt below
             return load_file(str(path))
     tensors = _fast_tensors(module, source, scheme)
     if path is not None:
