@@ -13,12 +13,18 @@ falls back to an estimate of 1 token per 4 characters when the server has no suc
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+# httpx's __init__ imports its own command-line tool (httpx._main → click, rich, pygments) when those are
+# installed, which doubles its import time; cb never uses that tool. A None entry in sys.modules makes that
+# one optional import fail, and httpx falls back to a stub, as it does when click is absent.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
 
 
 class BackendError(RuntimeError):
@@ -85,7 +91,9 @@ class Backend:
         self.root = server_root(self.base_url)
         self.model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        # certificates are loaded only for https (loading the CA bundle costs ~0.1 s per start-up)
+        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                                  verify=self.base_url.startswith("https:"))
         self._tokenize_ok: bool | None = None
         self._models: list[dict[str, Any]] | None = None
 

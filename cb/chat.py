@@ -9,12 +9,13 @@ session. It returns a `Turn` with the answer, usage, timing and what was cut fro
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cb import context, server
+from cb import context, paths, server
 from cb.backend import Backend, BackendError, Delta, Done
 from cb.config import Settings
 from cb.render import Out
@@ -54,6 +55,8 @@ class Chat:
         self.close()
 
     def close(self) -> None:
+        if self._counter is not None:
+            self._counter.save()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -69,6 +72,7 @@ class Chat:
         """The connected backend; starts the local server on first use when no base_url is set."""
         if self._backend is None:
             s = self.settings
+            info = None
             if self.local:
                 info = server.ensure(s.model, s.server_port, s.server_args, s.server_start_timeout,
                                      wait=self.out.spinner)
@@ -76,15 +80,37 @@ class Chat:
             else:
                 base_url = s.base_url
             api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
-            self._backend = Backend(base_url, api_key, s.model, s.timeout)
-            if self.local or s.source.get("model") == "default":
-                try:
-                    self._backend.use_served_model()
-                except BaseException:
-                    self.close()
-                    raise
-            self._counter = context.Counter(self._backend.count_tokens)
+            backend = Backend(base_url, api_key, s.model, s.timeout)
+            try:
+                if info is not None:
+                    self._learn_local(backend, info)
+                elif s.source.get("model") == "default":
+                    backend.use_served_model()
+            except BaseException:
+                backend.close()
+                raise
+            self._backend = backend
+            store = paths.cache_dir() / "token-counts" / f"{_safe(backend.model)}.json"
+            self._counter = context.Counter(backend.count_tokens, store)
         return self._backend
+
+    def _learn_local(self, backend: Backend, info: server.ServerInfo) -> None:
+        """The local server's model id and context length, asked once per server start (kept in its dir)."""
+        record = paths.server_dir() / "served.json"
+        stamp = f"{info.pid}:{info.started}"
+        try:
+            known = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int):
+            backend.model = str(known["model_id"])
+            self._context_length = int(self.settings.context_length) or known["context_length"]
+            return
+        backend.use_served_model()
+        length = backend.context_length() or DEFAULT_CONTEXT
+        self._context_length = int(self.settings.context_length) or length
+        record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length}),
+                          encoding="utf-8")
 
     def set_model(self, model: str) -> None:
         """Switch models (the local server restarts with it on the next turn)."""
@@ -160,6 +186,11 @@ class Chat:
             self.session.append("assistant", turn.answer)
         self.last = turn
         return turn
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a model id."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "model"
 
 
 def edit_instructions() -> str:

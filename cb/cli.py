@@ -11,14 +11,15 @@ stdin otherwise); `cb "question"` (any first word that is not a command) is `cb 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
-from cb.commands import chat, common, edit, files, info, models, oneshot, status, tab
+from cb.commands import bench, chat, common, edit, files, info, models, oneshot, status, tab
 from cb.commands import clip as clip_cmd
 from cb.commands import config as config_cmd
 from cb.commands import server as server_cmd
@@ -46,12 +47,70 @@ Exit codes:
 class CbGroup(TyperGroup):
     """A command group whose default command is `ask` (or `chat` with no arguments on a terminal)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args:
             args = ["chat"] if sys.stdin.isatty() else ["ask"]
         elif args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["ask", *args]
+        _light_coercion(self)
         return super().parse_args(ctx, args)
+
+
+def _light_coercion(group: Any) -> None:
+    """Convert plain parameters (str, int, float, bool, list[str]) with the stdlib, not Typer's pydantic.
+
+    Typer builds a pydantic TypeAdapter for every parameter of the command it runs, even one left at its
+    default (and for the help option); importing pydantic and building them costs more than the rest of a
+    one-shot `cb` start-up. For these plain types the conversion is the same (int("3"), float("0.2")), so
+    cb installs a light converter before parsing. If Typer's internals change shape, Typer's own stays.
+    """
+    try:
+        from typer._coercion import RuntimeParam
+    except ImportError:
+        return
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if kind == list[str]:
+                return [str(v) for v in value]
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+            else:
+                with contextlib.suppress(TypeError, ValueError):
+                    return kind(value)
+            label = {int: "integer", float: "number", bool: "boolean"}.get(kind, getattr(kind, "__name__", "value"))
+            raise typer.BadParameter(f"{value!r} is not a valid {label}.", ctx=ctx, param=param)
+
+    def lighten(param: Any) -> None:
+        descriptor = getattr(param, "type_descriptor", None)
+        annotation = getattr(descriptor, "annotation", None)
+        if getattr(param, "_runtime_param", "absent") is None and annotation in (str, int, float, bool, list[str]) \
+                and getattr(descriptor, "file_annotation", None) is None:
+            with contextlib.suppress(TypeError):  # Typer's RuntimeParam changed its fields: keep its own
+                param._runtime_param = Plain(annotation=annotation, parameter_info=descriptor.parameter_info)
+
+    def light_help(command: Any) -> None:
+        make = command.get_help_option
+
+        def get_help_option(ctx: Any) -> Any:
+            option = make(ctx)
+            if option is not None:
+                lighten(option)
+            return option
+
+        command.get_help_option = get_help_option
+
+    for command in (group, *group.commands.values()):
+        if command is not group and hasattr(command, "commands"):  # a sub-group (session, config, server, ...)
+            _light_coercion(command)
+            continue
+        if "get_help_option" not in vars(command):
+            light_help(command)
+        for param in command.params:
+            lighten(param)
 
 
 app = typer.Typer(
@@ -78,6 +137,7 @@ app.add_typer(server_cmd.app, name="server")
 app.add_typer(tab.app, name="tab")
 app.command("copy")(clip_cmd.copy)
 app.add_typer(clip_cmd.app, name="clip")
+app.command("bench")(bench.bench)
 app.command("paths")(info.show_paths)
 app.command("version")(info.version)
 

@@ -15,6 +15,8 @@ fit is cut visibly, both in the prompt and in the report the REPL shows: "[… 1
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,17 +127,47 @@ def tab_source(name: str, tail: str) -> Source:
 
 
 class Counter:
-    """Token counts by content hash, so a REPL turn only asks the server about text that changed."""
+    """Token counts by content hash, so a turn only asks the server about text that changed.
 
-    def __init__(self, count: Callable[[str], int]) -> None:
+    With a `store` path the counts persist across cb processes (one JSON object of hash → count, kept to
+    the newest STORE_LIMIT entries), so a one-shot `cb` only tokenizes what is new since the last run: the
+    system prompt, unchanged files and the workspace summary are counted once per model.
+    """
+
+    STORE_LIMIT = 4096
+
+    def __init__(self, count: Callable[[str], int], store: Path | None = None) -> None:
         self._count = count
-        self._cache: dict[bytes, int] = {}
+        self._store = store
+        self._cache: dict[str, int] = {}
+        self._dirty = False
+        if store is not None:
+            try:
+                data = json.loads(store.read_text(encoding="utf-8"))
+                self._cache = {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+            except (OSError, ValueError):
+                self._cache = {}
 
     def __call__(self, text: str) -> int:
-        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
         if key not in self._cache:
             self._cache[key] = self._count(text)
+            self._dirty = True
         return self._cache[key]
+
+    def save(self) -> None:
+        """Write the counts back to the store (atomically; a failure only costs a later re-count)."""
+        if self._store is None or not self._dirty:
+            return
+        items = list(self._cache.items())[-self.STORE_LIMIT:]
+        try:
+            self._store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._store.with_name(f".{self._store.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(dict(items)), encoding="utf-8")
+            os.replace(tmp, self._store)
+            self._dirty = False
+        except OSError:
+            pass
 
 
 def _fit(source: Source, budget: int, count: Counter) -> int:

@@ -125,20 +125,17 @@ class Repl:
         try:
             while True:
                 try:
-                    text = self.prompt.prompt("› ")
-                except KeyboardInterrupt:
+                    text = self.prompt.prompt("› ").strip()
+                    if text.split()[:1] in (["/exit"], ["/quit"]):
+                        break
+                    if text.startswith("/"):
+                        self.slash(text)
+                    elif text:
+                        self.turn(text)
+                except KeyboardInterrupt:  # at the prompt, or between prompts: the session goes on
                     continue
                 except EOFError:
                     break
-                text = text.strip()
-                if not text:
-                    continue
-                if text.startswith("/"):
-                    if text.split()[0] in ("/exit", "/quit"):
-                        break
-                    self.slash(text)
-                    continue
-                self.turn(text)
         finally:
             self.chat.close()
 

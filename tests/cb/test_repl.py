@@ -94,6 +94,7 @@ def test_slash_commands_and_completion(scripted: ScriptedServer, project: Path) 
     child.expect("new session")
     child.send("/clear\r")
     child.expect("conversation cleared")
+    child.expect("›")
     child.sendintr()  # Ctrl-C at the prompt clears the line and keeps going
     child.send("/exit\r")
     child.expect(pexpect.EOF)

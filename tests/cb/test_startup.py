@@ -1,11 +1,12 @@
-"""Start-up stays light: `cb --help` and the command modules import no HTTP, prompt or Redis library, and
-the root routes bare questions to `ask` and nothing-on-a-pipe to `ask` (which then explains).
+"""Start-up stays light: `cb --help` imports no HTTP, prompt or Redis library, a piped one-shot imports only
+httpx (no pydantic, rich or click), and the root routes bare questions to `ask`.
 
 Run: .venv/bin/python -m pytest tests/cb/test_startup.py -q
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cb.cli import app
+from tests.cb.scripted_server import ScriptedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("httpx", "prompt_toolkit", "redis", "torch", "transformers", "rich.markdown", "rich.live")
@@ -43,3 +45,22 @@ def test_unknown_first_word_is_a_question() -> None:
     result = CliRunner().invoke(app, ["--fresh"], input="")
     # `cb --fresh` with nothing piped: routed to ask, which explains what it needs
     assert result.exit_code == 2 and "no question given" in result.stderr
+
+
+def test_bad_option_values_are_usage_errors_not_tracebacks() -> None:
+    result = CliRunner().invoke(app, ["ask", "q", "--max-tokens", "many"])
+    assert result.exit_code == 2 and "'many' is not a valid integer" in result.output
+    result = CliRunner().invoke(app, ["ask", "q", "-t", "hot"])
+    assert result.exit_code == 2 and "'hot' is not a valid number" in result.output
+
+
+def test_one_shot_imports_neither_pydantic_nor_rich_when_piped(scripted: ScriptedServer, project: Path) -> None:
+    code = ("import sys, runpy\nsys.argv = ['cb', 'hi', '--max-tokens', '3', '--fresh']\n"
+            "try:\n    runpy.run_module('cb', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "sys.stderr.write('MODULES ' + ' '.join(sys.modules))\n")
+    env = {**os.environ, "CB_BASE_URL": scripted.base_url, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=project, env=env,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert out.stdout == "ok\n", out.stderr
+    mods = set(out.stderr.split("MODULES ")[-1].split())
+    assert "httpx" in mods and not {"pydantic", "rich", "click", "prompt_toolkit", "redis"} & mods
