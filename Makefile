@@ -20,9 +20,9 @@ STAMP_SYS   := $(VENV)/.stamp-system
 
 .PHONY: run test lint bench clean
 
-# Opens `ulm chat` on the embedded model until the cb chat REPL lands; then `cb chat`.
+# The cb chat REPL on the embedded model (cb starts `ulm serve` in the background on first use).
 run: $(STAMP_MODEL)
-	$(BIN)/ulm chat
+	$(BIN)/cb chat
 
 test: $(STAMP_DEV) $(STAMP_SYS)
 	$(BIN)/ruff check .

@@ -149,3 +149,19 @@ def test_unreachable_server_is_one_line(project: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CB_BASE_URL", "http://127.0.0.1:9/v1")
     result = CliRunner().invoke(app, ["q"])
     assert result.exit_code == 1 and "cannot reach the model server at http://127.0.0.1:9/v1" in result.stderr
+
+
+@pytest.mark.integration
+def test_agentshell_tab_tails_are_context(runner: CliRunner, scripted: ScriptedServer) -> None:
+    from agentshell.client import Client
+
+    with Client.connect() as sh:
+        try:
+            tab = sh.run("echo tab-output-marker-42", name="marker")
+            sh.wait(tab.id, exit=True, timeout=20)
+            result = runner.invoke(app, ["what happened?"])
+        finally:
+            sh.shutdown()
+    assert result.exit_code == 0, result.output
+    system = _system(scripted)
+    assert '<tab name="marker (' in system and "tab-output-marker-42" in system

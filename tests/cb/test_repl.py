@@ -113,3 +113,29 @@ def test_repl_needs_a_terminal(project: Path) -> None:
 
     result = CliRunner().invoke(app, ["chat"])
     assert result.exit_code == 2 and "needs a terminal" in result.stderr
+
+
+@pytest.mark.integration
+def test_proposed_edit_is_confirmed_applied_and_undone(scripted: ScriptedServer, project: Path) -> None:
+    from tools.hashing import file_version
+
+    before = (project / "app.py").read_bytes()
+    block = f'<replace path="app.py" version="{file_version(before)}" start="2" end="2">\n' \
+            '    return 3.14159 * r * r\n</replace>\n'
+    scripted.enqueue(Reply(["More digits:\n", block]))
+    child = spawn_repl(scripted.base_url, project)
+    child.send("/open app.py\r")
+    child.expect("opened app.py")
+    child.expect("›")
+    child.send("more precise pi\r")
+    child.expect(r"\+    return 3\.14159 \* r \* r")
+    child.expect(r"Apply to app\.py\?")
+    child.send("y\r")
+    child.expect("applied: app.py")
+    child.expect("›")
+    assert (project / "app.py").read_text() == "def area(r):\n    return 3.14159 * r * r\n"
+    child.send("/undo\r")
+    child.expect("undid batch")
+    child.expect("›")
+    assert (project / "app.py").read_bytes() == before
+    assert quit_repl(child) == 0
