@@ -101,6 +101,7 @@ def listen(
 
     try:
         cfg = load_config()
+        cfg.require_url()
         backend = StdoutBackend() if stdout else PyperclipBackend(timeout_s=clipboard_timeout)
         timing = ListenTiming(ping_interval_s=ping_interval, pong_timeout_s=pong_timeout,
                               backoff_max_s=backoff_max)

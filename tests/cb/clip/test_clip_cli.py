@@ -224,3 +224,23 @@ def test_bench_counts_every_clip(redis_server: RedisServer) -> None:
     assert (sent, lost, dup, reord) == ("100", "0", "0", "0"), bridge
     assert anchor.split()[-8] == "100" and anchor.split()[-4:-1] == ["0", "0", "0"]
     assert "target (bridge)" in result.stdout
+
+
+def test_once_with_timeout_exits_1_when_nothing_comes(env_for) -> None:
+    result = subprocess.run([sys.executable, "-m", "cb", "clip", "listen", "--once", "--timeout", "1", "--stdout"],
+                            capture_output=True, env=env_for(SUB_USER, SUB_PASS), cwd=ROOT, timeout=30)
+    assert result.returncode == 1 and b"no clip within 1 s" in result.stderr and result.stdout == b""
+
+
+@pytest.mark.parametrize("env,message", [({}, "no Redis configured"),
+                                         ({"CB_REDIS_URL": "redis://127.0.0.1:1"}, "cb clip keygen"),
+                                         ({"CB_REDIS_URL": "redis://10.1.2.3:6379", "CB_CLIP_KEY": "k" * 43},
+                                          "refusing plaintext")])
+def test_listen_without_a_usable_config_is_one_clear_line(env: dict[str, str], message: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CB_REDIS_URL", "CB_CLIP_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["clip", "listen"])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
