@@ -66,8 +66,8 @@ class Usage:
 class Timings:
     """Where the time of one call went (shared by the prompts of a batch)."""
 
-    prefill_ms: float
-    decode_ms: float
+    prefill_ms: float  # prefill of all prompts and the first sampling: the time to the first tokens
+    decode_ms: float  # the decode steps since (forward, sampling, detokenizing; not the consumer's time)
     decode_steps: int  # forward passes after the prefill
 
     @property
@@ -185,42 +185,60 @@ class Generator:
     def _run(self, requests: Sequence[Request]) -> Iterator[Event]:
         seqs = [self._start(i, req) for i, req in enumerate(requests)]
         t0 = time.perf_counter()
-        first_logits = [self._prefill(seq) for seq in seqs]  # each [1, V]
-        logits = torch.cat(first_logits)  # [B, V]
-        prefill_ms = (time.perf_counter() - t0) * 1000
-        decode_ms, steps = 0.0, 0
+        logits = torch.cat([self._prefill(seq) for seq in seqs])  # [B, V]
+        prefill_ms: float | None = None  # time to the first tokens (prefill + first sampling)
+        decode_s, steps = 0.0, 0
         active = seqs
-        rows = torch.tensor([s.row for s in active], device=self.device)  # [b]
+        row_list = [s.row for s in active]
+        rows = torch.tensor(row_list, device=self.device)  # [b]
         params = self.sampler.params.select(rows)
         step_ids = torch.empty(len(active), 1, dtype=torch.long, device=self.device)  # [b, 1]
+        busy = t0
         while True:
             next_tokens = self._sample(logits, rows, params, active)  # [b]
+            if any(self.sampler.uses_penalties(r) for r in row_list):
+                self.sampler.observe(rows, next_tokens)
             token_list = next_tokens.tolist()
-            self.sampler.observe(rows, next_tokens)
-            finished_now = False
-            for seq, token in zip(active, token_list, strict=True):
-                yield from self._emit(seq, token, prefill_ms, decode_ms, steps)
-                finished_now |= seq.finished
-            if finished_now:
+            now = time.perf_counter()
+            if prefill_ms is None:
+                prefill_ms = (now - t0) * 1000
+            else:
+                decode_s += now - busy
+            timings = Timings(prefill_ms, decode_s * 1000, steps)
+            events = [self._emit(seq, token, timings) for seq, token in zip(active, token_list, strict=True)]
+            yield from events  # the consumer's time between events is not counted as decode time
+            busy = time.perf_counter()
+            if any(s.finished for s in active):
                 keep = [i for i, s in enumerate(active) if not s.finished]
                 if not keep:
                     return
                 active = [active[i] for i in keep]
+                row_list = [s.row for s in active]
                 keep_t = torch.tensor(keep, device=self.device)
                 next_tokens = next_tokens.index_select(0, keep_t)
                 rows = rows.index_select(0, keep_t)
                 params = params.select(keep_t)
                 step_ids = step_ids[: len(active)]
-            t1 = time.perf_counter()
+                token_list = [token_list[i] for i in keep]
             step_ids.copy_(next_tokens.unsqueeze(1))
-            cache = self.cache
-            start = cache.lengths.index_select(0, rows)  # [b]
-            logits = self.model(step_ids, cache=cache, start=start, rows=rows, last_only=True)[:, -1]  # [b, V]
-            cache.advance(rows, 1)
-            for seq, token in zip(active, next_tokens.tolist(), strict=True):
+            logits = self._decode_step(step_ids, active, row_list, rows)  # [b, V]
+            for seq, token in zip(active, token_list, strict=True):
                 self._row_tokens[seq.row].append(token)
-            decode_ms += (time.perf_counter() - t1) * 1000
             steps += 1
+
+    def _decode_step(self, step_ids: torch.Tensor, active: list[_Seq], row_list: list[int],
+                     rows: torch.Tensor) -> torch.Tensor:
+        """One forward of the active rows' last tokens (step_ids [b, 1]) → logits [b, V]; advances the cache."""
+        cache = self.cache
+        starts = [len(self._row_tokens[r]) for r in row_list]  # = cache.lengths of the rows, kept in Python
+        if all(s == starts[0] for s in starts) and row_list == list(range(len(row_list))):
+            # rows 0..b-1 at one position (batch-1 decode, equal prompts): the cache's slice path
+            logits = self.model(step_ids, cache=cache, start=starts[0], last_only=True)
+        else:
+            start = torch.tensor(starts, device=self.device)  # [b]
+            logits = self.model(step_ids, cache=cache, start=start, rows=rows, last_only=True)
+        cache.advance(row_list[0] if len(row_list) == 1 else rows, 1)
+        return logits[:, -1]  # [b, V]
 
     def _start(self, index: int, req: Request) -> _Seq:
         """Set up row `index` for `req`: reuse the cached prefix, truncate the rest, seed its sampler."""
@@ -257,33 +275,29 @@ class Generator:
         counts = self.sampler.counts.index_select(0, rows) if penalised else None
         return sample(logits, params, counts, [self.sampler.generators[r] for r in row_list])
 
-    def _emit(self, seq: _Seq, token: int, prefill_ms: float, decode_ms: float, steps: int) -> Iterator[Event]:
-        """Apply the stop rules to `token` of `seq` and yield its event(s)."""
+    def _emit(self, seq: _Seq, token: int, timings: Timings) -> Event:
+        """Apply the stop rules to `token` of `seq`: its event (the finish event when it ends the sequence)."""
         seq.generated.append(token)
         reason = seq.criteria.check(token, len(seq.generated))
         if reason == "stop" and token in seq.criteria.stop_token_ids:
             text = seq.stops.feed(seq.detok.flush())[0] + seq.stops.flush()
-            yield self._finish(seq, text, None, "stop", prefill_ms, decode_ms, steps)
-            return
+            return self._finish(seq, text, None, "stop", timings)
         emit, stopped = seq.stops.feed(seq.detok.add(token))
         if stopped:
-            yield self._finish(seq, emit, token, "stop", prefill_ms, decode_ms, steps)
-            return
-        # The next step would write at position lengths[row]: a full row cannot take another token.
+            return self._finish(seq, emit, token, "stop", timings)
+        # The next step would write at position len(row tokens): a full row cannot take another token.
         if reason is None and len(self._row_tokens[seq.row]) >= self.max_len:
             reason = "length"
         if reason is not None:
             tail, stopped = seq.stops.feed(seq.detok.flush())
             text = emit + tail + ("" if stopped else seq.stops.flush())
-            yield self._finish(seq, text, token, "stop" if stopped else reason, prefill_ms, decode_ms, steps)
-            return
-        yield Event(seq.index, emit, token)
+            return self._finish(seq, text, token, "stop" if stopped else reason, timings)
+        return Event(seq.index, emit, token)
 
-    def _finish(self, seq: _Seq, text: str, token: int | None, reason: FinishReason, prefill_ms: float,
-                decode_ms: float, steps: int) -> Event:
+    def _finish(self, seq: _Seq, text: str, token: int | None, reason: FinishReason, timings: Timings) -> Event:
         seq.finished = True
         usage = Usage(len(seq.request.ids), seq.cached, len(seq.generated))
-        return Event(seq.index, text, token, reason, usage, Timings(prefill_ms, decode_ms, steps))
+        return Event(seq.index, text, token, reason, usage, timings)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
