@@ -43,6 +43,14 @@ The contract between them:
       norm.weight [D]                          (+ .bias for layernorm)
       lm_head.weight [V, D]                    (absent when tie_embeddings)
 
+  The model itself keeps q/k/v and gate/up fused (`layers.{i}.attn.wqkv.*` [(Hq+2·Hkv)·hd, D] and
+  `layers.{i}.mlp.w_gate_up.weight` [2F, D], rows stacked in that order); `load_state_dict` and
+  `build_model` accept either layout, `ulm.model.fuse_state_dict` / `to_canonical` convert.
+- Loading: `ulm.loading.load_checkpoint(source: registry.ModelSource, dtype) -> (ModelConfig, state dict)`
+  (the fused layout; GGUF converted once into the model cache, then mmap'd) and
+  `ulm.model.build_model(config, state, dtype, device) -> Transformer` (eval mode, no grad, no copy of
+  weights already in dtype). `ulm.loading.read_gguf_blocks(path)` gives raw quantised GGUF blocks per
+  canonical name (HF row order) for lossless int4 repacking.
 - `Transformer.forward(ids, cache=None, start=None, rows=None, last_only=False) -> logits`
   ids LongTensor [B, T]. Without a cache: a plain causal forward over positions 0..T-1 (the reference
   path). With a cache: row b of the batch is cache row rows[b] (default: rows 0..B-1), its tokens sit
@@ -51,7 +59,8 @@ The contract between them:
   (`cache.lengths`). last_only=True returns logits for the last position only: [B, 1, V].
 - `KVCache(config, max_batch, max_len, dtype, device)`: k, v buffers
   [n_layers, max_batch, n_kv_heads, max_len, head_dim], `lengths` LongTensor [max_batch];
-  `reset(rows=None)`, `truncate(row, length)`, `advance(rows, n)`.
+  `reset(rows=None)`, `truncate(row, length)`, `advance(rows, n)`. start=None means `cache.lengths[rows]`;
+  start may also be an int (all rows at one position). The forward never changes `lengths`.
 """
 
 from __future__ import annotations
