@@ -10,6 +10,7 @@ Modules, one job each (stdlib, redis and pyperclip only; never torch):
 | module       | owns                                                                  |
 |--------------|-----------------------------------------------------------------------|
 | `message`    | the wire format, HMAC-SHA256 signing and verification                 |
+| `errors`     | `ClipError`: every failure, as one line for the user                  |
 | `config`     | settings from the environment and `clip.env`, key handling            |
 | `sanitize`   | the control-character and escape-sequence stripper                    |
 | `sequence`   | the publisher's persistent per-sender sequence number                 |
@@ -18,6 +19,7 @@ Modules, one job each (stdlib, redis and pyperclip only; never torch):
 | `clipboard`  | clipboard backends: pyperclip with a timeout, a recording backend     |
 | `guard`      | the subscriber's acceptance policy: signature, replay, age, size      |
 | `subscriber` | the listen loop: reconnect, half-open detection, stream catch-up      |
+| `status`     | `cb clip status` lines and the `cb clip test` round trip              |
 | `service`    | systemd user unit / launchd plist text                                |
 | `bench`      | `cb clip bench`: end-to-end latency, lost and duplicated counts       |
 """

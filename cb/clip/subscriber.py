@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cb.clip.clipboard import ClipboardBackend, ClipboardError
 from cb.clip.config import ClipConfig, ListenTiming, redact_url
 from cb.clip.errors import ClipError
-from cb.clip.guard import Guard, Verdict
+from cb.clip.guard import Guard, Verdict, seen_file
 from cb.clip.publish import redis_client
 from cb.clip.sanitize import notice_line, sanitize
 
@@ -74,7 +74,11 @@ def keepalive_options() -> dict[int, int]:
 
 
 class Listener:
-    """Applies signed clips from Redis to a clipboard backend until stopped (or once, with `once`)."""
+    """Applies signed clips from Redis to a clipboard backend until stopped (or once, with `once`).
+
+    `notify(level, line)` receives every notice; `guard` defaults to one that keeps its replay state in
+    the state dir; `catch_up_first=False` (and `once`) skip the stream catch-up on the first connect, so
+    only clips published from now on count (catch-up after a reconnect always runs)."""
 
     def __init__(self, cfg: ClipConfig, backend: ClipboardBackend, *, timing: ListenTiming | None = None,
                  notify: Notify | None = None, once: bool = False, guard: Guard | None = None,
@@ -84,7 +88,7 @@ class Listener:
         self.timing = timing or ListenTiming()
         self.notify: Notify = notify or (lambda level, line: None)
         self.once = once
-        self.guard = guard or Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s)
+        self.guard = guard or Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s, state_path=seen_file())
         self.catch_up_first = catch_up_first
         self.stats = ListenStats()
         self._stream_denied = False

@@ -69,7 +69,7 @@ def copy(text: str | None = typer.Argument(None, help="The text to copy; omit it
 
 @app.command("listen")
 def listen(
-    once: bool = typer.Option(False, "--once", help="Exit 0 after the first clip is set (for scripts)."),
+    once: bool = typer.Option(False, "--once", help="Exit 0 once the next clip published is set (for scripts)."),
     timeout: float = typer.Option(0.0, "--timeout", help="With --once: give up (exit 1) after this many seconds."),
     stdout: bool = typer.Option(False, "--stdout", help="Write each clip to stdout instead of the clipboard "
                                 "(notices go to stderr)."),
@@ -92,7 +92,6 @@ def listen(
     from cb.clip.clipboard import PyperclipBackend, StdoutBackend
     from cb.clip.config import ListenTiming, load_config
     from cb.clip.errors import ClipError
-    from cb.clip.guard import Guard, seen_file
     from cb.clip.subscriber import Listener
 
     def notify(level: str, line: str) -> None:
@@ -105,8 +104,7 @@ def listen(
         backend = StdoutBackend() if stdout else PyperclipBackend(timeout_s=clipboard_timeout)
         timing = ListenTiming(ping_interval_s=ping_interval, pong_timeout_s=pong_timeout,
                               backoff_max_s=backoff_max)
-        guard = Guard(cfg.require_key(), cfg.max_bytes, cfg.max_age_s, state_path=seen_file())
-        listener = Listener(cfg, backend, timing=timing, notify=notify, once=once, guard=guard)
+        listener = Listener(cfg, backend, timing=timing, notify=notify, once=once)
     except ClipError as exc:
         raise _fail("cb clip listen", exc) from None
     timer = threading.Timer(timeout, listener.stop) if once and timeout > 0 else None
