@@ -42,8 +42,9 @@ from ulm.server.state import ServerState
 
 ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
                        "/detokenize", "/metrics", "/openapi.json"})
+BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"})
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 503)}
-_STREAM_OR_JSON = {200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+_STREAM_OR_JSON = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or with stream: true SSE chunks"}}
 
 
 def _sampling(body: SamplingFields) -> SamplingParams:
@@ -157,7 +158,7 @@ def create_app(state: ServerState) -> Any:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS)
+    return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS, BODY_PATHS)
 
 
 def _in_vocab(ids: list[int], vocab_size: int, param: str) -> list[int]:
@@ -172,14 +173,16 @@ def _document_errors_and_auth(schema: dict[str, Any], with_key: bool) -> None:
     if with_key:
         schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
             "type": "http", "scheme": "bearer"}
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
     for path, ops in schema.get("paths", {}).items():
         for op in ops.values():
             responses = op.setdefault("responses", {})
             responses.pop("422", None)
             if with_key and path not in PUBLIC_PATHS:
                 op["security"] = [{"bearer": []}]
-                responses.setdefault("401", {"description": "invalid or missing API key",
-                                             "content": {"application/json": {"schema": {
-                                                 "$ref": "#/components/schemas/ErrorResponse"}}}})
+                responses.setdefault("401", {"description": "invalid or missing API key"})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400 and path != "/health":
+                    response["content"] = error_content  # errors are JSON even where success is text
     schema.get("components", {}).get("schemas", {}).pop("HTTPValidationError", None)
     schema.get("components", {}).get("schemas", {}).pop("ValidationError", None)

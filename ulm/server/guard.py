@@ -1,5 +1,5 @@
 """The ASGI layer in front of every route, in order: header size (431), API-key check (401 before any work), JSON
-content type for POSTs (400), body size (413 from Content-Length, before reading the body), then an
+JSON content type for the POST endpoints (400), body size (413 from Content-Length, before reading the body), then an
 access-log line and the request counter once the status is known.
 
 The key is compared as SHA-256 digests with `secrets.compare_digest`, so the time taken does not depend
@@ -49,12 +49,14 @@ class Guard:
         max_body: int,
         count: Callable[[str, int], None],
         endpoints: frozenset[str],
+        body_paths: frozenset[str],
     ) -> None:
         self.app = app
         self._key_digest = _digest(api_key) if api_key else None
         self.max_body = max_body
         self._count = count
         self._endpoints = endpoints
+        self._body_paths = body_paths  # POST endpoints that take a JSON body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,7 +94,7 @@ class Guard:
             if key is None or not secrets.compare_digest(_digest(key), self._key_digest):
                 return APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
                                 code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
-        if method in ("POST", "PUT", "PATCH"):
+        if method == "POST" and scope["path"] in self._body_paths:
             ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
             if ctype not in JSON_TYPES and not ctype.endswith("+json"):
                 return APIError(400, f"Content-Type must be application/json, not '{ctype or 'none'}'",
