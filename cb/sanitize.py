@@ -8,7 +8,8 @@ dropped, so a reader can see that something was attempted (RELIABILITY.md §5, T
 - other C0 controls become their Unicode control pictures ("␇", "␈", …); tab and newline pass; a carriage
   return passes only as part of "\\r\\n" (which becomes "\\n"), a lone one shows as "␍".
 - DEL becomes "␡"; C1 controls 0x80–0x9f (8-bit CSI/OSC introducers) become "⟨U+009B⟩".
-- Trojan-Source bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) become "⟨U+202E⟩".
+- Trojan-Source bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) become "⟨U+202E⟩", and so do
+  lone surrogates (a JSON "\\ud800" from a server), which no terminal encoding can print.
 
 The mapping works character by character, so it cannot be fooled by splitting a sequence across streamed
 chunks; the only state carried between chunks is a trailing "\\r" (is a "\\n" next?) and, for byte input, an
@@ -35,7 +36,8 @@ def _visible(code: int) -> str:
 
 
 # str.translate table: every code point to neutralise → its visible form (tab and newline are kept).
-_TABLE: dict[int, str] = {c: _visible(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI)}
+_TABLE: dict[int, str] = {c: _visible(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI,
+                                                   *range(0xD800, 0xE000))}
 del _TABLE[0x09], _TABLE[0x0A], _TABLE[0x0D]
 
 

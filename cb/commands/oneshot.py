@@ -64,5 +64,5 @@ def ask(
     outcome = handle_edits(turn.answer, session, out, yes=yes, quiet=as_json)
     if as_json:
         sys.stdout.write(json.dumps({"answer": turn.answer, **outcome.as_dict(), "usage": info_dict(turn),
-                                     "session": session.id}, ensure_ascii=False) + "\n")
+                                     "session": session.id}) + "\n")  # ASCII: no raw C1 or surrogates
     raise typer.Exit(outcome.exit_code)

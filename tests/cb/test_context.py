@@ -12,6 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cb import context
 from tools.numbered import file_block
@@ -121,3 +123,29 @@ def test_a_tiny_context_drops_the_edit_instructions_visibly() -> None:
                              max_tokens=100, instructions="edit " * 200)
     assert "edit edit" not in built.messages[0]["content"]
     assert built.cuts == ["edit instructions not shown (the 300-token context is too small for them)"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(file_lines=st.lists(st.integers(min_value=0, max_value=3000), max_size=3),
+       stdin_lines=st.integers(min_value=0, max_value=2000), tab_lines=st.integers(min_value=0, max_value=2000),
+       history=st.integers(min_value=0, max_value=80), ctx=st.sampled_from([1024, 2048, 8192]),
+       max_tokens=st.sampled_from([64, 512, 4096]))
+def test_the_prompt_never_exceeds_the_context_and_every_cut_is_reported(
+        tmp_path_factory: pytest.TempPathFactory, file_lines: list[int], stdin_lines: int, tab_lines: int,
+        history: int, ctx: int, max_tokens: int) -> None:
+    root = tmp_path_factory.mktemp("budget")
+    sources = []
+    for i, n in enumerate(file_lines):
+        (root / f"f{i}.py").write_text("".join(f"x{j} = 'a b c'\n" for j in range(n)))
+        sources.append(context.file_source(root / f"f{i}.py", f"f{i}.py"))
+    sources += [context.stdin_source("".join(f"+ line {j} of a diff\n" for j in range(stdin_lines))),
+                context.tab_source("dev", "".join(f"log {j} ok\n" for j in range(tab_lines)))]
+    msgs = [{"role": "user" if j % 2 == 0 else "assistant", "content": f"m{j} " + "w " * 30} for j in range(history)]
+    built = context.assemble(question="what now?", history=msgs, sources=sources, count=words, context_length=ctx,
+                             max_tokens=max_tokens, instructions="use the tools " * 20)
+    assert built.prompt_tokens <= ctx - min(max_tokens, ctx // 2)  # the answer keeps its reserve
+    assert built.prompt_tokens + built.max_tokens <= ctx
+    system = built.messages[0]["content"]
+    for cut in built.cuts:
+        assert f"[… {cut}]" in system or cut.startswith("edit instructions")
+    assert ("[…" in system) == any(not c.startswith("edit instructions") for c in built.cuts)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cb.sanitize import StreamSanitizer, sanitize
 
 # What a terminal could act on: ESC, C0 but tab/newline, DEL, C1, bidi overrides/isolates.
-DANGEROUS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+DANGEROUS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 PAYLOADS = {
     "osc52_bel": "\x1b]52;c;aGVsbG8=\x07",
@@ -51,6 +51,7 @@ def test_every_payload_is_shown_visibly_and_nothing_interpretable_remains() -> N
     assert sanitize(PAYLOADS["osc52_bel"]) == "␛]52;c;aGVsbG8=␇"
     assert sanitize(PAYLOADS["c1_csi"]) == "⟨U+009B⟩2J"
     assert sanitize(PAYLOADS["bidi"]) == "if admin⟨U+202E⟩ {⟨U+2066⟩"
+    assert sanitize("a\ud800b").encode("utf-8") == "a⟨U+D800⟩b".encode()
 
 
 def test_crlf_becomes_newline_and_a_lone_cr_is_visible() -> None:
