@@ -30,8 +30,8 @@ quantises the linears of the exact mode.
 
 A prompt is a str (completed as raw text; `chat=True` wraps it as one user message), a list of messages
 (`[{"role": ..., "content": ...}]`, rendered with the checkpoint's chat template), or a list of token ids.
-Sampling keywords: `max_tokens` (256), `temperature` (0.7; 0 = greedy), `top_k` (0 = off), `top_p`
-(0.95), `min_p` (0), `repetition_penalty` (1), `presence_penalty` (0), `frequency_penalty` (0), `seed`,
+Sampling keywords: `max_tokens` (256), `temperature` (0.2; 0 = greedy), `top_k` (0 = off), `top_p`
+(0.9), `min_p` (0), `repetition_penalty` (1), `presence_penalty` (0), `frequency_penalty` (0), `seed`,
 `stop` (a string or strings, never part of the text), `stop_token_ids` (default: EOS and end of turn).
 The model keeps the KV cache of its last call: a prompt that extends the previous prompt and reply (a
 chat) only prefills its new tokens (`usage.cached_tokens`).
@@ -130,8 +130,8 @@ class Model:
             return [int(t) for t in items]
         raise TypeError("a prompt is a str, a list of {'role', 'content'} messages, or a list of token ids")
 
-    def request(self, prompt: Prompt, *, chat: bool = False, max_tokens: int = 256, temperature: float = 0.7,
-                top_k: int = 0, top_p: float = 0.95, min_p: float = 0.0, repetition_penalty: float = 1.0,
+    def request(self, prompt: Prompt, *, chat: bool = False, max_tokens: int = 256, temperature: float = 0.2,
+                top_k: int = 0, top_p: float = 0.9, min_p: float = 0.0, repetition_penalty: float = 1.0,
                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed: int | None = None,
                 stop: str | Sequence[str] | None = None, stop_token_ids: Sequence[int] | None = None) -> Request:
         """The generation request `generate` and `stream` run (validated)."""

@@ -24,8 +24,8 @@ MODEL = typer.Option(None, "--model", "-m", help="Short name (see `ulm models`),
 MODE = typer.Option("exact", "--mode", help="exact: fp32 weights (reference numerics); fast: bf16 + int4 "
                     "where available (faster, slightly less exact).")
 MAX_TOKENS = typer.Option(256, "--max-tokens", "-n", min=1, help="Most tokens to generate.")
-TEMPERATURE = typer.Option(0.7, "--temperature", "-t", min=0.0, help="Randomness; 0 = greedy (deterministic).")
-TOP_P = typer.Option(0.95, "--top-p", help="Sample from the smallest set of tokens holding this much probability.")
+TEMPERATURE = typer.Option(0.2, "--temperature", "-t", min=0.0, help="Randomness; 0 = greedy (deterministic).")
+TOP_P = typer.Option(0.9, "--top-p", help="Sample from the smallest set of tokens holding this much probability.")
 TOP_K = typer.Option(0, "--top-k", min=0, help="Sample from the k most likely tokens only (0 = off).")
 MIN_P = typer.Option(0.0, "--min-p", help="Drop tokens less likely than min-p × the most likely one (0 = off).")
 REPEAT = typer.Option(1.0, "--repetition-penalty", help="Penalise tokens already generated (1 = off, 1.1 = mild).")
