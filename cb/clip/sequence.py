@@ -9,7 +9,6 @@ the sender name (CB_CLIP_SENDER) is kept.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ def sequence_file(sender: str) -> Path:
 
 def next_seq(sender: str, path: Path | None = None) -> int:
     """Reserve and return the next sequence number for `sender` (kept in `path`, default in the state dir)."""
+    import fcntl  # Unix only; imported here so the listener side never needs it
+
     path = path or sequence_file(sender)
     paths.ensure_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -266,7 +266,7 @@ class Listener:
         if superseded:
             notes.append(f"{superseded} older clip{'s' if superseded != 1 else ''} arrived at once; applied the newest")
         if clean.removed:
-            notes.append(f"removed {clean.removed} control character{'s' if clean.removed != 1 else ''}")
+            notes.append(f"removed {clean.removed} control/escape character{'s' if clean.removed != 1 else ''}")
         if clean.dropped_trailing_newline:
             notes.append("dropped trailing newline")
         tail = f" [{'; '.join(notes)}]" if notes else ""

@@ -103,7 +103,7 @@ def test_copy_on_the_box_lands_in_the_real_clipboard(xvfb: Xvfb, env_for, proces
     assert listener.proc.wait(20) == 0, listener.err
     assert read_clipboard(xvfb.display) == "git push --force\nrm -rf ~"
     notice = next(line for line in listener.out if "clipboard <- " in line)
-    assert "'git push --force' (2 lines" in notice and "removed 6 control characters" in notice
+    assert "'git push --force' (2 lines" in notice and "removed 6 control/escape characters" in notice
 
 
 def test_missing_clipboard_tool_is_reported_and_the_listener_keeps_running(env_for, processes,

@@ -138,7 +138,7 @@ def test_r10_signed_pastejacking_payloads_are_neutralised_and_announced(sub_cfg,
         assert not FORBIDDEN.search(text) and "\u202e" not in text and not text.endswith("\n")
     assert backend.texts[0] == "echo okrm -rf ~"
     notes = [line for line in running.lines("info") if line.startswith("clipboard <- ")]
-    assert "removed 6 control characters" in notes[0] and "dropped trailing newline" in notes[6]
+    assert "removed 6 control/escape characters" in notes[0] and "dropped trailing newline" in notes[6]
 
 
 class FlakyBackend(RecordingBackend):
