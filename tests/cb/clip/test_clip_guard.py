@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cb.clip import message
 from cb.clip.guard import Guard
@@ -93,3 +95,28 @@ def test_a_torn_state_file_reads_as_empty(tmp_path: Path) -> None:
     state = tmp_path / "seen.json"
     state.write_text('{"last_seq": {"box-1": 4', encoding="utf-8")
     assert _guard(state).check(_signed(1)).accepted
+
+
+@st.composite
+def _deliveries(draw: st.DrawFn) -> list[tuple[str, int, str]]:
+    """A stream of (sender, seq, kind) with kind in valid / wrong-key / stale, seqs in any order."""
+    return draw(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 30),
+                                   st.sampled_from(["valid", "valid", "wrong-key", "stale"])), max_size=60))
+
+
+@given(_deliveries())
+def test_accepted_sequence_numbers_strictly_increase_per_sender(deliveries: list[tuple[str, int, str]]) -> None:
+    g = _guard()
+    last: dict[str, int] = {}
+    for sender, seq, kind in deliveries:
+        if kind == "wrong-key":
+            payload = message.encode(ClipMessage(sender=sender, seq=seq, ts_ms=int(NOW * 1000), text="x"), b"w" * 32)
+        else:
+            payload = _signed(seq, ts=NOW - (1000 if kind == "stale" else 0), sender=sender)
+        verdict = g.check(payload)
+        if verdict.accepted:
+            assert kind == "valid" and seq > last.get(sender, 0)
+            assert verdict.missed == (seq - last[sender] - 1 if sender in last else 0)
+            last[sender] = seq
+        else:
+            assert kind != "valid" or seq <= last.get(sender, 0)
