@@ -176,3 +176,18 @@ def test_cli_copy_without_a_tty_or_redis_exits_1() -> None:
     result = subprocess.run([sys.executable, "-m", "cb", "copy", "x"], capture_output=True, env=env, timeout=30,
                             start_new_session=True, cwd=Path(__file__).resolve().parents[3])
     assert result.returncode == 1 and b"OSC 52" in result.stderr
+
+
+def test_cli_copy_in_a_real_terminal_writes_osc52_to_it() -> None:
+    import pexpect
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CB_REDIS_URL", "CB_CLIP_KEY", "TMUX", "STY")}
+    env["TERM"] = "xterm-256color"
+    child = pexpect.spawn(sys.executable, ["-m", "cb", "copy", "pasted on the laptop"], env=env,
+                          cwd=str(Path(__file__).resolve().parents[3]), timeout=30)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    expected = b"\x1b]52;c;" + base64.b64encode(b"pasted on the laptop") + b"\x07"
+    assert expected in child.before
+    assert b"via OSC 52" in child.before
