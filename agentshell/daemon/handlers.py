@@ -173,7 +173,7 @@ async def rename(d: Daemon, c: Connection, r: p.RenameTab) -> Result:
     tab = d.find(r.tab)
     d.check_name(r.name, exclude=tab)
     tab.record.name = r.name
-    d.mark_dirty()
+    d.save_now()
     return {"tab": d.info(tab).to_wire()}
 
 

@@ -405,7 +405,7 @@ class Daemon:
         tab.close_handles()
         tab.log.remove()
         self.tabs.pop(tab.record.id, None)
-        self.mark_dirty()
+        self.save_now()
 
     def info(self, tab: Tab) -> p.TabInfo:
         rec = tab.record

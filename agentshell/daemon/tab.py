@@ -65,13 +65,23 @@ class Tab:
             raise p.SpawnFailed(f"command not found: {program}")
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rec.rows, rec.cols, 0, 0))
+        status_r, status_w = os.pipe()  # close-on-exec: EOF = the child exec'd, in its own session by then
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             pid = os.fork()
             if pid == 0:
-                _child_exec(slave, master, rec.argv, rec.cwd, env)  # never returns
+                _child_exec(slave, master, status_w, rec.argv, rec.cwd, env)  # never returns
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        os.close(status_w)
+        with os.fdopen(status_r, "rb") as status:
+            failure = status.read()
+        if failure:
+            os.close(slave)
+            os.close(master)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            raise p.SpawnFailed(f"cannot run {program}: {failure.decode(errors='replace')}")
         os.close(slave)
         os.set_blocking(master, False)
         self.master = master
@@ -248,8 +258,9 @@ class Tab:
         self.log.close()
 
 
-def _child_exec(slave: int, master: int, argv: list[str], cwd: str, env: dict[str, str]) -> None:
-    """In the forked child: new session, the PTY as controlling terminal and stdio, default signals, exec."""
+def _child_exec(slave: int, master: int, status: int, argv: list[str], cwd: str, env: dict[str, str]) -> None:
+    """In the forked child: new session, the PTY as controlling terminal and stdio, default signals, exec.
+    A failure is written to the `status` pipe (which exec closes on success)."""
     try:
         os.setsid()
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -265,7 +276,7 @@ def _child_exec(slave: int, master: int, argv: list[str], cwd: str, env: dict[st
         os.execvpe(argv[0], argv, env)
     except BaseException as e:  # the child must never return into the daemon's code
         with contextlib.suppress(OSError):
-            os.write(2, f"agentshell: cannot run {argv[0]}: {e}\r\n".encode())
+            os.write(status, (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).encode())
     finally:
         os._exit(127)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -143,6 +143,8 @@ class DaemonModel(RuleBasedStateMachine):
         assert not leftovers
 
 
+# No shrinking: every step restarts nothing cheap, and a failure already prints its whole step list.
 DaemonModel.TestCase.settings = settings(max_examples=3, stateful_step_count=12, deadline=None,
+                                         phases=(Phase.explicit, Phase.reuse, Phase.generate),
                                          suppress_health_check=list(HealthCheck))
 test_daemon_model = pytest.mark.slow(pytest.mark.integration(DaemonModel.TestCase))
