@@ -1,8 +1,9 @@
 """`ulm bench`'s driver: tokenise the fixed text once, then run each engine in its own subprocess.
 
 Every engine gets the same token ids (written to a temp JSON file), the same thread count (torch's and
-OpenMP's) and the same model file. The µLM weight cache is warmed first in a throwaway process, so
-µLM's load time is that of a normal (cached) start, as for every later `ulm` run.
+OpenMP's) and the same model file. For a GGUF file, µLM's converted-weights cache is warmed first in a
+throwaway process, so µLM's load time is that of a normal (cached) start, as for every later `ulm` run
+(HF directories are not converted: nothing to warm).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def run_bench(model: str, engines: Sequence[str], threads: int, repeats: int, ne
         ids_file.write_text(json.dumps(ids))
         common = ["--model", model, "--ids", str(ids_file), "--threads", str(threads), "--repeats", str(repeats),
                   "--new-tokens", str(new_tokens)]
-        if any(e.startswith("ulm") for e in engines):
+        if any(e.startswith("ulm") for e in engines) and resolve(model).kind == "gguf":
             progress("warming µLM's weight cache")
             run_worker(["ulm", *common, "--warm"], threads, timeout_s)
         for name in engines:

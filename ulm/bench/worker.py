@@ -37,7 +37,7 @@ def run(engine_name: str, model: str, threads: int, repeats: int, new_tokens: in
         accuracy: bool, warm_only: bool = False) -> dict[str, Any]:
     """Load the engine and measure it; with warm_only, just load it (to fill µLM's weight cache)."""
     source = resolve(model)
-    max_len = max(len(ids["prefill"]), len(ids["prompt"]) + new_tokens) + 8
+    max_len = max(len(ids["prefill"]), len(ids["prompt"]) + new_tokens)
     progress(f"{engine_name}: loading {source.path.name}")
     try:
         engine, import_s, load_s = open_engine(engine_name, source, threads, max_len)
