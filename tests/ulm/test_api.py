@@ -48,7 +48,7 @@ def test_greedy_generate_equals_the_reference_loop(model: Model) -> None:
 
 
 def test_stream_concatenates_to_the_generated_text(model: Model) -> None:
-    options = dict(temperature=0.9, seed=4, max_tokens=20, stop_token_ids=[])
+    options = dict(temperature=0.9, top_p=1.0, seed=4, max_tokens=20, stop_token_ids=[])
     done = model.generate("Tell me a story", **options)
     events = list(model.stream("Tell me a story", **options))
     assert "".join(e.text for e in events) == done.text
@@ -73,9 +73,10 @@ def test_messages_use_the_chat_template_and_a_follow_up_reuses_the_cache(model: 
 
 
 def test_a_single_stop_string_is_accepted(model: Model) -> None:
-    free = model.generate("Numbers:", temperature=0.8, seed=2, max_tokens=16, stop_token_ids=[])
+    free = model.generate("Numbers:", temperature=0.8, top_p=1.0, seed=2, max_tokens=16, stop_token_ids=[])
     stop = free.text[len(free.text) // 2:][:2]
-    cut = model.generate("Numbers:", temperature=0.8, seed=2, max_tokens=16, stop=stop, stop_token_ids=[])
+    cut = model.generate("Numbers:", temperature=0.8, top_p=1.0, seed=2, max_tokens=16, stop=stop,
+                         stop_token_ids=[])
     assert cut.text == free.text[: free.text.find(stop)] and cut.finish_reason == "stop"
 
 

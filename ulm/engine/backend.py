@@ -63,23 +63,12 @@ class UlmBackend:
 
     @classmethod
     def load(cls, ref: str | None, mode: str = "exact") -> UlmBackend:
-        """Load a model by short name, .gguf path or HF dir. mode "exact" = fp32 weights; "fast" = the
-        int4/bf16 CPU mode (`ulm.fast.make_fast`)."""
-        from ulm.loading import load_checkpoint
-        from ulm.model import build_model
-        from ulm.registry import resolve
-        from ulm.tokenizer import load_tokenizer
+        """Load a model by short name, .gguf path or HF dir with `ulm.load`: mode "exact" = fp32 weights,
+        "fast" = int4 weight-only linears with bf16 activations (the KV cache takes the activations' dtype)."""
+        import ulm
 
-        source = resolve(ref)
-        config, state = load_checkpoint(source, torch.float32)
-        net = build_model(config, state, torch.float32, "cpu")
-        if mode == "fast":
-            from ulm.fast import make_fast
-
-            net = make_fast(net)
-        elif mode != "exact":
-            raise ValueError(f"unknown mode '{mode}' (exact or fast)")
-        return cls(net, load_tokenizer(source), source.name)
+        model = ulm.load(ref, mode=mode)
+        return cls(model.module, model.tokenizer, model.source.name)
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])

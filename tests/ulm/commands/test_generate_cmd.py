@@ -41,18 +41,18 @@ def test_prompt_from_stdin_and_stats_on_stderr(tiny_llama_dir: Path, greedy_text
 
 
 def test_chat_mode_and_seeded_sampling_reproduce(tiny_llama_dir: Path) -> None:
-    args = ("generate", "-m", str(tiny_llama_dir), "--system", "Be brief.", "-t", "1.0", "--seed", "3", "-n", "8",
-            "Hello")
+    args = ("generate", "-m", str(tiny_llama_dir), "--system", "Be brief.", "-t", "1.0", "--top-p", "1",
+            "--seed", "3", "-n", "8", "Hello")
     first, second = _run(*args), _run(*args)
     assert first.exit_code == 0 and first.stdout == second.stdout
 
 
 def test_stop_string_is_not_printed(tiny_llama_dir: Path) -> None:
-    free = _run("generate", "-m", str(tiny_llama_dir), "--raw", "-t", "0.8", "--seed", "1", "-n", "12", "Hi")
+    sampling = ("--raw", "-t", "0.8", "--top-p", "1", "--seed", "1", "-n", "12")
+    free = _run("generate", "-m", str(tiny_llama_dir), *sampling, "Hi")
     text = free.stdout[:-1]
     stop = text[len(text) // 2:][:2]
-    cut = _run("generate", "-m", str(tiny_llama_dir), "--raw", "-t", "0.8", "--seed", "1", "-n", "12",
-               "--stop", stop, "Hi")
+    cut = _run("generate", "-m", str(tiny_llama_dir), *sampling, "--stop", stop, "Hi")
     assert cut.exit_code == 0
     assert cut.stdout == text[: text.find(stop)] + "\n"
 

@@ -1,4 +1,5 @@
-"""Server test fixtures: real `ulm serve` processes on the tiny seeded model, shared per test module.
+"""Server test fixtures: real `ulm serve` processes on the tiny seeded model (start-up costs seconds, so
+`server` is shared by the whole session and `slow_server` by its module).
 
 - `server`: the setup of RELIABILITY.md §3.2: n_ctx 256, parallel 2, max-tokens cap 64, an API key, queue 4.
 - `slow_server`: the same with a 40 ms debug delay per engine step, for deterministic cancellation,
@@ -20,7 +21,7 @@ API_KEY = "test-key-3f9c1a77d2"
 BASE_ARGS = ["--ctx", "256", "--parallel", "2", "--max-tokens-cap", "64", "--queue", "4"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(["--model", str(tiny_llama_dir), *BASE_ARGS],
                        tmp_path_factory.mktemp("serve") / "server.log", api_key=API_KEY)

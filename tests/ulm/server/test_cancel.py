@@ -55,10 +55,10 @@ def test_disconnect_mid_stream_frees_the_slot(slow_server: Server) -> None:
 def test_disconnect_during_prefill_frees_the_slot(slow_server: Server) -> None:
     """A ~200-token prompt prefilled 16 tokens per 40 ms step: the client leaves ~150 ms into the prefill."""
     body = long_chat(messages=[{"role": "user", "content": "many words " * 90}])
-    with httpx.Client(base_url=slow_server.base, headers=slow_server.headers, timeout=0.15) as client:
-        with pytest.raises(httpx.TimeoutException):
-            with client.stream("POST", CHAT, json={**body, "stream": False}) as resp:
-                resp.read()
+    with (httpx.Client(base_url=slow_server.base, headers=slow_server.headers, timeout=0.15) as client,
+          pytest.raises(httpx.TimeoutException),
+          client.stream("POST", CHAT, json={**body, "stream": False}) as resp):
+        resp.read()
     assert_freed_and_quiet(slow_server)
 
 
@@ -78,9 +78,9 @@ def test_disconnect_while_queued_leaves_the_queue(slow_server: Server) -> None:
 
 
 def test_non_streaming_client_timeout_frees_the_slot_and_the_next_request_is_served(slow_server: Server) -> None:
-    with httpx.Client(base_url=slow_server.base, headers=slow_server.headers, timeout=0.5) as client:
-        with pytest.raises(httpx.TimeoutException):
-            client.post(CHAT, json={**long_chat(), "stream": False})
+    with (httpx.Client(base_url=slow_server.base, headers=slow_server.headers, timeout=0.5) as client,
+          pytest.raises(httpx.TimeoutException)):
+        client.post(CHAT, json={**long_chat(), "stream": False})
     assert_freed_and_quiet(slow_server)
     with slow_server.client() as client:
         t0 = time.monotonic()

@@ -1,6 +1,7 @@
-"""The server's life: /health 503 while the model loads, a model that fails to load exits 1 with a one-line
-reason, an engine fault mid-request (M13), and SIGTERM with streams in flight: new connections refused,
-streams ended with a finish reason and [DONE], exit 0 within 5 s, no child left (M16).
+"""The server's life: /health 503 while the model loads (and every model endpoint with it), a model that
+fails to load exits 1 with a one-line reason, an engine fault mid-request (M13), and SIGTERM with streams
+in flight: new connections refused, streams ended with a finish reason and [DONE], exit 0 within 5 s, no
+child left (M16).
 
 Run: .venv/bin/python -m pytest tests/ulm/server/test_lifecycle.py -q
 """
@@ -23,18 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHAT = "/v1/chat/completions"
 BODY = {"messages": [{"role": "user", "content": "Tell me everything."}], "max_tokens": 64, "temperature": 0}
-
-
-def test_health_is_503_while_loading_then_200(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    srv = start_server(["--model", str(tiny_llama_dir)], tmp_path / "log", ready=False)
-    try:
-        first = httpx.get(srv.base + "/health", timeout=10)
-        assert first.status_code == 503 and first.json()["status"] == "loading"
-        busy = httpx.post(srv.base + CHAT, json=BODY, timeout=10)
-        assert busy.status_code == 503 and busy.json()["error"]["type"] == "unavailable_error"
-        wait_for(lambda: httpx.get(srv.base + "/health", timeout=10).status_code == 200, timeout=60, interval=0.1)
-    finally:
-        assert srv.stop() == 0
 
 
 def test_a_model_that_fails_to_load_exits_1_with_the_reason(tmp_path: Path) -> None:
@@ -67,9 +56,15 @@ def test_an_engine_fault_ends_the_stream_with_an_error_then_done(tiny_llama_dir:
         srv.stop()
 
 
-def test_sigterm_drains_streams_and_exits_0(tiny_llama_dir: Path, tmp_path: Path) -> None:
+def test_health_503_while_loading_then_sigterm_drains_streams_and_exits_0(tiny_llama_dir: Path,
+                                                                          tmp_path: Path) -> None:
     srv = start_server(["--model", str(tiny_llama_dir), "--parallel", "3", "--debug-token-delay-ms", "50"],
-                       tmp_path / "log")
+                       tmp_path / "log", ready=False)
+    first = httpx.get(srv.base + "/health", timeout=10)
+    assert first.status_code == 503 and first.json()["status"] == "loading"
+    busy = httpx.post(srv.base + CHAT, json=BODY, timeout=10)
+    assert busy.status_code == 503 and busy.json()["error"]["type"] == "unavailable_error"
+    wait_for(lambda: httpx.get(srv.base + "/health", timeout=10).status_code == 200, timeout=90, interval=0.1)
     children_before = psutil.Process(srv.proc.pid).children(recursive=True)
     results: list[list[str]] = [[] for _ in range(3)]
     started = threading.Barrier(4)

@@ -156,7 +156,7 @@ def test_second_turn_reports_cached_prompt_tokens(server: Server) -> None:
     messages = [{"role": "user", "content": "Describe the sea in a few words."}]
     first = server.post(CHAT, {"messages": messages, "max_tokens": 8, "temperature": 0}).json()
     reply = first["choices"][0]["message"]["content"]
-    follow = messages + [{"role": "assistant", "content": reply}, {"role": "user", "content": "And the sky?"}]
+    follow = [*messages, {"role": "assistant", "content": reply}, {"role": "user", "content": "And the sky?"}]
     second = server.post(CHAT, {"messages": follow, "max_tokens": 8, "temperature": 0}).json()
     cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert cached >= first["usage"]["prompt_tokens"] - 1
