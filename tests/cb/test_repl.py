@@ -139,3 +139,31 @@ def test_proposed_edit_is_confirmed_applied_and_undone(scripted: ScriptedServer,
     child.expect("›")
     assert (project / "app.py").read_bytes() == before
     assert quit_repl(child) == 0
+
+
+@pytest.mark.integration
+def test_run_tabs_and_copy(scripted: ScriptedServer, project: Path) -> None:
+    from agentshell.client import Client
+
+    scripted.enqueue(Reply(["Here:\n\n```sh\nls -la\n```\n"]))
+    child = spawn_repl(scripted.base_url, project)
+    try:
+        child.send("/run t1 echo hi-from-tab\r")
+        child.expect("started tab t1")
+        child.expect("›")
+        child.send("/tabs\r")
+        child.expect(r"1 t1 +\w+ +.*echo hi-from-tab")
+        child.expect("›")
+        child.send("/copy\r")
+        child.expect("nothing to copy yet")
+        child.expect("›")
+        child.send("show me\r")
+        child.expect("-la")  # highlighted: styles sit between "ls" and "-la"
+        child.expect("›")
+        child.send("/copy code\r")
+        child.expect(r"copied \d+ bytes via osc52")
+        child.expect("›")
+        assert quit_repl(child) == 0
+    finally:
+        with Client.connect(autostart=False) as sh:
+            sh.shutdown()
