@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,7 @@ class Backend:
         return bool(self._tokenize_ok)
 
     def chat(self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float,
-             extra: dict[str, Any] | None = None) -> Iterator[Delta | Done]:
+             extra: dict[str, Any] | None = None) -> Generator[Delta | Done, None, None]:
         """Stream one answer. The generator must be closed (or exhausted) to release the connection."""
         body: dict[str, Any] = {
             "model": self.model, "messages": messages, "stream": True, "max_tokens": max_tokens,

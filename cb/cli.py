@@ -87,8 +87,8 @@ def _light_coercion(group: Any) -> None:
     def lighten(param: Any) -> None:
         descriptor = getattr(param, "type_descriptor", None)
         annotation = getattr(descriptor, "annotation", None)
-        if getattr(param, "_runtime_param", "absent") is None and annotation in (str, int, float, bool, list[str]) \
-                and getattr(descriptor, "file_annotation", None) is None:
+        plain = annotation in (str, int, float, bool, list[str]) and getattr(descriptor, "file_annotation", 1) is None
+        if descriptor is not None and plain and getattr(param, "_runtime_param", "absent") is None:
             with contextlib.suppress(TypeError):  # Typer's RuntimeParam changed its fields: keep its own
                 param._runtime_param = Plain(annotation=annotation, parameter_info=descriptor.parameter_info)
 

@@ -34,7 +34,8 @@ def is_terminal(stream: IO[str]) -> bool:
 class Out:
     """Where cb writes: answers to stdout, status and errors to stderr; knows whether each is a terminal."""
 
-    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None, code_theme: str = "monokai"):
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
+                 code_theme: str = "monokai") -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
         self.rich = is_terminal(self.stdout)
