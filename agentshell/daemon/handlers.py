@@ -101,6 +101,12 @@ async def wait(d: Daemon, c: Connection, r: p.Wait) -> Result:
         pattern = re.compile(r.pattern, re.MULTILINE) if r.pattern is not None else None
     except re.error as e:
         raise p.BadRequest(f"bad pattern {r.pattern!r}: {e}") from None
+    if pattern is None and r.idle is None:  # exit only: no need to wake on every chunk of output
+        try:
+            await asyncio.wait_for(tab.finished.wait(), None if r.timeout is None else max(r.timeout, 0.0))
+        except TimeoutError:
+            raise p.WaitTimeout(f"tab {tab.record.id} did not end within {r.timeout:g} s") from None
+        return {"reason": "exit", "match": None, "offset": tab.ring.end, "tab": d.info(tab).to_wire()}
     loop = asyncio.get_running_loop()
     deadline = None if r.timeout is None else loop.time() + max(r.timeout, 0.0)
     pos = tab.ring.start if r.since is None else r.since

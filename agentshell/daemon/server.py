@@ -74,8 +74,8 @@ class Connection:
 
     async def answer(self, frame: dict[str, Any]) -> None:
         self.send(frame)
-        if self.closed:
-            return
+        if self.closed or not self.writer.transport.get_write_buffer_size():
+            return  # all sent already: no drain (and no wait_for task) needed
         try:
             await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT)
         except (TimeoutError, ConnectionError, OSError):
