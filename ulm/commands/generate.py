@@ -6,6 +6,8 @@ one-line errors, and writing model text safely to a terminal.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -74,15 +76,21 @@ def sampling_options(max_tokens: int, temperature: float, top_p: float, top_k: i
 
 def terminal_writer(stream: Any = None) -> Callable[[str], None]:
     """A write function for model text: to a terminal, control characters (escape sequences) are shown as
-    visible escapes instead of being interpreted; to a pipe or file, text passes unchanged."""
+    visible escapes instead of being interpreted; to a pipe or file, text passes unchanged. A closed pipe
+    ends the command quietly (exit 0)."""
     out = stream or sys.stdout
     tty = out.isatty()
 
     def write(text: str) -> None:
         if tty:
             text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
-        out.write(text)
-        out.flush()
+        try:
+            out.write(text)
+            out.flush()
+        except BrokenPipeError:  # the reader went away (`ulm generate … | head -1`): stop quietly
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no second error at exit's flush
+            raise typer.Exit(0) from None
 
     return write
 

@@ -6,6 +6,9 @@ Run: .venv/bin/python -m pytest tests/ulm/commands -q
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,18 @@ def test_corrupt_gguf_is_a_one_line_error(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF" + b"\x00" * 64)
     result = _run("generate", "-m", str(bad), "hi")
     assert result.exit_code == 1 and "broken.gguf" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_closed_pipe_ends_generation_quietly(tiny_llama_dir: Path, cb_home: Path) -> None:
+    env = {**os.environ, "CB_HOME": str(cb_home), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ulm", "generate", "-m", str(tiny_llama_dir), "--raw", "-t", "1",
+                             "--top-p", "1", "-n", "400", "hello"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(1)  # the reader takes one byte and goes away, like `| head -c 1`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    assert err == b""
