@@ -26,7 +26,7 @@ KEYS: dict[str, tuple[Any, str]] = {
     "api_key": ("", "API key sent as a Bearer token (empty = none)"),
     "model": ("smollm2-135m", "for the local server, the model it loads; with base_url, unset = the server's first"),
     "temperature": (0.2, "sampling temperature"),
-    "max_tokens": (1024, "most tokens per answer (also reserved out of the context window)"),
+    "max_tokens": (1024, "most tokens per answer (up to a quarter of the context is kept free for it)"),
     "context_length": (0, "context window in tokens; 0 = ask the server"),
     "timeout": (120.0, "seconds to wait for the server to connect, answer, or send the next chunk"),
     "server_port": (0, "port of the local ulm serve; 0 = pick a free one at start"),

@@ -5,7 +5,8 @@
              open files (numbered lines, version hash) · agentshell tab tails · cwd + git summary · piped stdin
     then     the conversation so far, and the new user message.
 
-Budgets: the prompt may use the server's context length minus the tokens reserved for the answer. Tokens
+Budgets: the prompt may use the server's context length minus the room reserved for the answer (max_tokens,
+at most a quarter of the context; the answer may also use whatever the prompt leaves). Tokens
 are counted with the server's tokenizer (`count` is `Backend.count_tokens`). The system prompt and the new
 message are mandatory; the other sources share what is left by weight (files 45%, stdin 20%, conversation
 20%, tabs 10%, workspace 5%), and a source needing less than its share passes the rest on. What does not
@@ -213,7 +214,7 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
     counter = count if isinstance(count, Counter) else Counter(count)
     cuts: list[str] = []
     system_head = "\n\n".join(x for x in (SYSTEM_PROMPT, instructions, extra_system) if x)
-    reserve = min(max_tokens, context_length // 2)
+    reserve = min(max_tokens, context_length // 4)
     budget = context_length - reserve - MESSAGE_OVERHEAD * 2
     fixed = counter(system_head) + counter(question)
     if fixed > budget and instructions:
