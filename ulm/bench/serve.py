@@ -1,0 +1,214 @@
+"""`ulm bench serve`: drive a running `ulm serve` (or one it starts) with concurrent streaming clients.
+
+For each concurrency level (default 1, 4, 16) every client streams `requests` chat completions one after
+another, each with its own prompt; reported per level: aggregate generated tokens/s (all clients' tokens
+over the level's wall time), TTFT p50/p99 (request sent → first content) and per-token latency p50/p99
+(gaps between content chunks, spread over the tokens they carry). Then the second turn of a chat, whose
+prompt extends the first turn's: TTFT when the server reuses the cached prefix, and when it cannot (the
+same prompt with a different first character, so no cached prefix matches). The "anchor" ratios printed
+with the numbers: 4 clients' aggregate tokens/s over 1 client's, and reuse TTFT over no-reuse TTFT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+TOPICS = ["a lighthouse keeper", "a lost robot", "the first city on Mars", "a dragon who bakes bread",
+          "an old clock", "a river that flows uphill", "a chess tournament", "a forgotten library",
+          "a storm at sea", "a village of inventors", "a talking cat", "a desert caravan", "a train at midnight",
+          "a garden on the moon", "a painter who sees music", "a mountain monastery"]
+FIRST_TURN_SYSTEM = ("You are a patient assistant who answers questions about software engineering with "
+                     "care, giving concrete examples. ") * 6
+
+
+@dataclass
+class Sample:
+    ttft: float
+    token_gaps: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+
+@dataclass
+class Level:
+    clients: int
+    samples: list[Sample]
+    wall: float
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.tokens for s in self.samples)
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.tokens / self.wall if self.wall > 0 else 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def stream_chat(client: httpx.AsyncClient, messages: list[dict[str, str]], max_tokens: int,
+                      model: str | None) -> Sample:
+    body: dict[str, Any] = {"messages": messages, "max_tokens": max_tokens, "temperature": 0.7, "seed": 1,
+                            "stream": True, "stream_options": {"include_usage": True}}
+    if model:
+        body["model"] = model
+    t0 = time.perf_counter()
+    sample: Sample | None = None
+    last = t0
+    async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+        if resp.status_code != 200:
+            raise RuntimeError(f"the server answered {resp.status_code}: {(await resp.aread()).decode()[:200]}")
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(f"the stream failed: {chunk['error'].get('message')}")
+            if chunk.get("usage"):
+                if sample is None:
+                    sample = Sample(ttft=time.perf_counter() - t0)
+                sample.tokens = chunk["usage"]["completion_tokens"]
+                continue
+            if not chunk["choices"] or not chunk["choices"][0]["delta"].get("content"):
+                continue
+            now = time.perf_counter()
+            if sample is None:
+                sample = Sample(ttft=now - t0)
+            else:
+                sample.token_gaps.append(now - last)
+            last = now
+    assert sample is not None
+    return sample
+
+
+async def run_level(base: str, headers: dict[str, str], clients: int, requests: int, max_tokens: int,
+                    model: str | None) -> Level:
+    async def one_client(i: int, client: httpx.AsyncClient) -> list[Sample]:
+        out = []
+        for r in range(requests):
+            topic = TOPICS[(i * requests + r) % len(TOPICS)]
+            messages = [{"role": "user", "content": f"Write a long, detailed story about {topic}. ({i}.{r})"}]
+            out.append(await stream_chat(client, messages, max_tokens, model))
+        return out
+
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600, limits=limits) as client:
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(one_client(i, client) for i in range(clients)))
+        wall = time.perf_counter() - t0
+    return Level(clients, [s for batch in results for s in batch], wall)
+
+
+async def second_turn(base: str, headers: dict[str, str], repeats: int, model: str | None) -> tuple[list, list]:
+    """TTFTs of a second chat turn with the first turn cached, and of the same prompt with nothing cached."""
+    reuse, fresh = [], []
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as client:
+        for r in range(repeats):
+            first = [{"role": "system", "content": FIRST_TURN_SYSTEM},
+                     {"role": "user", "content": f"Question {r}: explain what a race condition is, with an example."}]
+            body = {"messages": first, "max_tokens": 48, "temperature": 0}
+            if model:
+                body["model"] = model
+            answer = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]["content"]
+            second = [*first, {"role": "assistant", "content": answer},
+                      {"role": "user", "content": "And how would you prevent it in Python?"}]
+            reuse.append((await stream_chat(client, second, 4, model)).ttft)
+            busted = [{"role": "system", "content": "#" + FIRST_TURN_SYSTEM[1:]}, *second[1:]]
+            fresh.append((await stream_chat(client, busted, 4, model)).ttft)
+    return reuse, fresh
+
+
+def spawn_server(serve_args: list[str]) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "ulm", "serve", "--port", "0", *serve_args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.stdout is not None
+    match = re.search(r"listening on (http://\S+)", proc.stdout.readline())
+    if not match:
+        proc.kill()
+        raise RuntimeError("ulm serve did not start (run it by hand to see why)")
+    base = match.group(1)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ulm serve exited with {proc.returncode} while loading")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("ulm serve did not become ready within 300 s")
+
+
+def run(base: str, api_key: str | None, levels: list[int], requests: int, max_tokens: int, repeats: int,
+        echo: Any = print) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    info = httpx.get(base + "/v1/models", headers=headers, timeout=10).json()["data"][0]
+    model = info["id"]
+    echo(f"warming up {model} at {base} ...", err=True)
+    asyncio.run(run_level(base, headers, 1, 1, 8, model))
+    results: dict[str, Any] = {"model": model, "levels": {}}
+    for clients in levels:
+        echo(f"{clients} concurrent client(s) × {requests} request(s) of up to {max_tokens} tokens ...", err=True)
+        level = asyncio.run(run_level(base, headers, clients, requests, max_tokens, model))
+        gaps = [g for s in level.samples for g in s.token_gaps]
+        results["levels"][clients] = {
+            "requests": len(level.samples), "tokens": level.tokens, "wall_s": round(level.wall, 2),
+            "tok_per_s": round(level.tok_per_s, 1),
+            "ttft_p50_ms": round(percentile([s.ttft for s in level.samples], 0.5) * 1000, 1),
+            "ttft_p99_ms": round(percentile([s.ttft for s in level.samples], 0.99) * 1000, 1),
+            "token_p50_ms": round(percentile(gaps, 0.5) * 1000, 1),
+            "token_p99_ms": round(percentile(gaps, 0.99) * 1000, 1),
+        }
+    echo("second chat turn, with and without prefix reuse ...", err=True)
+    reuse, fresh = asyncio.run(second_turn(base, headers, repeats, model))
+    results["second_turn"] = {"reuse_ttft_ms": round(statistics.median(reuse) * 1000, 1),
+                              "no_reuse_ttft_ms": round(statistics.median(fresh) * 1000, 1)}
+    return results
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [f"ulm bench serve: {results['model']}", "",
+             f"{'clients':>7} {'requests':>8} {'tokens':>7} {'wall s':>7} {'tok/s':>7} {'TTFT p50':>9} "
+             f"{'TTFT p99':>9} {'tok p50':>8} {'tok p99':>8}"]
+    levels = results["levels"]
+    for clients, r in levels.items():
+        lines.append(f"{clients:>7} {r['requests']:>8} {r['tokens']:>7} {r['wall_s']:>7} {r['tok_per_s']:>7} "
+                     f"{r['ttft_p50_ms']:>7}ms {r['ttft_p99_ms']:>7}ms {r['token_p50_ms']:>6}ms "
+                     f"{r['token_p99_ms']:>6}ms")
+    if 1 in levels and 4 in levels and levels[1]["tok_per_s"]:
+        ratio = levels[4]["tok_per_s"] / levels[1]["tok_per_s"]
+        lines.append(f"\naggregate tok/s, 4 clients / 1 client: {ratio:.2f}x  (goal: at least 2.5x)")
+    st = results["second_turn"]
+    lines.append(f"second-turn TTFT: {st['reuse_ttft_ms']} ms with prefix reuse, {st['no_reuse_ttft_ms']} ms "
+                 f"without: {st['reuse_ttft_ms'] / st['no_reuse_ttft_ms']:.2f}x  (goal: at most 0.5x)")
+    return "\n".join(lines)
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
