@@ -167,3 +167,23 @@ def test_run_tabs_and_copy(scripted: ScriptedServer, project: Path) -> None:
     finally:
         with Client.connect(autostart=False) as sh:
             sh.shutdown()
+
+
+@pytest.mark.integration
+def test_pasted_lines_and_editor_input_arrive_whole(scripted: ScriptedServer, project: Path) -> None:
+    editor = project / "editor.sh"
+    editor.write_text('#!/bin/sh\nprintf "written in the editor\\nsecond line\\n" > "$1"\n')
+    editor.chmod(0o755)
+    child = spawn_repl(scripted.base_url, project, EDITOR=str(editor), VISUAL=str(editor))
+    child.send("\x1b[200~first pasted line\nsecond pasted line\x1b[201~")
+    child.send("\r")
+    child.expect("ok")
+    child.expect("›")
+    child.send("\x18\x05")  # Ctrl-X Ctrl-E: compose in $EDITOR
+    child.expect("second line")
+    child.send("\r")
+    child.expect(r"\d+ in · \d+ out")
+    child.expect("›")
+    assert quit_repl(child) == 0
+    asked = [r["body"]["messages"][-1]["content"] for r in scripted.requests]
+    assert asked == ["first pasted line\nsecond pasted line", "written in the editor\nsecond line"]
