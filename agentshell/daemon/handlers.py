@@ -167,10 +167,9 @@ async def kill(d: Daemon, c: Connection, r: p.KillTab) -> Result:
 
 async def rm(d: Daemon, c: Connection, r: p.RemoveTab) -> Result:
     tab = d.find(r.tab)
-    if not tab.finished.is_set():
-        if not r.force:
-            raise p.TabStillRunning(f"tab {tab.record.id} is running; kill it first or use --force")
-        await tab.terminate(d.stop_timeout)
+    if not tab.finished.is_set() and not r.force:
+        raise p.TabStillRunning(f"tab {tab.record.id} is running; kill it first or use --force")
+    await tab.terminate(d.stop_timeout)  # also ends leftovers of a tab that already ended
     d.remove(tab)
     return {}
 

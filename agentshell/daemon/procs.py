@@ -79,16 +79,30 @@ def processes_with_token(token: str, not_before: float) -> list[int]:
     return found
 
 
-def kill_leftovers(token: str, not_before: float) -> int:
-    """SIGKILL every leftover process of a tab (identified as above). Returns how many were signalled."""
+def signal_marked(token: str, not_before: float, sig: int) -> int:
+    """Send `sig` to every process of a tab (identified as above). Returns how many were signalled."""
     count = 0
     for pid in processes_with_token(token, not_before):
         if pid == os.getpid():
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
             count += 1
     return count
+
+
+def kill_leftovers(token: str, not_before: float) -> int:
+    """SIGKILL every leftover process of a tab. Returns how many were signalled."""
+    return signal_marked(token, not_before, signal.SIGKILL)
+
+
+def group_is_tabs(pgid: int, token: str, not_before: float) -> bool:
+    """Whether process group `pgid` still holds a process of this tab (so the number was not reused)."""
+    for pid in processes_with_token(token, not_before):
+        with contextlib.suppress(ProcessLookupError):
+            if os.getpgid(pid) == pgid:
+                return True
+    return False
 
 
 def signal_group(pgid: int, sig: int) -> bool:

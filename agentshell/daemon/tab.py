@@ -229,21 +229,32 @@ class Tab:
 
     async def terminate(self, stop_timeout: float) -> None:
         """End the whole process group: HUP + TERM, then KILL after `stop_timeout`; also processes that left
-        the group but carry the tab's token. Returns once the tab has finished."""
+        the group but carry the tab's token (for a tab that already ended: the leftovers it started).
+        Returns once the tab has finished.
+
+        The group is signalled by number only while its leader is unreaped, or while a member still carries
+        the tab's token: a reused process-group number is never signalled."""
         rec = self.record
-        if self.finished.is_set():
-            return
-        self.killing = True
-        pgid = rec.pid
-        if pgid is not None and not self.reaped:
-            procs.signal_group(pgid, signal.SIGHUP)
-            procs.signal_group(pgid, signal.SIGTERM)
-            procs.signal_group(pgid, signal.SIGCONT)
+        if not self.finished.is_set():
+            self.killing = True
+        elif not procs.processes_with_token(rec.token, rec.created):
+            return  # ended, and nothing it started is left
+        group = rec.pid if rec.pid and (not self.reaped or procs.group_is_tabs(rec.pid, rec.token, rec.created)) \
+            else None
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGCONT):
+            if group is not None:
+                procs.signal_group(group, sig)
+        if group is None:
+            procs.signal_marked(rec.token, rec.created, signal.SIGTERM)
         deadline = time.monotonic() + stop_timeout
-        while pgid is not None and procs.group_alive(pgid) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        if pgid is not None:
-            procs.signal_group(pgid, signal.SIGKILL)
+        while time.monotonic() < deadline:
+            if group is not None and not procs.group_alive(group):
+                break
+            if group is None and not procs.processes_with_token(rec.token, rec.created):
+                break
+            await asyncio.sleep(0.02 if group is not None else 0.1)
+        if group is not None:
+            procs.signal_group(group, signal.SIGKILL)
         procs.kill_leftovers(rec.token, rec.created)
         self._close_master()
         self.eof = True

@@ -128,6 +128,14 @@ def test_kill_also_ends_processes_that_left_the_group(client: Client, cb_home: P
     assert not tab_processes(cb_home)
 
 
+def test_kill_of_an_ended_tab_ends_what_it_left_running(client: Client, cb_home: Path) -> None:
+    tab = client.new(["sh", "-c", "trap '' HUP; sleep 1000 & exit 0"])
+    assert client.wait(tab.id, exit=True, timeout=10).tab.exit_code == 0
+    assert len(tab_processes(cb_home)) == 1  # the sleep, which ignored the hangup
+    assert client.kill(tab.id).status == p.EXITED  # it had ended on its own
+    assert not tab_processes(cb_home)
+
+
 def test_child_exit_is_eof_with_last_output_kept_and_no_busy_loop(daemon: RunningDaemon, client: Client) -> None:
     """D14."""
     tab = client.new(["sh", "-c", "printf 'last words'; exit 5"])
@@ -181,13 +189,13 @@ def test_injected_paste_end_marker_cannot_run_what_follows(client: Client, tmp_p
 def test_logs_rotate_and_keep_the_whole_output(start_daemon) -> None:
     d = start_daemon("--log-bytes", "20000", "--ring-bytes", "30000")
     with d.client() as c:
-        tab = c.new(["sh", "-c", "stty raw; seq 1 20000"])
+        tab = c.new(["sh", "-c", "stty raw; seq 1 60000"])
         ended = c.wait(tab.id, exit=True, timeout=20).tab
         files = c.logs(tab.id)
         assert len(files) == 3 and files[-1].name.endswith(".log")
-        assert all(f.stat().st_size < 20000 + 70000 for f in files)
+        assert all(f.stat().st_size < 20000 + (64 << 10) for f in files)  # rotated before a write of <= 64 KiB
         kept = b"".join(f.read_bytes() for f in files)
-        assert kept.endswith(b"19999\n20000\n")
+        assert kept.endswith(b"59999\n60000\n")
         assert ended.kept_bytes <= 30000 and ended.dropped_bytes == ended.end_offset - ended.kept_bytes > 0
         out = c.read(tab.id, since=0)
         assert out.dropped == ended.dropped_bytes and out.start == ended.dropped_bytes
