@@ -23,6 +23,7 @@ import base64
 import dataclasses
 import functools
 import json
+import math
 import struct
 import types
 import typing
@@ -387,7 +388,7 @@ def _conforms(value: Any, tp: Any) -> bool:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if tp is str:
         return isinstance(value, str)
     if origin is list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -162,7 +163,7 @@ def test_oversized_unterminated_osc_is_dropped_and_output_after_it_kept(daemon: 
     """D8."""
     rss_before = psutil.Process(daemon.pid).memory_info().rss
     script = "import sys; sys.stdout.write('\\x1b]2;' + 'x' * 1100000 + '\\x1b\\\\OK\\n')"
-    tab = client.new(["python3", "-c", script])
+    tab = client.new([sys.executable, "-c", script])
     client.wait(tab.id, exit=True, timeout=20)
     out = client.read(tab.id).data
     assert out.endswith(b"OK\r\n") and b"xxxx" not in out

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agentshell import protocol as p
 
@@ -45,6 +48,8 @@ def test_parse_request_builds_the_typed_request() -> None:
     ({"id": 1, "op": "new", "args": {"env": {"A": 1}}}, "wrong type"),
     ({"id": 1, "op": "new", "args": {"shell": "sh"}}, "unknown argument"),
     ({"id": 1, "op": "ping", "args": []}, "not an object"),
+    ({"id": 1, "op": "wait", "args": {"tab": "1", "timeout": float("nan")}}, "wrong type"),
+    ({"id": 1, "op": "wait", "args": {"tab": "1", "idle": float("inf")}}, "wrong type"),
 ])
 def test_parse_request_rejects_malformed_requests(message: dict, error: str) -> None:
     with pytest.raises(p.AgentshellError, match=error):
@@ -65,3 +70,24 @@ def test_error_codes_map_to_their_exception_classes() -> None:
     assert isinstance(p.error_for("timeout", "late"), p.WaitTimeout)
     unknown = p.error_for("from_the_future", "hm")
     assert type(unknown) is p.AgentshellError and unknown.code == "from_the_future"
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                           max_leaves=12)
+
+
+@given(st.dictionaries(st.sampled_from(["id", "op", "args", "extra"]),
+                       json_values | st.sampled_from(sorted(p.REQUESTS)), max_size=4))
+def test_parse_request_only_ever_raises_agentshell_errors(message: dict) -> None:
+    with contextlib.suppress(p.AgentshellError):
+        p.parse_request(message)
+
+
+@given(st.sampled_from(sorted(p.REQUESTS)), st.dictionaries(st.text(max_size=8), json_values, max_size=5))
+def test_random_arguments_are_validated_not_trusted(op: str, args: dict) -> None:
+    try:
+        _, request = p.parse_request({"id": 1, "op": op, "args": args})
+    except p.AgentshellError:
+        return
+    assert type(request) is p.REQUESTS[op]
