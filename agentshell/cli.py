@@ -29,7 +29,9 @@ app = typer.Typer(
          "  agentshell wait dev --for 'ready on' --timeout 60\n\n"
          "  agentshell read dev --tail 20\n\n"
          "  agentshell send dev 'rs' --keys Enter\n\n"
-         "  agentshell attach dev        (detach with Ctrl-])",
+         "  agentshell attach dev        (detach with Ctrl-])\n\n"
+         "Tabs are named by id or name. Every command takes --json. Exit codes: 0 ok, 1 error, 2 usage, "
+         "3 daemon unavailable, 124 wait timed out; `wait --exit` exits with the tab's own code.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
