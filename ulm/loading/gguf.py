@@ -49,8 +49,14 @@ class GGUFTensor:
     blocks: np.ndarray
 
 
-def canonical_name(name: str) -> str:
+def _show(text: object) -> str:
+    """Text from a file, safe for a one-line message: control and non-ASCII characters escaped."""
+    return ascii(str(text))[1:-1]
+
+
+def canonical_name(name: str, path: Path | None = None) -> str:
     """The canonical state-dict name of a llama.cpp tensor name; UnsupportedError for unknown tensors."""
+    where = f"{path}: " if path is not None else ""
     stem, _, kind = name.rpartition(".")
     if kind in ("weight", "bias"):
         if stem in _GLOBAL_NAMES:
@@ -59,9 +65,9 @@ def canonical_name(name: str) -> str:
         if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _LAYER_NAMES:
             return f"layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{kind}"
     if stem == "rope_freqs":
-        raise UnsupportedError("GGUF tensor rope_freqs (Llama 3.1-style rope scaling stored as a tensor) "
+        raise UnsupportedError(f"{where}GGUF tensor rope_freqs (Llama 3.1-style rope scaling stored as a tensor) "
                                "is not supported; use the model's HF directory instead")
-    raise UnsupportedError(f"GGUF tensor '{name}' is not part of a llama/qwen2 model")
+    raise UnsupportedError(f"{where}GGUF tensor '{_show(name)}' is not part of a llama/qwen2 model")
 
 
 def unpermute_rows(rows: Any, n_heads: int) -> Any:
@@ -83,11 +89,11 @@ def open_gguf(path: Path) -> Any:
     for t in reader.tensors:
         kind = t.tensor_type.name
         if kind not in SUPPORTED_TYPES:
-            raise UnsupportedError(f"{path}: tensor {t.name} has GGML type {kind}, which µLM does not support "
+            raise UnsupportedError(f"{path}: tensor {_show(t.name)} has GGML type {kind}, which µLM does not support "
                                    f"(supported: {', '.join(SUPPORTED_TYPES)})")
         block, size = gguf.GGML_QUANT_SIZES[t.tensor_type]
         if t.data.nbytes != int(t.n_elements) // block * size:
-            raise ModelLoadError(f"{path}: tensor {t.name} is cut short (file truncated or corrupted)")
+            raise ModelLoadError(f"{path}: tensor {_show(t.name)} is cut short (file truncated or corrupted)")
     return reader
 
 
@@ -105,9 +111,17 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
 
 def config_from_gguf(reader: Any, path: Path) -> ModelConfig:
     """ModelConfig from a GGUF's metadata (and which tensors it holds)."""
+    try:
+        return _config_from_gguf(reader, path)
+    except (ValueError, IndexError, TypeError, KeyError, OverflowError) as e:  # metadata of the wrong type or shape
+        raise ModelLoadError(f"{path}: unreadable GGUF metadata ({_reason(e)})") from None
+
+
+def _config_from_gguf(reader: Any, path: Path) -> ModelConfig:
     arch = _field(reader, "general.architecture")
     if arch not in ARCHES:
-        raise UnsupportedError(f"{path}: GGUF architecture '{arch}' is not supported (supported: {', '.join(ARCHES)})")
+        raise UnsupportedError(f"{path}: GGUF architecture '{_show(arch)}' is not supported "
+                               f"(supported: {', '.join(ARCHES)})")
     names = {t.name for t in reader.tensors}
     embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embd is None:
@@ -160,7 +174,8 @@ def _rope_scaling(reader: Any, arch: str, path: Path) -> RopeScaling:
         extra = {k: float(v) for k in ("beta_fast", "beta_slow")
                  if (v := _field(reader, f"{arch}.rope.scaling.yarn_{k}")) is not None}
         return RopeScaling("yarn", factor, int(original) if original else None, **extra)
-    raise UnsupportedError(f"{path}: GGUF rope scaling '{kind}' is not supported (supported: none, linear, yarn)")
+    raise UnsupportedError(f"{path}: GGUF rope scaling '{_show(kind)}' is not supported "
+                           "(supported: none, linear, yarn)")
 
 
 def _rows_in_hf_order(name: str, array: Any, config: ModelConfig, arch: str) -> Any:
@@ -183,7 +198,8 @@ def _to_torch(t: Any) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(t.data).view(np.int16)).view(torch.bfloat16).reshape(shape)
     if kind in ("F32", "F16"):
         return torch.from_numpy(np.ascontiguousarray(t.data)).reshape(shape)
-    return torch.from_numpy(quants.dequantize(t.data, t.tensor_type)).reshape(shape)
+    with np.errstate(all="ignore"):  # NaN/inf scales of a damaged file are reported by the caller
+        return torch.from_numpy(quants.dequantize(t.data, t.tensor_type)).reshape(shape)
 
 
 def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
@@ -193,13 +209,13 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     arch = _field(reader, "general.architecture")
     state: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
-        name = canonical_name(t.name)
+        name = canonical_name(t.name, path)
         try:
             tensor = _rows_in_hf_order(name, _to_torch(t), config, arch)
         except (ValueError, RuntimeError) as e:
-            raise ModelLoadError(f"{path}: tensor {t.name} cannot be read ({_reason(e)})") from None
+            raise ModelLoadError(f"{path}: tensor {_show(t.name)} cannot be read ({_reason(e)})") from None
         if not torch.isfinite(tensor).all():
-            raise ModelLoadError(f"{path}: tensor {t.name} holds NaN or infinite values (corrupted file?)")
+            raise ModelLoadError(f"{path}: tensor {_show(t.name)} holds NaN or infinite values (corrupted file?)")
         state[name] = tensor.contiguous()
     check_state_dict(config, state, path)
     return config, state
@@ -214,7 +230,7 @@ def read_gguf_blocks(path: Path) -> tuple[ModelConfig, dict[str, GGUFTensor]]:
     arch = _field(reader, "general.architecture")
     out: dict[str, GGUFTensor] = {}
     for t in reader.tensors:
-        name = canonical_name(t.name)
+        name = canonical_name(t.name, path)
         shape = tuple(int(s) for s in reversed(t.shape))
         block, size = gguf.GGML_QUANT_SIZES[t.tensor_type]
         rows = int(np.prod(shape[:-1], dtype=np.int64))

@@ -217,3 +217,25 @@ def test_loaded_gguf_runs(tiny_gguf: Path) -> None:
     config, state = read_gguf(tiny_gguf)
     logits = build_model(config, state)(torch.tensor([[1, 5, 9, 200]]))
     assert logits.shape == (1, 4, 320) and torch.isfinite(logits).all()
+
+
+def test_random_header_corruption_never_escapes_as_anything_but_a_load_error(tiny_gguf: Path,
+                                                                            tmp_path: Path) -> None:
+    data = tiny_gguf.read_bytes()
+    header_end = gguf.GGUFReader(str(tiny_gguf)).data_offset  # metadata + tensor infos
+    rng = np.random.default_rng(7)
+    outcomes = {"loaded": 0, "refused": 0}
+    for i in range(60):
+        damaged = bytearray(data)
+        for pos in rng.integers(4, header_end, size=int(rng.integers(1, 4))):
+            damaged[pos] = int(rng.integers(0, 256))
+        path = tmp_path / f"fuzz{i}.gguf"
+        path.write_bytes(bytes(damaged))
+        try:
+            read_gguf(path)
+            outcomes["loaded"] += 1  # e.g. a changed byte inside a name's padding or a float's low bits
+        except ModelLoadError as e:  # UnsupportedError included
+            assert "\n" not in str(e) and str(path) in str(e)
+            outcomes["refused"] += 1
+        path.unlink()
+    assert outcomes["refused"] > 30
