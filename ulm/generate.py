@@ -139,6 +139,7 @@ class Generator:
             self._cache = KVCache(self.config, self.max_batch, self.max_len, self._cache_dtype, self.device)
         return self._cache
 
+    @torch.inference_mode()  # the cache's tensors were made under inference mode: update them there too
     def reset(self) -> None:
         """Forget every cached prefix."""
         self._row_tokens = [[] for _ in range(self.max_batch)]

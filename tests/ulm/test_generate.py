@@ -158,6 +158,15 @@ def test_divergent_prompt_truncates_to_the_common_prefix(model: Transformer, tok
     assert same.usage.cached_tokens == len(b) - 1 and same.token_ids == out.token_ids
 
 
+def test_reset_forgets_the_cached_prefix(model: Transformer, tok: Any) -> None:
+    gen = _gen(model, tok)
+    req = Request(_ids(tok, PROMPTS[1]), GREEDY, max_tokens=4, stop_token_ids=[])
+    first = gen.generate([req])[0]
+    gen.reset()
+    again = gen.generate([req])[0]
+    assert again.usage.cached_tokens == 0 and again.token_ids == first.token_ids
+
+
 def test_streamed_text_equals_the_decoded_tokens(model: Transformer, tok: Any) -> None:
     req = Request(_ids(tok, PROMPTS[0]), SamplingParams(temperature=1.5, seed=9), max_tokens=30, stop_token_ids=[])
     events = list(_gen(model, tok).stream([req]))
