@@ -35,15 +35,18 @@ def _visible(code: int) -> str:
     return f"⟨U+{code:04X}⟩"
 
 
-# str.translate table: every code point to neutralise → its visible form (tab and newline are kept).
+# str.translate table: every code point to neutralise → its visible form (tab and newline are kept; a lone
+# CR becomes "␍"). translate is linear, and on plain ASCII text it runs at C memcpy-like speed.
 _TABLE: dict[int, str] = {c: _visible(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI,
                                                    *range(0xD800, 0xE000))}
-del _TABLE[0x09], _TABLE[0x0A], _TABLE[0x0D]
+del _TABLE[0x09], _TABLE[0x0A]
 
 
 def sanitize(text: str) -> str:
     """Neutralise a complete piece of untrusted text (see the module docstring)."""
-    return text.replace("\r\n", "\n").replace("\r", "␍").translate(_TABLE)
+    if "\r\n" in text:
+        text = text.replace("\r\n", "\n")
+    return text.translate(_TABLE)
 
 
 class StreamSanitizer:
