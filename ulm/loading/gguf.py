@@ -24,6 +24,7 @@ import torch
 
 from ulm.config import ConfigError, ModelConfig, RopeScaling
 from ulm.errors import ModelLoadError, UnsupportedError
+from ulm.loading.messages import show
 from ulm.model import check_state_dict
 
 ARCHES = ("llama", "qwen2")
@@ -49,11 +50,6 @@ class GGUFTensor:
     blocks: np.ndarray
 
 
-def _show(text: object) -> str:
-    """Text from a file, safe for a one-line message: control and non-ASCII characters escaped."""
-    return ascii(str(text))[1:-1]
-
-
 def canonical_name(name: str, path: Path | None = None) -> str:
     """The canonical state-dict name of a llama.cpp tensor name; UnsupportedError for unknown tensors."""
     where = f"{path}: " if path is not None else ""
@@ -67,7 +63,7 @@ def canonical_name(name: str, path: Path | None = None) -> str:
     if stem == "rope_freqs":
         raise UnsupportedError(f"{where}GGUF tensor rope_freqs (Llama 3.1-style rope scaling stored as a tensor) "
                                "is not supported; use the model's HF directory instead")
-    raise UnsupportedError(f"{where}GGUF tensor '{_show(name)}' is not part of a llama/qwen2 model")
+    raise UnsupportedError(f"{where}GGUF tensor '{show(name)}' is not part of a llama/qwen2 model")
 
 
 def unpermute_rows(rows: Any, n_heads: int) -> Any:
@@ -89,11 +85,11 @@ def open_gguf(path: Path) -> Any:
     for t in reader.tensors:
         kind = t.tensor_type.name
         if kind not in SUPPORTED_TYPES:
-            raise UnsupportedError(f"{path}: tensor {_show(t.name)} has GGML type {kind}, which µLM does not support "
+            raise UnsupportedError(f"{path}: tensor {show(t.name)} has GGML type {kind}, which µLM does not support "
                                    f"(supported: {', '.join(SUPPORTED_TYPES)})")
         block, size = gguf.GGML_QUANT_SIZES[t.tensor_type]
         if t.data.nbytes != int(t.n_elements) // block * size:
-            raise ModelLoadError(f"{path}: tensor {_show(t.name)} is cut short (file truncated or corrupted)")
+            raise ModelLoadError(f"{path}: tensor {show(t.name)} is cut short (file truncated or corrupted)")
     return reader
 
 
@@ -120,7 +116,7 @@ def config_from_gguf(reader: Any, path: Path) -> ModelConfig:
 def _config_from_gguf(reader: Any, path: Path) -> ModelConfig:
     arch = _field(reader, "general.architecture")
     if arch not in ARCHES:
-        raise UnsupportedError(f"{path}: GGUF architecture '{_show(arch)}' is not supported "
+        raise UnsupportedError(f"{path}: GGUF architecture '{show(arch)}' is not supported "
                                f"(supported: {', '.join(ARCHES)})")
     names = {t.name for t in reader.tensors}
     embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
@@ -174,7 +170,7 @@ def _rope_scaling(reader: Any, arch: str, path: Path) -> RopeScaling:
         extra = {k: float(v) for k in ("beta_fast", "beta_slow")
                  if (v := _field(reader, f"{arch}.rope.scaling.yarn_{k}")) is not None}
         return RopeScaling("yarn", factor, int(original) if original else None, **extra)
-    raise UnsupportedError(f"{path}: GGUF rope scaling '{_show(kind)}' is not supported "
+    raise UnsupportedError(f"{path}: GGUF rope scaling '{show(kind)}' is not supported "
                            "(supported: none, linear, yarn)")
 
 
@@ -213,9 +209,9 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
         try:
             tensor = _rows_in_hf_order(name, _to_torch(t), config, arch)
         except (ValueError, RuntimeError) as e:
-            raise ModelLoadError(f"{path}: tensor {_show(t.name)} cannot be read ({_reason(e)})") from None
+            raise ModelLoadError(f"{path}: tensor {show(t.name)} cannot be read ({_reason(e)})") from None
         if not torch.isfinite(tensor).all():
-            raise ModelLoadError(f"{path}: tensor {_show(t.name)} holds NaN or infinite values (corrupted file?)")
+            raise ModelLoadError(f"{path}: tensor {show(t.name)} holds NaN or infinite values (corrupted file?)")
         state[name] = tensor.contiguous()
     check_state_dict(config, state, path)
     return config, state

@@ -20,6 +20,7 @@ import torch
 
 from ulm.config import ConfigError, ModelConfig, RopeScaling
 from ulm.errors import ModelLoadError, UnsupportedError
+from ulm.loading.messages import show
 from ulm.model import check_state_dict
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -67,7 +68,7 @@ def rope_scaling_from_hf(params: dict[str, Any] | None, max_pos: int, where: Pat
     if kind == "llama3":
         return RopeScaling("llama3", factor, original, low_freq_factor=float(params["low_freq_factor"]),
                            high_freq_factor=float(params["high_freq_factor"]))
-    raise UnsupportedError(f"{where}: rope scaling '{kind}' is not supported "
+    raise UnsupportedError(f"{where}: rope scaling '{show(kind)}' is not supported "
                            "(supported: default, linear, dynamic, yarn, llama3)")
 
 
@@ -77,10 +78,10 @@ def config_from_hf(path: Path) -> ModelConfig:
     cfg = _read_json(where)
     model_type = cfg.get("model_type")
     if model_type not in MODEL_TYPES:
-        raise UnsupportedError(f"{where}: model_type '{model_type}' is not supported "
+        raise UnsupportedError(f"{where}: model_type '{show(model_type)}' is not supported "
                                f"(supported: {', '.join(MODEL_TYPES)})")
     if cfg.get("hidden_act", "silu") != "silu":
-        raise UnsupportedError(f"{where}: hidden_act '{cfg['hidden_act']}' is not supported (supported: silu)")
+        raise UnsupportedError(f"{where}: hidden_act '{show(cfg['hidden_act'])}' is not supported (supported: silu)")
     if cfg.get("mlp_bias"):
         raise UnsupportedError(f"{where}: mlp_bias is not supported")
     if model_type == "qwen2" and cfg.get("use_sliding_window"):
