@@ -156,7 +156,11 @@ class Backend:
     def models(self) -> list[dict[str, Any]]:
         """The server's models (`GET /v1/models` data entries), fetched once per Backend."""
         if self._models is None:
-            data = self._get(f"{self.base_url}/models").json()
+            try:
+                data = self._get(f"{self.base_url}/models").json()
+            except ValueError:
+                raise BackendError(f"{self.base_url}/models did not answer JSON; is base_url an "
+                                   "OpenAI-compatible API (ending in /v1)?") from None
             entries = data.get("data", []) if isinstance(data, dict) else []
             self._models = [e for e in entries if isinstance(e, dict) and "id" in e]
         return self._models
@@ -186,9 +190,10 @@ class Backend:
                 resp = self._http.post(f"{self.root}/tokenize", json={"content": text, "add_special": False})
             except httpx.HTTPError as exc:
                 raise self._fail(exc) from None
-            if resp.is_success and isinstance(resp.json().get("tokens"), list):
+            tokens = _json_field(resp, "tokens") if resp.is_success else None
+            if isinstance(tokens, list):
                 self._tokenize_ok = True
-                return len(resp.json()["tokens"])
+                return len(tokens)
             if resp.status_code in (401, 403):
                 self._check(resp)
             self._tokenize_ok = False
@@ -211,7 +216,9 @@ class Backend:
         try:
             with self._http.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:
                 self._check(resp)
+                seen = False
                 for data in _sse_data(resp.iter_lines()):
+                    seen = True
                     if data == "[DONE]":
                         break
                     try:
@@ -236,10 +243,23 @@ class Backend:
                             yield Delta(text)
                         if choice.get("finish_reason"):
                             done.finish_reason = choice["finish_reason"]
+                if not seen:
+                    kind = resp.headers.get("content-type", "no content type")
+                    raise BackendError(f"{self.base_url}/chat/completions did not answer an event stream "
+                                       f"({kind}); is base_url an OpenAI-compatible API (ending in /v1)?")
         except httpx.HTTPError as exc:
             raise self._fail(exc) from None
         done.total_s = time.perf_counter() - start
         yield done
+
+
+def _json_field(resp: httpx.Response, name: str) -> Any:
+    """`resp`'s JSON object's field `name`, or None when the body is not such an object."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get(name) if isinstance(body, dict) else None
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

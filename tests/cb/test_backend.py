@@ -114,3 +114,39 @@ def test_models_and_context_length(scripted: ScriptedServer) -> None:
 def test_server_root_strips_v1() -> None:
     assert server_root("http://h:1/v1/") == "http://h:1"
     assert server_root("http://h:1/api") == "http://h:1/api"
+
+
+def test_a_server_that_is_not_openai_compatible_is_named(tmp_path: object) -> None:
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._html()
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self._html()
+
+        def _html(self) -> None:
+            body = b"<html>hello</html>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        with Backend(f"http://127.0.0.1:{httpd.server_address[1]}/v1") as b:
+            with pytest.raises(BackendError, match="did not answer JSON"):
+                b.models()
+            assert b.count_tokens("x" * 8) == 2 and not b.exact_tokens
+            with pytest.raises(BackendError, match="did not answer an event stream"):
+                _collect(b)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
