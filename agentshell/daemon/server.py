@@ -298,6 +298,8 @@ class Daemon:
                 await self._dispatch(conn, message)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:  # the daemon is stopping; end this connection quietly
+            pass
         finally:
             self._connections.discard(conn)
             conn.stop_attach()
