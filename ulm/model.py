@@ -69,7 +69,7 @@ class Transformer(nn.Module):
         if cache is None:
             if self.rope.max_len < T:
                 raise ContextLengthError(T, self.rope.max_len)
-            cos, sin = self.rope.cos[:T], self.rope.sin[:T]  # [T, hd] views
+            cos, sin = self.rope.cos[:T, None], self.rope.sin[:T, None]  # [T, 1, hd] views
             if window is None or window >= T:
                 return AttnPlan(cos, sin, causal=True)
             pos = torch.arange(T, device=ids.device)
@@ -88,13 +88,13 @@ class Transformer(nn.Module):
             return self._slice_plan(cache, starts[0], T, slice(row_list[0], row_list[0] + B), window, ids.device)
         pos = torch.tensor(starts, device=ids.device)[:, None] + torch.arange(T, device=ids.device)  # [B, T]
         mask = _allowed(pos[:, None, :], torch.arange(end, device=ids.device), window)  # [B, 1, T, S]
-        return AttnPlan(self.rope.cos[pos].unsqueeze(1), self.rope.sin[pos].unsqueeze(1), mask=mask, cache=cache,
+        return AttnPlan(self.rope.cos[pos, None], self.rope.sin[pos, None], mask=mask, cache=cache,  # [B, T, 1, hd]
                         rows=torch.tensor(row_list, device=ids.device), pos=pos, keys=slice(0, end))
 
     def _slice_plan(self, cache: KVCache, s: int, T: int, rows: slice, window: int | None,
                     device: torch.device) -> AttnPlan:
         lo = 0 if window is None else max(0, s - window + 1)  # the first key the first query may see
-        cos, sin = self.rope.cos[s:s + T], self.rope.sin[s:s + T]  # [T, hd] views
+        cos, sin = self.rope.cos[s:s + T, None], self.rope.sin[s:s + T, None]  # [T, 1, hd] views
         mask = None
         if T > 1:  # queries at s..s+T-1 see keys lo..their own position (and no further back than the window)
             mask = _allowed(torch.arange(s, s + T, device=device), torch.arange(lo, s + T, device=device), window)

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class AttnPlan:
     """Where one forward's tokens sit; see `Transformer._plan`."""
 
-    cos: torch.Tensor  # [T, hd] (shared positions) or [B, 1, T, hd] (per-row positions)
+    cos: torch.Tensor  # [T, 1, hd] (positions shared by the rows) or [B, T, 1, hd]: broadcast over heads
     sin: torch.Tensor
     mask: torch.Tensor | None = None  # bool, True = may attend: [T, S] or [B, 1, T, S]; None = see `causal`
     causal: bool = False  # no cache, no mask: SDPA's own causal mask (query i sees keys 0..i)
@@ -63,12 +63,12 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, plan: AttnPlan) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.wqkv(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # [B, Hq, T, hd]
-        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
+        qk, v = self.wqkv(x).split([self.q_size + self.kv_size, self.kv_size], dim=-1)
+        # q and k heads side by side are rotated in one pass: [B, T, Hq + Hkv, hd]
+        qk = apply_rope(qk.view(B, T, self.n_heads + self.n_kv_heads, self.head_dim), plan.cos, plan.sin)
+        q = qk[:, :, :self.n_heads].transpose(1, 2)  # [B, Hq, T, hd]
+        k = qk[:, :, self.n_heads:].transpose(1, 2)  # [B, Hkv, T, hd]
         v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
-        q = apply_rope(q, plan.cos, plan.sin)
-        k = apply_rope(k, plan.cos, plan.sin)
         if plan.cache is not None:
             k, v = plan.cache.update(self.layer, plan, k, v)  # [B, Hkv, S, hd], S = attended cache positions
         y = self._sdpa(q, k, v, plan)  # [B, Hq, T, hd]

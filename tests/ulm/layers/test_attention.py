@@ -49,13 +49,13 @@ def test_attention_paths_equal_the_textbook_computation(n_kv_heads: int) -> None
     x = torch.randn(2, 10, 48)
     ref = reference(x, wq, wk, wv, wo, config, rope)
     with torch.no_grad():
-        torch.testing.assert_close(attn(x, AttnPlan(rope.cos[:10], rope.sin[:10], causal=True)), ref, atol=1e-5,
-                                   rtol=0)
+        full = AttnPlan(rope.cos[:10, None], rope.sin[:10, None], causal=True)  # cos/sin [T, 1, hd]
+        torch.testing.assert_close(attn(x, full), ref, atol=1e-5, rtol=0)
         cache = KVCache(config, 2, 16)
         steps = []
         for t in range(10):  # one token at a time: the folded path, keys a view of the cache
-            plan = AttnPlan(rope.cos[t:t + 1], rope.sin[t:t + 1], cache=cache, rows=slice(0, 2), pos=slice(t, t + 1),
-                            keys=slice(0, t + 1))
+            plan = AttnPlan(rope.cos[t:t + 1, None], rope.sin[t:t + 1, None], cache=cache, rows=slice(0, 2),
+                            pos=slice(t, t + 1), keys=slice(0, t + 1))
             steps.append(attn(x[:, t:t + 1], plan))
         torch.testing.assert_close(torch.cat(steps, dim=1), ref, atol=1e-5, rtol=0)
 
