@@ -28,15 +28,17 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ulm.kv_cache import KVCache
+from ulm.layers.norm import RMSNorm
 from ulm.model import Transformer
-from ulm.quant import Int4Linear, Int8Linear, quantize_model
+from ulm.quant import GROUP, Int4Linear, Int8Linear, quantize_model
 from ulm.registry import ModelSource
 
 FAST_VERSION = 1
@@ -76,6 +78,104 @@ class RefinedHead(nn.Module):
         rows = self.weight[idx].float()  # [..., k, D]
         exact = (rows @ x.float().unsqueeze(-1)).squeeze(-1)  # [..., k]
         return logits.scatter_(-1, idx, exact)
+
+
+def _matmul(lin: nn.Module) -> Callable[[Tensor], Tensor]:
+    """A direct call of a linear on a 2-D input [M, K] → [M, N], skipping the module's reshapes and casts."""
+    if type(lin) is Int4Linear and lin.bias is None and lin.out_dtype == lin.dtype:
+        packed, sz = lin.packed, lin.scales_zeros
+        return lambda h: torch._weight_int4pack_mm_for_cpu(h, packed, GROUP, sz)
+    return lin
+
+
+class FastTransformer(Transformer):
+    """The fast model: a `Transformer` whose one-token decode step (every row at the same position, cache rows
+    contiguous: single-sequence chat, the bench) runs a lean loop with the per-layer tensors bound once,
+    the same arithmetic as the generic forward without its module calls and plan objects. Every other call
+    (prefill, rows at different positions, layer variants the loop does not cover) takes `Transformer.forward`.
+    """
+
+    def bind(self) -> FastTransformer:
+        """Collect each layer's callables and tensors for the decode loop (after the weights are in place)."""
+        c = self.config
+        assert c.head_dim is not None and c.n_kv_heads is not None
+        plain = c.norm == "rmsnorm" and c.mlp == "swiglu" and isinstance(self.norm, RMSNorm)
+        self._layers = []
+        for block in self.layers:
+            attn, mlp = block.attn, block.mlp
+            plain = plain and isinstance(block.attn_norm, RMSNorm) and isinstance(block.mlp_norm, RMSNorm)
+            self._layers.append((block.attn_norm.weight, _matmul(attn.wqkv), _matmul(attn.wo), block.mlp_norm.weight,
+                                 _matmul(mlp.w_gate_up), _matmul(mlp.w_down)))
+        self._plain = plain
+        self._eps = c.norm_eps
+        self._split = (c.n_heads * c.head_dim + c.n_kv_heads * c.head_dim, c.n_kv_heads * c.head_dim)
+        half = c.head_dim // 2
+        # rotate_half(x)·sin = roll(x, half)·(−sin₁, sin₂): one roll instead of two slices, a negation and a cat
+        self._sin_signed = torch.cat((-self.rope.sin[:, :half], self.rope.sin[:, half:]), dim=-1)  # [max_len, hd]
+        return self
+
+    def forward(self, ids: Tensor, cache: KVCache | None = None, start: Tensor | int | None = None,
+                rows: Tensor | None = None, last_only: bool = False) -> Tensor:
+        if cache is not None and ids.shape[1] == 1 and getattr(self, "_plain", False):
+            where = self._decode_slot(ids.shape[0], cache, start, rows)
+            if where is not None:
+                return self._decode(ids, cache, *where)
+        return super().forward(ids, cache, start, rows, last_only)
+
+    def _decode_slot(self, batch: int, cache: KVCache, start: Tensor | int | None,
+                     rows: Tensor | None) -> tuple[int, slice] | None:
+        """(position, cache rows) when every row decodes at one position into contiguous cache rows."""
+        first = 0 if rows is None else int(rows[0])
+        if rows is not None and rows.tolist() != list(range(first, first + batch)):
+            return None
+        if start is None:
+            start = cache.lengths[first:first + batch]
+        if isinstance(start, Tensor):
+            starts = start.tolist()
+            if any(s != starts[0] for s in starts):
+                return None
+            start = int(starts[0])
+        if start + 1 > min(cache.max_len, self.rope.max_len):
+            return None  # the generic path raises the context error
+        return start, slice(first, first + batch)
+
+    def _decode(self, ids: Tensor, cache: KVCache, s: int, rows: slice) -> Tensor:
+        """Logits [B, 1, V] of one token per row at position s. ids [B, 1]."""
+        c = self.config
+        B, D, hd, Hq, Hkv = ids.shape[0], c.dim, c.head_dim, c.n_heads, c.n_kv_heads
+        assert hd is not None and Hkv is not None
+        act = ACT_DTYPE if isinstance(self.embed, WideningEmbedding) else self.embed.weight.dtype
+        window = c.sliding_window
+        lo = 0 if window is None else max(0, s - window + 1)
+        cos, sin = self.rope.cos[s], self._sin_signed[s]  # [hd]
+        half = hd // 2
+        x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
+        for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
+            h = F.rms_norm(x, (D,), n1, self._eps).to(act)
+            qk, v = qkv_mm(h).split(self._split, dim=-1)  # [B, (Hq + Hkv)·hd], [B, Hkv·hd]
+            qk = qk.view(B, Hq + Hkv, hd)
+            qk = qk * cos + qk.roll(half, dims=-1) * sin  # rotate-half RoPE, rounding as `apply_rope` does
+            k_cache, v_cache = cache.k[i, rows], cache.v[i, rows]  # [B, Hkv, max_len, hd]
+            k_cache[:, :, s] = qk[:, Hq:]
+            v_cache[:, :, s] = v.view(B, Hkv, hd)
+            q = qk[:, :Hq].reshape(B, Hkv, Hq // Hkv, hd)  # a KV group's query heads as its query rows
+            y = F.scaled_dot_product_attention(q, k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1])
+            x = x + o_mm(y.reshape(B, Hq * hd))
+            h = F.rms_norm(x, (D,), n2, self._eps).to(act)
+            gate, up = gu_mm(h).chunk(2, dim=-1)  # [B, F] each
+            x = x + down_mm(F.silu(gate) * up)
+        return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
+
+
+def _adopt(module: Transformer) -> FastTransformer:
+    """A FastTransformer holding `module`'s submodules (no weights copied)."""
+    if isinstance(module, FastTransformer):
+        return module
+    with torch.device("meta"):
+        fast = FastTransformer(module.config)
+    for name, child in module.named_children():
+        setattr(fast, name, child)
+    return fast
 
 
 def _linear_names(module: Transformer) -> list[str]:
@@ -137,7 +237,7 @@ def _install(module: Transformer, tensors: Mapping[str, Tensor]) -> Transformer:
     module.lm_head = RefinedHead(module.lm_head, table)
     module.rope.rebuild(ACT_DTYPE, tensors["embed.weight"].device)
     module.requires_grad_(False)
-    return module.eval()
+    return _adopt(module).eval().bind()
 
 
 def _cache_file(source: ModelSource | None, scheme: str) -> Path | None:
@@ -201,5 +301,5 @@ def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: s
 
     config, _ = read_entry(path.parent)
     with torch.device("meta"):
-        module = Transformer(config)
+        module = FastTransformer(config)
     return _install(module, {k: v.to(device) for k, v in fast_tensors(module, source, scheme).items()})

@@ -11,7 +11,8 @@ import torch
 
 from tests.ulm.loading.gguf_files import write_gguf
 from ulm.config import ModelConfig
-from ulm.fast import RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
+from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
+from ulm.kv_cache import KVCache
 from ulm.loading import load_checkpoint
 from ulm.loading.cache import cache_entry
 from ulm.model import Transformer, build_model, canonical_shapes
@@ -76,6 +77,36 @@ def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
     again = fast_tensors(exact_model(tiny_source), tiny_source)
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
     assert path.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("window", [None, 8])
+def test_the_lean_decode_step_equals_the_generic_forward_bit_for_bit(tiny_source: ModelSource,
+                                                                    window: int | None) -> None:
+    fast = load_fast(tiny_source)
+    assert isinstance(fast, FastTransformer)
+    fast.config = fast.config.with_(sliding_window=window)
+    ids = torch.randint(0, TINY.vocab_size, (2, 24), generator=torch.Generator().manual_seed(5))
+    lean, generic = (KVCache(fast.config, 3, 32, torch.bfloat16) for _ in range(2))
+    with torch.inference_mode():
+        for cache in (lean, generic):
+            Transformer.forward(fast, ids[:, :12], cache=cache, start=0, rows=torch.tensor([1, 2]))
+        for pos in range(12, 24):
+            step = ids[:, pos:pos + 1]
+            got = fast(step, cache=lean, start=pos, rows=torch.tensor([1, 2]))
+            want = Transformer.forward(fast, step, cache=generic, start=pos, rows=torch.tensor([1, 2]))
+            assert torch.equal(got, want)
+    assert torch.equal(lean.k, generic.k) and torch.equal(lean.v, generic.v)
+
+
+def test_rows_at_different_positions_take_the_generic_path(tiny_source: ModelSource) -> None:
+    fast = load_fast(tiny_source)
+    ids = torch.randint(0, TINY.vocab_size, (2, 1), generator=torch.Generator().manual_seed(6))
+    cache = KVCache(fast.config, 2, 32, torch.bfloat16)
+    assert fast._decode_slot(2, cache, torch.tensor([3, 5]), None) is None
+    assert fast._decode_slot(2, cache, 4, torch.tensor([1, 0])) is None
+    assert fast._decode_slot(2, cache, 4, torch.tensor([0, 1])) == (4, slice(0, 2))
+    with torch.inference_mode():
+        assert fast(ids, cache=cache, start=torch.tensor([3, 5])).shape == (2, 1, TINY.vocab_size)
 
 
 def test_refined_head_keeps_the_dense_argmax_and_exact_top_logits() -> None:
