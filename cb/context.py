@@ -245,6 +245,8 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
                 cuts.append(f"{s.cut_lines} {'earlier ' if s.keep == 'tail' else ''}lines of {s.label} not shown")
     kept: list[dict[str, str]] = []
     room = grants.get("conversation", 0)
+    if needs["conversation"] > room:  # some will be cut: keep room for the note that says so
+        room -= counter(f"[… {len(history)} earlier messages of this conversation not shown]") + 2
     for m in reversed(history):
         cost = counter(m["content"]) + MESSAGE_OVERHEAD
         if cost > room:

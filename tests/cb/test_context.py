@@ -125,10 +125,10 @@ def test_a_tiny_context_drops_the_edit_instructions_visibly() -> None:
     assert built.cuts == ["edit instructions not shown (the 300-token context is too small for them)"]
 
 
-@settings(max_examples=60, deadline=None)
-@given(file_lines=st.lists(st.integers(min_value=0, max_value=3000), max_size=3),
+@settings(max_examples=150, deadline=None)
+@given(file_lines=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
        stdin_lines=st.integers(min_value=0, max_value=2000), tab_lines=st.integers(min_value=0, max_value=2000),
-       history=st.integers(min_value=0, max_value=80), ctx=st.sampled_from([1024, 2048, 8192]),
+       history=st.integers(min_value=0, max_value=80), ctx=st.sampled_from([512, 1024, 2048, 8192]),
        max_tokens=st.sampled_from([64, 512, 4096]))
 def test_the_prompt_never_exceeds_the_context_and_every_cut_is_reported(
         tmp_path_factory: pytest.TempPathFactory, file_lines: list[int], stdin_lines: int, tab_lines: int,
