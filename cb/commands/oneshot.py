@@ -53,6 +53,8 @@ def ask(
     with Chat(settings, session, out, stdin_text=piped) as chat:
         try:
             turn = chat.ask(text, history=[] if fresh else None, show=not as_json)
+        except KeyboardInterrupt:  # before the answer started (server start-up, context): nothing recorded
+            raise typer.Exit(common.EXIT_INTERRUPTED) from None
         except Exception as exc:  # every failure of a turn becomes one line, never a traceback
             common.fail(describe_error(exc))
     if turn.cancelled:
