@@ -149,6 +149,7 @@ class Repl:
             return
         except Exception as exc:  # one line, the REPL keeps going
             self.out.error(describe_error(exc))
+            self.chat.close()  # the next turn reconnects (and restarts the local server if it died)
             return
         if turn.cancelled:
             self.out.info("[answer cancelled]")
