@@ -142,7 +142,7 @@ def run_bench(round_trips: int = 500, flood_mb: int = 200, idle_tabs: int = 100)
     with tempfile.TemporaryDirectory(prefix="ash-bench-") as home:
         env = {**os.environ, "CB_HOME": home}
         os.environ["CB_HOME"] = home
-        daemon = subprocess.Popen([sys.executable, "-m", "agentshell", "serve", "--stop-timeout", "1"], env=env,
+        daemon = subprocess.Popen([sys.executable, "-m", "agentshell.daemon", "--stop-timeout", "1"], env=env,
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             c = _connect()

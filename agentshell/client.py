@@ -257,7 +257,7 @@ def daemon_log_path() -> Path:
 
 def start_daemon() -> None:
     """Start `agentshell serve --background` and return once it listens (or raise DaemonUnavailable)."""
-    command = [sys.executable, "-m", "agentshell", "serve", "--background"]
+    command = [sys.executable, "-m", "agentshell.daemon", "--background"]
     try:
         done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=START_TIMEOUT + 5, check=False)

@@ -55,7 +55,7 @@ class RunningDaemon:
         self.log_path = home / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agentshell", "serve", "--stop-timeout", "1", *extra],
+            [sys.executable, "-m", "agentshell.daemon", "--stop-timeout", "1", *extra],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=preexec,
             env={**os.environ, "CB_HOME": str(home)})
         wait_until(self._answers, timeout=20)
