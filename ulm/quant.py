@@ -3,6 +3,7 @@
 - `Int4Linear` runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`): 4-bit weights in groups of
   32 along K, one scale and one zero per group, dequantised as w = (q − 8)·scale + zero. Activations,
   scales and zeros are bf16 in the fast mode; with fp32 they give an exact reference (~1e-6, ~28× slower).
+  For many rows at once (a prefill) it unpacks the weight to bf16 and runs a dense GEMM instead.
 - `Int8Linear` runs `_weight_int8pack_mm`: int8 weights with one scale per output row. It takes any shape,
   so it is also the fallback where the int4 kernel's constraints (N % 16, K % 32) do not hold.
 - GGUF Q4_1 and Q4_0 blocks map losslessly onto the int4 format: Q4_1 (w = d·q + m) is scale d and zero
@@ -22,12 +23,17 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 GROUP = 32  # weights per int4 group; equals the GGUF block size of Q4_0/Q4_1/Q8_0
 SCHEMES = ("int4", "int8")
 _BLOCK_BYTES = {"Q4_1": 20, "Q4_0": 18, "Q8_0": 34}
 FOUR_BIT = ("Q4_1", "Q4_0")  # block types that map onto the int4 kernel's format without loss
+PACK_BLOCK = 64  # output rows per block of the CPU int4 packing (see Int4Linear.dense)
+# Inputs with at least this many rows (prefill) dequantise the weight to bf16 and run a dense GEMM: measured
+# 1.2× faster than the int4 kernel at 128 rows, 1.8× at 512 (the int4 kernel is made for few rows).
+DENSE_MIN_ROWS = 128
 
 
 class BlockTensor(Protocol):
@@ -159,11 +165,29 @@ class Int4Linear(nn.Module):
         return cls(packed, sz, bias, dtype, out_dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch._weight_int4pack_mm_for_cpu(x.reshape(-1, self.in_features).to(self.dtype), self.packed, GROUP,
-                                              self.scales_zeros)  # (M, N)
+        x2 = x.reshape(-1, self.in_features).to(self.dtype)  # (M, K)
+        if x2.shape[0] >= DENSE_MIN_ROWS and self.out_features % PACK_BLOCK == 0:
+            y = F.linear(x2, self.dense())  # many rows (prefill): dequantise once, then a dense GEMM
+        else:
+            y = torch._weight_int4pack_mm_for_cpu(x2, self.packed, GROUP, self.scales_zeros)  # (M, N)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
+
+    def dense(self) -> Tensor:
+        """The weight [N, K] in `dtype`, unpacked from the kernel's layout (N % 64 == 0).
+
+        The CPU packing stores each block of 64 output rows as [K, 32] bytes: byte (k, i) holds row i's
+        value in its low nibble and row i + 32's in its high nibble.
+        """
+        n, k = self.out_features, self.in_features
+        nb, g = n // PACK_BLOCK, k // GROUP
+        p = self.packed.view(nb, k, PACK_BLOCK // 2).transpose(1, 2).unsqueeze(1)  # (nb, 1, 32, K) uint8
+        q = torch.cat((p & 0x0F, p >> 4), dim=1).to(self.dtype)  # (nb, 2, 32, K): rows i and i + 32
+        sz = self.scales_zeros.view(g, nb, 2, PACK_BLOCK // 2, 2).permute(1, 2, 3, 0, 4)  # (nb, 2, 32, G, 2)
+        scale = sz[..., 0:1]  # (nb, 2, 32, G, 1)
+        zero = sz[..., 1:2] - 8 * scale  # w = q·scale + (zero − 8·scale)
+        return q.view(nb, 2, PACK_BLOCK // 2, g, GROUP).mul_(scale).add_(zero).view(n, k)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}, dtype={self.dtype}"

@@ -17,6 +17,7 @@ from torch import nn
 from ulm.config import ModelConfig
 from ulm.model import Transformer
 from ulm.quant import (
+    DENSE_MIN_ROWS,
     Int4Linear,
     Int4Weight,
     Int8Linear,
@@ -76,6 +77,18 @@ def test_int4_kernel_in_bf16_matches_the_dequantised_reference_within_bf16_toler
     got = Int4Linear.quantize(w4)(x.bfloat16())
     assert got.dtype == torch.bfloat16
     assert ((got.float() - ref).norm() / ref.norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("n", [64, 192, 960])
+def test_many_rows_take_the_dense_path_and_agree_with_the_kernel(n: int) -> None:
+    gen = torch.Generator().manual_seed(5)
+    w4 = int4_from_float(torch.randn(n, 96, generator=gen) * 0.05)
+    lin = Int4Linear.quantize(w4)
+    torch.testing.assert_close(lin.dense().float(), w4.dequantize(), atol=4e-3, rtol=0)  # bf16 scales and zeros
+    x = torch.randn(DENSE_MIN_ROWS, 96, generator=gen).bfloat16()
+    dense = lin(x)  # one GEMM on the unpacked weight
+    kernel = torch.cat([lin(x[i:i + 8]) for i in range(0, len(x), 8)])  # few rows at a time: the int4 kernel
+    assert ((dense.float() - kernel.float()).norm() / kernel.float().norm()).item() < 1e-2
 
 
 def test_minmax_int4_of_a_dequantised_q4_1_weight_lands_on_the_same_grid(weight: np.ndarray) -> None:
