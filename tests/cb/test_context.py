@@ -125,6 +125,7 @@ def test_a_tiny_context_drops_the_edit_instructions_visibly() -> None:
     assert built.cuts == ["edit instructions not shown (the 300-token context is too small for them)"]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(file_lines=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
        stdin_lines=st.integers(min_value=0, max_value=2000), tab_lines=st.integers(min_value=0, max_value=2000),
