@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -103,7 +104,7 @@ def _remove_stale(root: Path, source: Path) -> None:
     for entry in root.iterdir():
         if entry.name.startswith(".tmp-"):
             with contextlib.suppress(OSError):
-                if entry.stat().st_mtime < os.path.getmtime(root) - 3600:  # older than an hour: a crashed run
+                if entry.stat().st_mtime < time.time() - 3600:  # untouched for an hour: left by a crashed run
                     shutil.rmtree(entry, ignore_errors=True)
             continue
         meta = entry / "source.json"

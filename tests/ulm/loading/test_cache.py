@@ -117,3 +117,16 @@ def test_bad_gguf_is_not_cached(tmp_path: Path) -> None:
 def test_dtype_is_applied_to_float_weights(source: ModelSource) -> None:
     _, state = load_checkpoint(source, torch.bfloat16)
     assert {t.dtype for t in state.values()} == {torch.bfloat16}
+
+
+def test_abandoned_temp_dirs_are_cleaned_up_by_the_next_conversion(source: ModelSource) -> None:
+    root = model_cache_dir()
+    root.mkdir(parents=True)
+    old, fresh = root / ".tmp-crashed-1", root / ".tmp-running-2"
+    for d in (old, fresh):
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(b"partial")
+    os.utime(old, (1_000_000_000, 1_000_000_000))  # long ago: a crashed conversion
+    load_checkpoint(source)
+    assert not old.exists()
+    assert fresh.exists()  # maybe another process converting right now: left alone
