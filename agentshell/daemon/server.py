@@ -107,6 +107,8 @@ class Connection:
 
         tab.subscribers.add(push)
         self.attached = (tab, request_id, push)
+        if tab.finished.is_set():  # nothing more will come: say so right after the answer
+            asyncio.get_running_loop().call_soon(push, None)
 
     def stop_attach(self) -> None:
         if self.attached is not None:

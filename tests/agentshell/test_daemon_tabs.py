@@ -219,3 +219,27 @@ def test_tab_runs_in_its_own_session_with_the_pty_as_controlling_terminal(client
     assert 136 <= os.major(tty_nr) <= 143  # a /dev/pts/N terminal controls it
     assert Path(f"/proc/{tab.pid}/stat").read_text().rsplit(")", 1)[1].split()[5] == str(tab.pid)  # foreground
     client.kill(tab.id)
+
+
+def test_attach_streams_defused_output_then_the_exit(client: Client) -> None:
+    tab = client.new(["sh", "-c", "read x; printf 'a\\033]52;c;eA==\\007b\\033[6n\\n'"])
+    request_id, _, _ = client.attach(tab.id)
+    client.send_request(p.SendInput(str(tab.id), keys=["Enter"]))
+    data, ended = b"", None
+    while ended is None:
+        frame = client.recv_frame(timeout=10)
+        if frame.get("id") == request_id and frame.get("event") == "output":
+            data += p.unb64(frame["data_b64"])
+        elif frame.get("id") == request_id and frame.get("event") == "exit":
+            ended = p.TabInfo.from_wire(frame["tab"])
+    assert b"ab" in data and b"\x1b]52" not in data and b"\x1b[6n" not in data
+    assert ended.status == p.EXITED
+
+
+def test_attach_to_an_ended_tab_gets_the_exit_at_once(client: Client) -> None:
+    tab = client.new(["sh", "-c", "echo bye"])
+    client.wait(tab.id, exit=True, timeout=10)
+    request_id, redraw, _ = client.attach(tab.id)
+    assert b"bye" in redraw
+    frame = client.recv_frame(timeout=10)
+    assert frame["id"] == request_id and frame["event"] == "exit"
