@@ -102,8 +102,8 @@ def test_screen_and_resize(client: Client) -> None:
 def test_wait_for_idle_and_timeout(client: Client) -> None:
     tab = client.new(["sh", "-c", "echo start; sleep 0.3; echo later; sleep 100"])
     t0 = time.monotonic()
-    result = client.wait(tab.id, idle=0.6, timeout=10)
-    assert result.reason == "idle" and time.monotonic() - t0 >= 0.6
+    result = client.wait(tab.id, idle=1.0, timeout=10)
+    assert result.reason == "idle" and time.monotonic() - t0 >= 1.0
     assert "later" in client.tail(tab.id).text
     with pytest.raises(p.WaitTimeout):
         client.wait(tab.id, pattern="never printed", timeout=0.3)
