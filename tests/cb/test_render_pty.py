@@ -90,3 +90,13 @@ def test_narrow_terminal_wraps_without_losing_words(scripted: ScriptedServer) ->
     pyte.ByteStream(screen).feed(data)
     shown = " ".join(" ".join(screen.display).split())
     assert words in shown
+
+
+def test_untrusted_text_has_one_way_to_the_terminal() -> None:
+    """T3: no `Text.from_ansi` anywhere in cb (it re-emits OSC 8 links), every Markdown without hyperlinks."""
+    root = Path(__file__).resolve().parents[2] / "cb"
+    for path in root.rglob("*.py"):
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        calls = re.findall(r"\bMarkdown\(([^\n]*)", code)
+        assert ".from_ansi(" not in code, path
+        assert all("hyperlinks=False" in c for c in calls), path
