@@ -109,10 +109,11 @@ def _size(n: int) -> str:
 
 
 def safe_text(data: bytes) -> str:
-    """Raw output made safe to print: escape sequences removed, other controls shown as ␛-style glyphs."""
+    """Raw output made safe to print: escape sequences removed, a carriage-return redraw on a line of its own,
+    other controls shown as ␛-style glyphs."""
     from agentshell.daemon.escapes import text_for_matching
 
-    text = text_for_matching(data)
+    text = text_for_matching(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
     return "".join(ch if ch in "\n\t" or (ch.isprintable() and not 0x80 <= ord(ch) <= 0x9F)
                    else chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\ufffd" for ch in text)
 

@@ -264,5 +264,5 @@ def start_daemon() -> None:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise p.DaemonUnavailable(f"could not start agentshell: {e}") from None
     if done.returncode != 0 and "already running" not in done.stderr:
-        message = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        message = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("agentshell: ")
         raise p.DaemonUnavailable(f"could not start agentshell: {message}")
