@@ -152,3 +152,13 @@ def _read_frame(s: socket.socket) -> dict:
     s.settimeout(10)
     header = s.recv(4, socket.MSG_WAITALL)
     return p.decode_body(s.recv(p.frame_length(header, p.MAX_RESPONSE_FRAME), socket.MSG_WAITALL))
+
+
+def test_on_demand_start_in_an_unsafe_dir_fails_with_the_reason() -> None:
+    run_dir = paths.runtime_dir()
+    run_dir.mkdir(parents=True, mode=0o755)
+    run_dir.chmod(0o755)
+    with pytest.raises(p.DaemonUnavailable) as err:
+        Client.connect(timeout=10)
+    assert str(err.value) == (f"could not start agentshell: refusing to start: {run_dir} is accessible to other "
+                              f"users (mode 755); run: chmod 700 {run_dir}")
