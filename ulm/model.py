@@ -95,10 +95,12 @@ class Transformer(nn.Module):
                     device: torch.device) -> AttnPlan:
         lo = 0 if window is None else max(0, s - window + 1)  # the first key the first query may see
         cos, sin = self.rope.cos[s:s + T, None], self.rope.sin[s:s + T, None]  # [T, 1, hd] views
-        mask = None
-        if T > 1:  # queries at s..s+T-1 see keys lo..their own position (and no further back than the window)
-            mask = _allowed(torch.arange(s, s + T, device=device), torch.arange(lo, s + T, device=device), window)
-        return AttnPlan(cos, sin, mask=mask, cache=cache, rows=rows, pos=slice(s, s + T), keys=slice(lo, s + T))
+        plan = AttnPlan(cos, sin, cache=cache, rows=rows, pos=slice(s, s + T), keys=slice(lo, s + T))
+        if T > 1 and s == 0 and (window is None or window >= T):
+            plan.causal = True  # a fresh prefill: queries and keys both 0..T-1, SDPA's own causal mask
+        elif T > 1:  # queries at s..s+T-1 see keys lo..their own position (and no further back than the window)
+            plan.mask = _allowed(torch.arange(s, s + T, device=device), torch.arange(lo, s + T, device=device), window)
+        return plan
 
 
 def _allowed(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None) -> torch.Tensor:
