@@ -7,7 +7,7 @@
   sit at its own start position; the plan for where K/V go and what is attended is built once per
   forward (`_plan`) and shared by every layer:
   * all rows at one start and cache rows contiguous (batch-1 decode, prefill): slices of the cache
-    (views), no mask when one token is decoded;
+    (views); no mask tensor when one token is decoded or a fresh prompt is prefilled from position 0;
   * rows at different starts (the server's batch): indexed writes and gathered keys under a per-row mask.
 - `last_only=True` applies the final norm and LM head to the last position only.
 """
