@@ -16,6 +16,8 @@
   ends with "length". Text is detokenized incrementally (`ulm.detok`): never half a character.
 - Context policy: a prompt of `max_len` tokens or more raises ContextLengthError before any work; a
   generation that fills the context ends with "length".
+- Memory follows use: the KV cache starts at 256 positions per row and doubles (copying what is filled)
+  up to `max_len`, so an 8k-context model answering short prompts keeps a small cache.
 - Sampling per row (`ulm.sampling.BatchSampler`): a seeded row draws from its own generator, so batched
   generation equals one-by-one generation for greedy and for seeded sampling.
 - `reference_greedy(model, ids, n)` is the naive uncached loop: the oracle the cached path is tested against.
@@ -36,6 +38,8 @@ from ulm.kv_cache import KVCache
 from ulm.model import Transformer
 from ulm.sampling import BatchParams, BatchSampler, SamplingParams, sample
 from ulm.stops import FinishReason, StopCriteria, StopStrings
+
+MIN_CACHE_LEN = 256  # positions per row the KV cache starts with; it doubles up to max_len as needed
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,27 @@ class Generator:
 
     @property
     def cache(self) -> KVCache:
-        """The KV cache, allocated on first use (its zero pages are only touched when written)."""
+        """The KV cache: allocated on first use, grown as sequences get longer (`_reserve`)."""
         if self._cache is None:
-            self._cache = KVCache(self.config, self.max_batch, self.max_len, self._cache_dtype, self.device)
+            self._cache = KVCache(self.config, self.max_batch, min(self.max_len, MIN_CACHE_LEN), self._cache_dtype,
+                                  self.device)
         return self._cache
+
+    def _reserve(self, length: int) -> KVCache:
+        """The cache, with room for `length` positions per row: a full-context cache is allocated (and
+        zeroed, so touched) only when a sequence needs it, so memory follows use. Grows ×2, copies the
+        filled prefix."""
+        cache = self.cache
+        if length <= cache.max_len:
+            return cache
+        new_len = min(self.max_len, max(length, 2 * cache.max_len))
+        grown = KVCache(self.config, self.max_batch, new_len, self._cache_dtype, self.device)
+        used = int(cache.lengths.max())
+        grown.k[:, :, :, :used] = cache.k[:, :, :, :used]  # [L, B, Hkv, used, hd]
+        grown.v[:, :, :, :used] = cache.v[:, :, :, :used]
+        grown.lengths.copy_(cache.lengths)
+        self._cache = grown
+        return grown
 
     @torch.inference_mode()  # the cache's tensors were made under inference mode: update them there too
     def reset(self) -> None:
@@ -230,8 +251,8 @@ class Generator:
     def _decode_step(self, step_ids: torch.Tensor, active: list[_Seq], row_list: list[int],
                      rows: torch.Tensor) -> torch.Tensor:
         """One forward of the active rows' last tokens (step_ids [b, 1]) → logits [b, V]; advances the cache."""
-        cache = self.cache
         starts = [len(self._row_tokens[r]) for r in row_list]  # = cache.lengths of the rows, kept in Python
+        cache = self._reserve(max(starts) + 1)
         if all(s == starts[0] for s in starts) and row_list == list(range(len(row_list))):
             # rows 0..b-1 at one position (batch-1 decode, equal prompts): the cache's slice path
             logits = self.model(step_ids, cache=cache, start=starts[0], last_only=True)
@@ -257,7 +278,7 @@ class Generator:
 
     def _prefill(self, seq: _Seq) -> torch.Tensor:
         """Run the prompt's uncached tokens into the seq's row; logits of its last token [1, V]."""
-        cache = self.cache
+        cache = self._reserve(len(seq.request.ids))
         new = list(seq.request.ids[seq.cached:])
         ids = torch.tensor([new], dtype=torch.long, device=self.device)  # [1, T]
         rows = torch.tensor([seq.row], device=self.device)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 
+from ulm import generate as generate_module
 from ulm.config import preset
 from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.generate import Generator, Request, reference_greedy
@@ -156,6 +157,18 @@ def test_divergent_prompt_truncates_to_the_common_prefix(model: Transformer, tok
     assert out.token_ids == reference_greedy(model, b, 8)
     same = gen.generate([Request(b, GREEDY, max_tokens=8, stop_token_ids=[])])[0]  # the identical prompt again
     assert same.usage.cached_tokens == len(b) - 1 and same.token_ids == out.token_ids
+
+
+def test_the_cache_grows_with_the_sequence_and_keeps_what_it_holds(model: Transformer, tok: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generate_module, "MIN_CACHE_LEN", 8)
+    gen = _gen(model, tok, max_batch=2)
+    short, long = _ids(tok, PROMPTS[0]), _ids(tok, PROMPTS[1])
+    outs = gen.generate([Request(short, GREEDY, max_tokens=30, stop_token_ids=[]),
+                         Request(long, GREEDY, max_tokens=20, stop_token_ids=[])])
+    assert gen.cache.max_len == 64  # 8 → 16 (prompt) → 32 → 64, never past what the rows needed
+    assert outs[0].token_ids == reference_greedy(model, short, 30)
+    assert outs[1].token_ids == reference_greedy(model, long, 20)
 
 
 def test_reset_forgets_the_cached_prefix(model: Transformer, tok: Any) -> None:
