@@ -79,7 +79,7 @@ def _from_dir(path: Path) -> PreTrainedTokenizerFast:
 
     try:
         return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # OSError, ValueError, ImportError (a slow-only tokenizer), JSON errors: all unusable
         raise ModelLoadError(f"{path}: cannot load the tokenizer: {_first_line(exc)}") from exc
 
 

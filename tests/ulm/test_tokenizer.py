@@ -47,6 +47,13 @@ def test_dir_without_tokenizer_is_a_clear_error(tmp_path: Path) -> None:
         tkz.load_tokenizer(ModelSource("x", "hf", tmp_path))
 
 
+def test_corrupt_tokenizer_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    with pytest.raises(ModelLoadError, match="cannot load the tokenizer"):
+        tkz.load_tokenizer(ModelSource("x", "hf", tmp_path))
+
+
 def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     path = tmp_path / "m.gguf"
     path.write_bytes(b"a" * 3000)
