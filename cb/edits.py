@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,19 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
                 out.error(e)
             result.exit_code = EXIT_EDITS_FAILED
         elif yes or interactive:
-            confirm = accept_unwarned if yes else _interactive_confirm(out, root)
-            applied = apply_batch(edits, root, journal=journal, confirm=confirm)
+            terminal = None
+            if yes:
+                confirm: Any = accept_unwarned
+            else:
+                from cb.confirm import Confirmer, open_terminal
+
+                terminal = open_terminal()
+                confirm = Confirmer(out.console, terminal, root)
+            try:
+                applied = apply_batch(edits, root, journal=journal, confirm=confirm)
+            finally:
+                if terminal is not None:
+                    terminal.close()
             result.applied = applied.status == "applied"
             result.written = list(applied.written)
             result.errors += list(applied.errors)
@@ -124,17 +136,11 @@ def _can_ask() -> bool:
     if sys.stdin.isatty():
         return True
     try:
-        with open("/dev/tty", "r+"):
-            return True
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
         return False
-
-
-def _interactive_confirm(out: Out, root: Path) -> Any:
-    """cb.confirm's per-file yes/no/all/edit/quit, asking on the terminal."""
-    from cb.confirm import Confirmer, open_terminal
-
-    return Confirmer(out.console, open_terminal(), root)
+    os.close(fd)
+    return True
 
 
 def _handle_runs(proposals: Any, out: Out, *, interactive: bool, quiet: bool) -> None:
