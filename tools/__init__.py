@@ -21,40 +21,42 @@ file checks), preview (diff, summary, warnings, visible control characters), pla
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from tools.apply import ApplyResult, Confirm, accept_all, accept_unwarned, apply_batch, refuse_all
-from tools.format import GRAMMAR, INSTRUCTIONS, render
-from tools.hashing import file_version
-from tools.journal import Entry, Journal, UndoResult
-from tools.numbered import file_block, numbered_lines
-from tools.ops import TOOLS
-from tools.parse import ParseError, ParseResult, parse_proposals, parse_tool_calls
-from tools.plan import FileChange, Plan, plan_batch
-from tools.preview import visible
-from tools.proposals import (
-    CreateFile,
-    EditProposal,
-    InsertAfterEdit,
-    LineReplaceEdit,
-    Proposal,
-    RunProposal,
-    SingleLineEdit,
-    describe,
-)
-from tools.textfile import MAX_FILE_BYTES, NotEditable
+# Public name -> the module that defines it. Imported on first use, so `from tools.hashing import ...`
+# (cb's start-up path) does not pay for the whole package.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("ApplyResult", "Confirm", "accept_all", "accept_unwarned", "apply_batch", "refuse_all"),
+                    "tools.apply"),
+    **dict.fromkeys(("GRAMMAR", "INSTRUCTIONS", "render"), "tools.format"),
+    "file_version": "tools.hashing",
+    **dict.fromkeys(("Entry", "Journal", "UndoResult"), "tools.journal"),
+    **dict.fromkeys(("file_block", "numbered_lines"), "tools.numbered"),
+    "TOOLS": "tools.ops",
+    **dict.fromkeys(("ParseError", "ParseResult", "parse_proposals", "parse_tool_calls"), "tools.parse"),
+    **dict.fromkeys(("FileChange", "Plan", "plan_batch"), "tools.plan"),
+    "visible": "tools.preview",
+    **dict.fromkeys(("CreateFile", "EditProposal", "InsertAfterEdit", "LineReplaceEdit", "Proposal", "RunProposal",
+                     "SingleLineEdit", "describe"), "tools.proposals"),
+    **dict.fromkeys(("MAX_FILE_BYTES", "NotEditable"), "tools.textfile"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tools' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def tool_schemas() -> list[dict[str, Any]]:
     """The OpenAI `tools` list for a chat-completions request: one entry per tool in TOOLS."""
+    from tools.ops import TOOLS
+
     return [t.schema() for t in TOOLS]
 
 
-__all__ = [
-    "GRAMMAR", "INSTRUCTIONS", "MAX_FILE_BYTES", "TOOLS",
-    "ApplyResult", "Confirm", "CreateFile", "EditProposal", "Entry", "FileChange", "InsertAfterEdit", "Journal",
-    "LineReplaceEdit", "NotEditable", "ParseError", "ParseResult", "Plan", "Proposal", "RunProposal",
-    "SingleLineEdit", "UndoResult",
-    "accept_all", "accept_unwarned", "apply_batch", "describe", "file_block", "file_version", "numbered_lines",
-    "parse_proposals", "parse_tool_calls", "plan_batch", "refuse_all", "render", "tool_schemas", "visible",
-]
+__all__ = [*sorted(_EXPORTS), "tool_schemas"]
