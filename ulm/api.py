@@ -10,6 +10,8 @@
 
     print(model.generate("The capital of France is", temperature=0, max_tokens=8).text)  # raw completion
 
+    replies = model.generate_batch(["Hi!", "Name a colour."], chat=True, temperature=0)  # decoded together
+
     for event in model.stream("Once upon a time", stop=["\\n\\n"]):
         print(event.text, end="", flush=True)             # the last event has finish_reason and usage
 
@@ -147,6 +149,16 @@ class Model:
     def generate(self, prompt: Prompt, **options: Any) -> Completion:
         """Generate to the end: a `ulm.generate.Completion` (text, token_ids, finish_reason, usage, timings)."""
         return self.generator.generate([self.request(prompt, **options)])[0]
+
+    def generate_batch(self, prompts: Sequence[Prompt], **options: Any) -> list[Completion]:
+        """Several prompts decoded together, one KV cache row each (prompts of any lengths); Completions in
+        order. Each equals what `generate` gives for that prompt alone (greedy, or with a seed)."""
+        if not prompts:
+            return []
+        requests = [self.request(p, **options) for p in prompts]
+        batch = Generator(self.module, self.tokenizer, max_batch=len(requests), max_len=self._max_len,
+                          stop_token_ids=self.stop_token_ids)
+        return batch.generate(requests)
 
 
 def _non_empty(text: str) -> str:

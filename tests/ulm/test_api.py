@@ -72,6 +72,15 @@ def test_messages_use_the_chat_template_and_a_follow_up_reuses_the_cache(model: 
         len(model.encode([{"role": "user", "content": "x"}]))
 
 
+def test_generate_batch_equals_generate_one_by_one(model: Model) -> None:
+    prompts = ["Once upon a time", "The weather today is quite", "Hi"]
+    for options in (dict(temperature=0), dict(temperature=1.0, top_p=1.0, seed=7)):
+        batch = model.generate_batch(prompts, max_tokens=7, stop_token_ids=[], **options)
+        alone = [model.generate(p, max_tokens=7, stop_token_ids=[], **options) for p in prompts]
+        assert [c.token_ids for c in batch] == [c.token_ids for c in alone]
+        assert [c.text for c in batch] == [c.text for c in alone]
+
+
 def test_a_single_stop_string_is_accepted(model: Model) -> None:
     free = model.generate("Numbers:", temperature=0.8, top_p=1.0, seed=2, max_tokens=16, stop_token_ids=[])
     stop = free.text[len(free.text) // 2:][:2]
