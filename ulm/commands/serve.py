@@ -28,6 +28,8 @@ def serve(
                               "Default: 4 × --parallel."),
     mode: str = typer.Option("exact", help="exact: fp32 weights, matches HF transformers; fast: int4 weights "
                              "with bf16 activations, several times faster on CPU."),
+    threads: int = typer.Option(None, min=1, help="CPU threads for the model (torch intra-op). Default: torch's, "
+                                "one per core."),
     debug_token_delay_ms: float = typer.Option(0.0, hidden=True, help="Sleep after every engine step (tests)."),
     debug_fail_at_token: int = typer.Option(None, hidden=True, help="Fail the engine at a request's k-th token."),
     prefill_chunk: int = typer.Option(256, hidden=True, help="Prompt tokens prefilled per engine step."),
@@ -45,14 +47,16 @@ def serve(
     # measured on the tiny test model, 20-30 ms/token spinning vs 1.3 ms/token passive. Set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from ulm.errors import UlmError
-    from ulm.server.lifecycle import serve as run
-    from ulm.server.state import Settings
+    from ulm.server.settings import Settings, check_settings
 
     settings = Settings(model=model, host=host, port=port, api_key=api_key or None, ctx=ctx, parallel=parallel,
-                        max_tokens_cap=max_tokens_cap, queue_size=queue, mode=mode,
+                        max_tokens_cap=max_tokens_cap, queue_size=queue, mode=mode, threads=threads,
                         prefill_chunk=prefill_chunk, debug_token_delay=debug_token_delay_ms / 1000.0,
                         debug_fail_at_token=debug_fail_at_token)
     try:
+        check_settings(settings)
+        from ulm.server.lifecycle import serve as run
+
         code = run(settings)
     except UlmError as exc:
         typer.echo(f"ulm serve: error: {exc}", err=True)

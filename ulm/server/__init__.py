@@ -1,6 +1,7 @@
 """`ulm serve`: an OpenAI-compatible HTTP server over the engine.
 
     defaults.py   default limits (stdlib only, for the CLI's --help)
+    settings.py   the options and their checks (stdlib only: bad options fail before torch loads)
     schemas.py    request/response bodies (pydantic), the source of /openapi.json
     errors.py     OpenAI-shaped errors and the handlers that produce them (400, never 422)
     guard.py      ASGI front: API key, content type, body size, access log, request counter

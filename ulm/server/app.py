@@ -66,8 +66,10 @@ def create_app(state: ServerState) -> Any:
         "ulm_queue_depth": ("Requests waiting for a slot.", lambda: state.engine.queue_depth if state.engine else 0),
         "ulm_slots_busy": ("Slots running a request.", lambda: state.engine.slots_busy if state.engine else 0),
         "ulm_slots_total": ("Slots (--parallel).", lambda: settings.parallel),
-        "ulm_engine_steps": ("Engine forwards run so far.", lambda: state.engine.steps if state.engine else 0),
         "ulm_ready": ("1 when the engine is serving.", lambda: 1 if state.status == "ok" else 0),
+    }, counters={
+        "ulm_engine_steps_total": ("Engine forwards run (prefill chunks and decode steps).",
+                                   lambda: state.engine.steps if state.engine else 0),
     })
 
     @contextlib.asynccontextmanager

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import signal
 import socket
@@ -22,37 +21,10 @@ from types import FrameType
 import uvicorn
 
 from ulm.engine.backend import Backend
-from ulm.errors import UlmError
 from ulm.server.app import create_app
 from ulm.server.defaults import SHUTDOWN_GRACE_S
-from ulm.server.state import ServerState, Settings
-
-
-class ServeError(UlmError):
-    """A server that cannot start: the message says why and what to do."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_settings(s: Settings) -> None:
-    if not is_loopback(s.host) and not s.api_key:
-        raise ServeError(f"refusing to listen on {s.host} without an API key: anyone who can reach it could use "
-                         "the model; pass --api-key (or set ULM_API_KEY), or keep the default --host 127.0.0.1")
-    for name, value, low in (("--parallel", s.parallel, 1), ("--max-tokens-cap", s.max_tokens_cap, 1),
-                             ("--ctx", s.ctx if s.ctx is not None else 2, 2), ("--port", s.port, 0)):
-        if value < low:
-            raise ServeError(f"{name} must be at least {low}, got {value}")
-    if s.mode not in ("exact", "fast"):
-        raise ServeError(f"--mode must be exact or fast, got '{s.mode}'")
-    if s.port > 65535:
-        raise ServeError(f"--port must be at most 65535, got {s.port}")
+from ulm.server.settings import ServeError, Settings, check_settings
+from ulm.server.state import ServerState
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -41,7 +41,8 @@ class Histogram:
 class Metrics:
     """The server's metrics; `render()` is the /metrics body."""
 
-    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]] | None = None) -> None:
+    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]] | None = None,
+                 counters: dict[str, tuple[str, Callable[[], float]]] | None = None) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, str], int] = {}  # (endpoint, status) → count
         self.prompt_tokens = 0
@@ -50,6 +51,7 @@ class Metrics:
         self.ttft = Histogram(TTFT_BUCKETS)
         self.token_latency = Histogram(TOKEN_BUCKETS)
         self.gauges = gauges or {}  # name → (help, read at scrape time)
+        self.counters = counters or {}  # the same, for counts kept elsewhere (the engine's steps)
 
     def count_request(self, endpoint: str, status: int) -> None:
         with self._lock:
@@ -90,6 +92,7 @@ class Metrics:
                       "# HELP ulm_token_latency_seconds Time between consecutive tokens of a request.",
                       "# TYPE ulm_token_latency_seconds histogram",
                       *self.token_latency.lines("ulm_token_latency_seconds")]
-        for name, (text, read) in self.gauges.items():
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+        for kind, table in (("gauge", self.gauges), ("counter", self.counters)):
+            for name, (text, read) in table.items():
+                lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {read():g}"]
         return "\n".join(lines) + "\n"

@@ -10,34 +10,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ulm.engine.backend import Backend
 from ulm.engine.worker import Engine
-from ulm.server.defaults import DEFAULT_CTX, DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+from ulm.server.defaults import DEFAULT_CTX
 from ulm.server.errors import APIError
+from ulm.server.settings import Settings
 
 log = logging.getLogger("ulm.server")
 
-
-
-@dataclass
-class Settings:
-    """`ulm serve`'s options."""
-
-    model: str | None = None  # registry name, .gguf file or HF dir; None = the embedded default
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    api_key: str | None = None
-    ctx: int | None = None  # per-slot context; None = min(model's, DEFAULT_CTX)
-    parallel: int = DEFAULT_PARALLEL
-    max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
-    queue_size: int | None = None  # waiting requests beyond the slots; None = 4 × parallel
-    max_body: int = DEFAULT_MAX_BODY
-    mode: str = "exact"  # "exact" (fp32) or "fast" (int4 weights, bf16)
-    prefill_chunk: int = 256
-    debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
-    debug_fail_at_token: int | None = None  # raise in the engine at a request's k-th token (tests)
 
 
 class ServerState:
@@ -62,6 +43,10 @@ class ServerState:
         a load failure ends up in load_error."""
         t0 = time.monotonic()
         try:
+            if self.settings.threads is not None:
+                import torch
+
+                torch.set_num_threads(self.settings.threads)
             backend = self._load_backend()
             s = self.settings
             n_ctx = s.ctx if s.ctx is not None else min(DEFAULT_CTX, backend.max_seq_len)

@@ -37,9 +37,9 @@ def open_stream(client: httpx.Client, body: dict[str, Any]) -> tuple[Any, Any]:
 def assert_freed_and_quiet(server: Server) -> None:
     """Idle within ~one step (1 s budget on this shared box), and the engine stops stepping."""
     wait_for(server.idle, timeout=1.0)
-    steps = server.metrics()["ulm_engine_steps"]
+    steps = server.metrics()["ulm_engine_steps_total"]
     time.sleep(3 * STEP)
-    assert server.metrics()["ulm_engine_steps"] == steps
+    assert server.metrics()["ulm_engine_steps_total"] == steps
 
 
 def test_disconnect_mid_stream_frees_the_slot(slow_server: Server) -> None:

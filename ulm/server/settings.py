@@ -1,0 +1,61 @@
+"""`ulm serve`'s settings and their checks, stdlib only: the command validates them (and refuses a
+non-loopback bind without a key) before importing torch, so a mistake is reported at once."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from ulm.errors import UlmError
+from ulm.server.defaults import DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+
+
+@dataclass
+class Settings:
+    """`ulm serve`'s options."""
+
+    model: str | None = None  # registry name, .gguf file or HF dir; None = the embedded default
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_key: str | None = None
+    ctx: int | None = None  # per-slot context; None = min(model's, DEFAULT_CTX)
+    parallel: int = DEFAULT_PARALLEL
+    max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
+    queue_size: int | None = None  # waiting requests beyond the slots; None = 4 × parallel
+    max_body: int = DEFAULT_MAX_BODY
+    mode: str = "exact"  # "exact" (fp32) or "fast" (int4 weights, bf16)
+    threads: int | None = None  # torch intra-op threads; None = torch's default (one per core)
+    prefill_chunk: int = 256
+    debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
+    debug_fail_at_token: int | None = None  # raise in the engine at a request's k-th token (tests)
+
+
+class ServeError(UlmError):
+    """A server that cannot start: the message says why and what to do."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_settings(s: Settings) -> None:
+    if not is_loopback(s.host) and not s.api_key:
+        raise ServeError(f"refusing to listen on {s.host} without an API key: anyone who can reach it could use "
+                         "the model; pass --api-key (or set ULM_API_KEY), or keep the default --host 127.0.0.1")
+    for name, value, low in (("--parallel", s.parallel, 1), ("--max-tokens-cap", s.max_tokens_cap, 1),
+                             ("--ctx", s.ctx if s.ctx is not None else 2, 2), ("--port", s.port, 0)):
+        if value < low:
+            raise ServeError(f"{name} must be at least {low}, got {value}")
+    if s.queue_size is not None and s.queue_size < 0:
+        raise ServeError(f"--queue must be at least 0, got {s.queue_size}")
+    if s.mode not in ("exact", "fast"):
+        raise ServeError(f"--mode must be exact or fast, got '{s.mode}'")
+    if s.port > 65535:
+        raise ServeError(f"--port must be at most 65535, got {s.port}")
+
+
