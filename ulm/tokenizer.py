@@ -125,7 +125,8 @@ def render_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message], add_g
     if not messages:
         raise EmptyPromptError("the conversation has no messages")
     if not getattr(tok, "chat_template", None):
-        raise ModelLoadError("this model's tokenizer has no chat template; use a raw prompt instead")
+        raise ModelLoadError("this model's tokenizer has no chat template; give a raw prompt instead "
+                             "(ulm generate --raw)")
     return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
 

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 MODEL = typer.Option(None, "--model", "-m", help="Short name (see `ulm models`), .gguf file or HF directory. "
                      "Default: the embedded smollm2-135m.")
-MODE = typer.Option("exact", "--mode", help="exact: fp32 weights (reference numerics); fast: bf16 + int4 "
-                    "where available (faster, slightly less exact).")
+MODE = typer.Option("exact", "--mode", help="exact: fp32 weights (reference numerics); fast: int4 weights with "
+                    "bf16 activations (faster, slightly less exact).")
 MAX_TOKENS = typer.Option(256, "--max-tokens", "-n", min=1, help="Most tokens to generate.")
 TEMPERATURE = typer.Option(0.2, "--temperature", "-t", min=0.0, help="Randomness; 0 = greedy (deterministic).")
 TOP_P = typer.Option(0.9, "--top-p", help="Sample from the smallest set of tokens holding this much probability.")
