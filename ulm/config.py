@@ -3,7 +3,8 @@
 - `ModelConfig` derives `n_kv_heads` (defaults to `n_heads`: plain MHA) and `head_dim` (`dim // n_heads`)
   in `__post_init__`, and checks that the shape is one the model can build.
 - `RopeScaling` says how rotary positions are stretched for long context: none, linear interpolation,
-  NTK-aware base scaling, YaRN, or Llama 3's frequency-banded scaling.
+  NTK-aware base scaling, YaRN, or Llama 3's frequency-banded scaling (or explicit per-frequency
+  divisors, the form llama.cpp's GGUF files store it in).
 - `to_dict()` / `ModelConfig.from_dict()` are the JSON form stored next to the weights; new fields get
   their defaults in `_upgrade`, the one place old checkpoints are patched.
 
@@ -38,8 +39,15 @@ class RopeScaling:
     low_freq_factor: float = 1.0  # llama3
     high_freq_factor: float = 4.0  # llama3
     truncate: bool = True  # yarn: round the correction range to whole dims (HF's default)
+    # Per-pair divisors of the inverse frequencies, as llama.cpp stores Llama 3.1's scaling (GGUF rope_freqs);
+    # applied after `kind`'s own scaling. None = no divisors.
+    freq_factors: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.freq_factors is not None:
+            object.__setattr__(self, "freq_factors", tuple(float(f) for f in self.freq_factors))
+            if not all(f > 0 for f in self.freq_factors):
+                raise ConfigError("rope freq_factors must all be > 0")
         if self.kind not in ROPE_KINDS:
             raise ConfigError(f"rope scaling '{self.kind}' is not supported (supported: {', '.join(ROPE_KINDS)})")
         if self.factor <= 0:
@@ -90,6 +98,10 @@ class ModelConfig:
             raise ConfigError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if self.head_dim % 2:
             raise ConfigError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        factors = self.rope_scaling.freq_factors
+        if factors is not None and len(factors) != self.head_dim // 2:
+            raise ConfigError(f"rope freq_factors has {len(factors)} entries, head_dim {self.head_dim} needs "
+                              f"{self.head_dim // 2}")
         for name, allowed in (("arch", ARCHES), ("norm", NORMS), ("mlp", MLPS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} '{getattr(self, name)}' is not supported (supported: {', '.join(allowed)})")

@@ -57,3 +57,13 @@ def test_smollm2_preset_counts_135m_parameters() -> None:
     assert 134e6 < preset("smollm2-135m").n_params() < 136e6
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         preset("huge")
+
+
+def test_rope_freq_factors_round_trip_and_must_fit_the_head_dim() -> None:
+    c = preset("tiny").with_(rope_scaling=RopeScaling(freq_factors=[1.0] * 7 + [8.0]))  # head_dim 16: 8 pairs
+    assert c.rope_scaling.freq_factors == (1.0,) * 7 + (8.0,)
+    assert ModelConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    with pytest.raises(ConfigError, match="rope freq_factors has 3 entries, head_dim 16 needs 8"):
+        preset("tiny").with_(rope_scaling=RopeScaling(freq_factors=(1.0, 2.0, 4.0)))
+    with pytest.raises(ConfigError, match="must all be > 0"):
+        RopeScaling(freq_factors=(1.0, 0.0))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.support.checkpoints import save_tiny_hf
+from ulm.config import RopeScaling
 from ulm.loading import load_checkpoint, read_hf
 from ulm.model import build_model
 from ulm.registry import ModelSource
@@ -88,3 +89,39 @@ def test_gguf_logits_match_transformers_gguf_loader(arch: str, tmp_path: Path, n
     ours = ulm_logits(gguf_path, kind="gguf")
     theirs = hf_logits(tmp_path, gguf_file=gguf_path.name)
     torch.testing.assert_close(ours, theirs, atol=ATOL, rtol=0)
+
+
+def llama_cpp_rope_factors(head_dim: int, theta: float, factor: float, low: float, high: float,
+                           original: int) -> list[float]:
+    """What llama.cpp's convert_hf_to_gguf stores as rope_freqs.weight for Llama 3.1-style scaling."""
+    import math
+
+    out = []
+    for i in range(0, head_dim, 2):
+        wavelen = 2 * math.pi * theta ** (i / head_dim)
+        if wavelen < original / high:
+            out.append(1.0)
+        elif wavelen > original / low:
+            out.append(factor)
+        else:
+            smooth = (original / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return out
+
+
+def test_gguf_rope_freqs_match_transformers_llama3_scaling(tmp_path: Path, no_tokenizer: Path) -> None:
+    import numpy as np
+
+    from tests.ulm.loading.gguf_files import write_gguf
+
+    arch, overrides = VARIANTS["llama-rope-llama3"]
+    hf_dir = save_tiny_hf(tmp_path / "hf", arch, tokenizer_dir=no_tokenizer, **overrides)
+    config, state = read_hf(hf_dir)
+    assert config.head_dim is not None
+    factors = np.array(llama_cpp_rope_factors(config.head_dim, config.rope_theta, 8.0, 1.0, 4.0, 32), np.float32)
+    assert len(set(factors.round(4).tolist())) > 2  # high, low and smoothed bands all present
+    gguf_path = write_gguf(tmp_path / "llama31.gguf", config.with_(rope_scaling=RopeScaling()),
+                           state, raw={"rope_freqs.weight": (factors, "F32")})
+    gguf_config, _ = load_checkpoint(ModelSource("l", "gguf", gguf_path), use_cache=False)
+    assert gguf_config.rope_scaling.freq_factors is not None
+    torch.testing.assert_close(ulm_logits(gguf_path, kind="gguf"), hf_logits(hf_dir), atol=ATOL, rtol=0)

@@ -7,6 +7,7 @@
   dynamic variant fixed at the full extension, since a static KV cache cannot re-rotate stored keys);
   yarn (per-dimension blend of interpolation and extrapolation between beta_fast and beta_slow
   rotations, cos/sin scaled by 0.1·ln(factor) + 1 unless attn_factor is given); llama3 (frequency bands).
+  `freq_factors` (llama.cpp's rope_freqs) then divide each pair's frequency.
 - `RotaryEmbedding` precomputes cos/sin tables [max_len, head_dim] once; a forward slices them (a view).
 - `apply_rope(x, cos, sin)`: x · cos + rotate_half(x) · sin, where rotate_half(x) = (-x₂, x₁) over the
   two halves of the head dimension.
@@ -53,6 +54,16 @@ def _llama3_inv_freq(base_inv: torch.Tensor, s: RopeScaling) -> torch.Tensor:
 
 def inv_freq_and_scale(head_dim: int, theta: float, scaling: RopeScaling) -> tuple[torch.Tensor, float]:
     """Inverse frequencies [head_dim // 2] (fp32) and the cos/sin multiplier for this scaling."""
+    inv, scale = _scaled(head_dim, theta, scaling)
+    if scaling.freq_factors is not None:
+        if len(scaling.freq_factors) != head_dim // 2:
+            raise ValueError(f"rope freq_factors has {len(scaling.freq_factors)} entries, head_dim {head_dim} "
+                             f"needs {head_dim // 2}")
+        inv = inv / torch.tensor(scaling.freq_factors, dtype=torch.float32)
+    return inv, scale
+
+
+def _scaled(head_dim: int, theta: float, scaling: RopeScaling) -> tuple[torch.Tensor, float]:
     exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim  # [hd/2]
     if scaling.kind == "ntk":
         theta = theta * scaling.factor ** (head_dim / (head_dim - 2))

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ _LAYER_NAMES = {  # llama.cpp's per-layer tensor names → canonical names
     "ffn_down": "mlp.w_down",
 }
 _GLOBAL_NAMES = {"token_embd": "embed", "output_norm": "norm", "output": "lm_head"}
+ROPE_FREQS = "rope_freqs.weight"  # read into the config's RopeScaling.freq_factors, not a weight
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,6 @@ def canonical_name(name: str, path: Path | None = None) -> str:
         parts = stem.split(".")
         if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in _LAYER_NAMES:
             return f"layers.{parts[1]}.{_LAYER_NAMES[parts[2]]}.{kind}"
-    if stem == "rope_freqs":
-        raise UnsupportedError(f"{where}GGUF tensor rope_freqs (Llama 3.1-style rope scaling stored as a tensor) "
-                               "is not supported; use the model's HF directory instead")
     raise UnsupportedError(f"{where}GGUF tensor '{show(name)}' is not part of a llama/qwen2 model")
 
 
@@ -144,7 +142,7 @@ def _config_from_gguf(reader: Any, path: Path) -> ModelConfig:
             hidden_dim=int(need("feed_forward_length")),
             max_seq_len=int(_field(reader, f"{arch}.context_length", 2048)),
             rope_theta=float(_field(reader, f"{arch}.rope.freq_base", 10000.0)),
-            rope_scaling=_rope_scaling(reader, arch, path),
+            rope_scaling=replace(_rope_scaling(reader, arch, path), freq_factors=_freq_factors(reader, path)),
             norm_eps=float(need("attention.layer_norm_rms_epsilon")),
             qkv_bias="blk.0.attn_q.bias" in names,
             tie_embeddings="output.weight" not in names,
@@ -153,6 +151,16 @@ def _config_from_gguf(reader: Any, path: Path) -> ModelConfig:
         )
     except ConfigError as e:
         raise ModelLoadError(f"{path}: {e}") from None
+
+
+def _freq_factors(reader: Any, path: Path) -> tuple[float, ...] | None:
+    """llama.cpp's `rope_freqs.weight` (Llama 3.1-style scaling): per-pair divisors of the rope frequencies."""
+    t = next((t for t in reader.tensors if t.name == ROPE_FREQS), None)
+    if t is None:
+        return None
+    if t.tensor_type.name != "F32":
+        raise ModelLoadError(f"{path}: tensor {ROPE_FREQS} has type {t.tensor_type.name}, expected F32")
+    return tuple(float(f) for f in np.asarray(t.data).reshape(-1))
 
 
 def _rope_scaling(reader: Any, arch: str, path: Path) -> RopeScaling:
@@ -205,6 +213,8 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     arch = _field(reader, "general.architecture")
     state: dict[str, torch.Tensor] = {}
     for t in reader.tensors:
+        if t.name == ROPE_FREQS:
+            continue
         name = canonical_name(t.name, path)
         try:
             tensor = _rows_in_hf_order(name, _to_torch(t), config, arch)
@@ -226,6 +236,8 @@ def read_gguf_blocks(path: Path) -> tuple[ModelConfig, dict[str, GGUFTensor]]:
     arch = _field(reader, "general.architecture")
     out: dict[str, GGUFTensor] = {}
     for t in reader.tensors:
+        if t.name == ROPE_FREQS:
+            continue
         name = canonical_name(t.name, path)
         shape = tuple(int(s) for s in reversed(t.shape))
         block, size = gguf.GGML_QUANT_SIZES[t.tensor_type]
