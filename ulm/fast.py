@@ -26,6 +26,7 @@ caller has not built the module yet.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ulm.config import ModelConfig
 from ulm.kv_cache import KVCache
 from ulm.layers.norm import RMSNorm
 from ulm.model import Transformer
@@ -75,7 +77,7 @@ class RefinedHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         logits = self.coarse(x)  # [..., V] fp32
         idx = logits.topk(self.k, dim=-1, sorted=False).indices  # [..., k]
-        rows = self.weight[idx].float()  # [..., k, D]
+        rows = F.embedding(idx, self.weight).float()  # [..., k, D]
         exact = (rows @ x.float().unsqueeze(-1)).squeeze(-1)  # [..., k]
         return logits.scatter_(-1, idx, exact)
 
@@ -150,9 +152,10 @@ class FastTransformer(Transformer):
         cos, sin = self.rope.cos[s], self._sin_signed[s]  # [hd]
         half = hd // 2
         x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
+        h = torch.empty(B, D, dtype=act)  # each norm's output, consumed at once by the next matmul
+        eps = torch.full((B, 1), self._eps)
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
-            h = F.rms_norm(x, (D,), n1, self._eps).to(act)
-            qk, v = qkv_mm(h).split(self._split, dim=-1)  # [B, (Hq + Hkv)·hd], [B, Hkv·hd]
+            qk, v = qkv_mm(_rms_norm(x, n1, eps, out=h)).split(self._split, dim=-1)  # [B, (Hq+Hkv)·hd], [B, Hkv·hd]
             qk = qk.view(B, Hq + Hkv, hd)
             qk = qk * cos + qk.roll(half, dims=-1) * sin  # rotate-half RoPE, rounding as `apply_rope` does
             k_cache, v_cache = cache.k[i, rows], cache.v[i, rows]  # [B, Hkv, max_len, hd]
@@ -160,11 +163,18 @@ class FastTransformer(Transformer):
             v_cache[:, :, s] = v.view(B, Hkv, hd)
             q = qk[:, :Hq].reshape(B, Hkv, Hq // Hkv, hd)  # a KV group's query heads as its query rows
             y = F.scaled_dot_product_attention(q, k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1])
-            x = x + o_mm(y.reshape(B, Hq * hd))
-            h = F.rms_norm(x, (D,), n2, self._eps).to(act)
-            gate, up = gu_mm(h).chunk(2, dim=-1)  # [B, F] each
-            x = x + down_mm(F.silu(gate) * up)
+            x.add_(o_mm(y.reshape(B, Hq * hd)))
+            gate, up = gu_mm(_rms_norm(x, n2, eps, out=h)).chunk(2, dim=-1)  # [B, F] each
+            x.add_(down_mm(F.silu(gate).mul_(up)))
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
+
+
+def _rms_norm(x: Tensor, weight: Tensor, eps: Tensor, out: Tensor) -> Tensor:
+    """RMSNorm of fp32 rows x [B, D] into `out` (bf16): x / sqrt(mean(x²) + eps) · weight, in five small ops
+    (one reduction) where `F.rms_norm` and a cast take more; fp32 throughout, rounded once into `out`."""
+    ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # [B, 1]: sqrt(Σx²)
+    inv = torch.addcmul(eps, ms, ms, value=1 / x.shape[-1]).rsqrt_()  # 1 / sqrt(mean(x²) + eps)
+    return torch.mul(x * inv, weight, out=out)
 
 
 def _adopt(module: Transformer) -> FastTransformer:
@@ -297,9 +307,7 @@ def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: s
 
         config, state = load_checkpoint(source, torch.float32)
         return make_fast(build_model(config, state, torch.float32, device), source, scheme=scheme)
-    from ulm.loading.cache import read_entry
-
-    config, _ = read_entry(path.parent)
+    config = ModelConfig.from_dict(json.loads((path.parent / "config.json").read_text(encoding="utf-8")))
     with torch.device("meta"):
         module = FastTransformer(config)
     return _install(module, {k: v.to(device) for k, v in fast_tensors(module, source, scheme).items()})
