@@ -284,3 +284,31 @@ def test_an_engine_fault_fails_its_requests_and_the_engine_goes_on(make_engine, 
     engine.fail_at_token = None
     sink, end = run(engine, prompt(smollm2_tokenizer))
     assert isinstance(end, Finished) and sink.text == SCRIPT
+
+
+class Fatal(BaseException):
+    """Not an Exception: what a step cannot recover from (it escapes the per-step guard)."""
+
+
+def test_a_dead_engine_fails_everything_refuses_more_and_reports_unhealthy(make_engine, smollm2_tokenizer) -> None:
+    from ulm.server.settings import Settings
+    from ulm.server.state import ServerState
+
+    engine, backend = make_engine(parallel=1, step_delay=0.02)
+
+    def crash(*args: Any) -> Any:
+        raise Fatal("the device fell off the bus")
+
+    running, queued = Collector(), Collector()
+    backend.forward = crash  # type: ignore[method-assign]
+    engine.submit(GenRequest(prompt(smollm2_tokenizer), 8, GREEDY), running)
+    engine.submit(GenRequest(prompt(smollm2_tokenizer), 8, GREEDY), queued)
+    for sink in (running, queued):
+        end = sink.end()
+        assert isinstance(end, Failed) and "restart" in end.message
+    assert not engine.alive and "Fatal" in (engine.error or "")
+    with pytest.raises(EngineStoppedError):
+        engine.submit(GenRequest(prompt(smollm2_tokenizer), 8, GREEDY), Collector())
+    state = ServerState(Settings())
+    state.backend, state.engine = backend, engine
+    assert state.status == "error"  # /health answers 503 with this status
