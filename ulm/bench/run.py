@@ -1,9 +1,9 @@
 """`ulm bench`'s driver: tokenise the fixed text once, then run each engine in its own subprocess.
 
 Every engine gets the same token ids (written to a temp JSON file), the same thread count (torch's and
-OpenMP's) and the same model file. For a GGUF file, µLM's converted-weights cache is warmed first in a
-throwaway process, so µLM's load time is that of a normal (cached) start, as for every later `ulm` run
-(HF directories are not converted: nothing to warm).
+OpenMP's, with OMP_WAIT_POLICY=PASSIVE unless set) and the same model file. For a GGUF file, µLM's
+converted-weights cache is warmed first in a throwaway process, so µLM's load time is that of a normal
+(cached) start, as for every later `ulm` run (HF directories are not converted: nothing to warm).
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def _worker_env(threads: int) -> dict[str, str]:
         env[var] = str(threads)
     env["HF_HUB_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
+    # OpenMP threads that spin while waiting steal the CPU from everything else on a shared 2-core machine
+    # (measured: torch decode 5x slower under load); PASSIVE is what `ulm serve` runs with. Same for every engine.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
