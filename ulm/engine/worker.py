@@ -102,7 +102,11 @@ class Engine:
             self._exited.set()
 
     def check(self, request: GenRequest) -> None:
-        """Raise the error submit would raise for this request's size (callers check before streaming)."""
+        """Raise the error submit would raise for this request (callers check before streaming): ValueError
+        for bad sampling settings, EmptyPromptError, ContextLengthError."""
+        request.sampling.validate()
+        if request.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {request.max_tokens}")
         if not request.prompt:
             raise EmptyPromptError("the prompt is empty: nothing to condition on")
         if len(request.prompt) >= self.n_ctx:

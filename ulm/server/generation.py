@@ -88,6 +88,8 @@ def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: G
                        n_prompt_tokens=exc.n_prompt_tokens, n_ctx=exc.n_ctx) from None
     except EmptyPromptError as exc:
         raise APIError(400, str(exc), param="messages" if kind == "chat" else "prompt") from None
+    except ValueError as exc:  # sampling settings out of range
+        raise APIError(400, str(exc), param=str(exc).split(" ", 1)[0]) from None
     except QueueFullError as exc:
         raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after_s)}) from None
     except EngineStoppedError as exc:

@@ -312,3 +312,13 @@ def test_a_dead_engine_fails_everything_refuses_more_and_reports_unhealthy(make_
     state = ServerState(Settings())
     state.backend, state.engine = backend, engine
     assert state.status == "error"  # /health answers 503 with this status
+
+
+def test_bad_sampling_settings_are_refused_at_submit_and_the_engine_goes_on(make_engine, smollm2_tokenizer) -> None:
+    engine, _ = make_engine()
+    with pytest.raises(ValueError, match="top_p"):
+        engine.submit(GenRequest(prompt(smollm2_tokenizer), 8, SamplingParams(top_p=0.0)), Collector())
+    with pytest.raises(ValueError, match="max_tokens"):
+        engine.submit(GenRequest(prompt(smollm2_tokenizer), 0, GREEDY), Collector())
+    sink, end = run(engine, prompt(smollm2_tokenizer))
+    assert isinstance(end, Finished) and sink.text == SCRIPT
