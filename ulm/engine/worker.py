@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import torch
 
@@ -238,10 +239,10 @@ class Engine:
         if decoding:
             self._guarded(decoding, lambda: self._decode(decoding))
 
-    def _guarded(self, slots: list[Slot], work: object) -> None:
+    def _guarded(self, slots: list[Slot], work: Callable[[], None]) -> None:
         """Run one forward; if it raises, the requests in it fail, their slots are reset, the engine goes on."""
         try:
-            work()  # type: ignore[operator]
+            work()
         except Exception as exc:
             log.error("engine step failed: %s: %s", type(exc).__name__, exc)
             for slot in slots:
