@@ -27,7 +27,7 @@ def test_schemathesis_finds_no_5xx_and_no_contract_violation(server: Server, tmp
     st = Path(sys.executable).with_name("st")
     proc = subprocess.run(
         [str(st), "run", f"{server.base}/openapi.json", "-H", f"Authorization: Bearer {API_KEY}",
-         "--max-examples", "10", "--seed", "7", "--exclude-checks", "positive_data_acceptance",
+         "--max-examples", "8", "--seed", "7", "--exclude-checks", "positive_data_acceptance",
          "--max-response-time", "10", "--no-color"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
     )
