@@ -5,8 +5,9 @@
 - Metadata → ModelConfig for the `llama` and `qwen2` architectures (Mistral GGUFs say `llama`): shapes,
   rope base and scaling (none, linear, yarn), norm eps, qkv bias (present `attn_q.bias`), tied head
   (absent `output.weight`), bos/eos ids.
-- Tensor types: F32, F16, BF16 kept as they are; Q8_0, Q4_0, Q4_1, Q4_K, Q6_K dequantised to fp32 with
-  gguf.quants (vectorised numpy; about 0.8 s for the embedded model's 135 M weights here).
+- Tensor types: F32, F16, BF16 kept as they are; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K (what the
+  common Q4/Q5/Q6/Q8 files hold) dequantised to fp32 with gguf.quants (vectorised numpy; about 0.8 s for
+  the embedded model's 135 M weights here); others (Q2_K, Q3_K, IQ*) are refused by name.
 - llama.cpp stores llama's Q/K rows permuted for its interleaved RoPE; `unpermute_rows` restores HF's
   rotate-half order (a row permutation, so it applies to raw quantised blocks as well).
 - `read_gguf_blocks` gives the raw quantised blocks per tensor (canonical names, HF row order) so the
@@ -29,7 +30,7 @@ from ulm.model import check_state_dict
 
 ARCHES = ("llama", "qwen2")
 FLOAT_TYPES = ("F32", "F16", "BF16")
-QUANT_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K")
+QUANT_TYPES = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
 SUPPORTED_TYPES = FLOAT_TYPES + QUANT_TYPES
 
 _LAYER_NAMES = {  # llama.cpp's per-layer tensor names → canonical names

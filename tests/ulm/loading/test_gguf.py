@@ -106,8 +106,29 @@ def _q6_k_reference(block: bytes) -> list[float]:
     return out
 
 
+def _q5_k_reference(block: bytes) -> list[float]:
+    """ggml-quants.c dequantize_row_q5_K for one block of 256, written out scalar."""
+    d, dmin = struct.unpack("<2e", block[:4])
+    scales, qh, qs = block[4:16], block[16:48], block[48:]
+
+    def scale_min(j: int) -> tuple[int, int]:
+        if j < 4:
+            return scales[j] & 63, scales[j + 4] & 63
+        return (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)
+
+    out: list[float] = []
+    for j in range(4):
+        (sc1, m1), (sc2, m2) = scale_min(2 * j), scale_min(2 * j + 1)
+        u1, u2 = 1 << (2 * j), 2 << (2 * j)
+        q = qs[32 * j:32 * j + 32]
+        out += [d * sc1 * ((b & 0xF) + (16 if h & u1 else 0)) - dmin * m1 for b, h in zip(q, qh, strict=True)]
+        out += [d * sc2 * ((b >> 4) + (16 if h & u2 else 0)) - dmin * m2 for b, h in zip(q, qh, strict=True)]
+    return out
+
+
 @pytest.mark.parametrize(("kind", "size", "scale_at", "reference"),
-                         [("Q4_K", 144, (0, 2), _q4_k_reference), ("Q6_K", 210, (208,), _q6_k_reference)])
+                         [("Q4_K", 144, (0, 2), _q4_k_reference), ("Q5_K", 176, (0, 2), _q5_k_reference),
+                          ("Q6_K", 210, (208,), _q6_k_reference)])
 def test_k_quants_match_the_ggml_reference(tmp_path: Path, kind: str, size: int, scale_at: tuple[int, ...],
                                            reference: object) -> None:
     config = ModelConfig(vocab_size=32, dim=256, n_layers=1, n_heads=4, n_kv_heads=4, hidden_dim=256,
@@ -169,10 +190,22 @@ def test_corrupted_tensor_type_is_a_clear_load_error(tiny_gguf: Path, tmp_path: 
         read_gguf(bad)
 
 
+@pytest.mark.parametrize(("kind", "tol"), [("Q5_0", 0.08), ("Q5_1", 0.06)])
+def test_q5_blocks_round_trip_within_their_step(tmp_path: Path, kind: str, tol: float) -> None:
+    state = random_state(TINY)
+    path = write_gguf(tmp_path / "q5.gguf", TINY, state, types={"layers.0.mlp.w_gate.weight": kind})
+    _, loaded = read_gguf(path)
+    err = (loaded["layers.0.mlp.w_gate.weight"] - state["layers.0.mlp.w_gate.weight"]).abs().max().item()
+    assert 0 < err < tol
+
+
 def test_unsupported_tensor_type_is_named(tmp_path: Path) -> None:
     state = random_state(TINY)
-    path = write_gguf(tmp_path / "q5.gguf", TINY, state, types={"layers.0.mlp.w_gate.weight": "Q5_0"})
-    with pytest.raises(UnsupportedError, match=r"blk\.0\.ffn_gate\.weight has GGML type Q5_0"):
+    block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.IQ4_NL]
+    blocks = np.zeros((96, 64 // block * size), dtype=np.uint8)  # a valid IQ4_NL tensor of the gate's shape
+    del state["layers.0.mlp.w_gate.weight"]
+    path = write_gguf(tmp_path / "iq.gguf", TINY, state, raw={"blk.0.ffn_gate.weight": (blocks, "IQ4_NL")})
+    with pytest.raises(UnsupportedError, match=r"blk\.0\.ffn_gate\.weight has GGML type IQ4_NL"):
         read_gguf(path)
 
 
