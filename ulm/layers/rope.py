@@ -91,7 +91,10 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_dim, self.max_len, self.theta = head_dim, max_len, theta
         self.scaling = scaling or RopeScaling()
-        cos, sin = self._tables(dtype, device)
+        if torch.empty(0, device=device).is_meta:  # a model built on the meta device: tables come with `rebuild`
+            cos = sin = torch.empty(max_len, head_dim, dtype=dtype, device=device)
+        else:
+            cos, sin = self._tables(dtype, device)
         self.register_buffer("cos", cos, persistent=False)  # [max_len, hd]
         self.register_buffer("sin", sin, persistent=False)  # [max_len, hd]
 
