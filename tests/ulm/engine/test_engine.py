@@ -322,3 +322,24 @@ def test_bad_sampling_settings_are_refused_at_submit_and_the_engine_goes_on(make
         engine.submit(GenRequest(prompt(smollm2_tokenizer), 0, GREEDY), Collector())
     sink, end = run(engine, prompt(smollm2_tokenizer))
     assert isinstance(end, Finished) and sink.text == SCRIPT
+
+
+def test_a_long_prefill_is_chunked_and_interleaved_with_other_rows_decoding(make_engine, smollm2_tokenizer) -> None:
+    nato = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+            "quebec romeo sierra tango uniform victor whiskey xray yankee zulu")
+    engine, backend = make_engine(script=nato, parallel=2, prefill_chunk=8, step_delay=0.01)
+    first = Collector()
+    engine.submit(GenRequest(prompt(smollm2_tokenizer), 64, GREEDY), first)
+    wait_until(lambda: len(first.deltas) >= 1)
+    start = len(backend.forwards)
+    second = Collector()
+    long_prompt = prompt(smollm2_tokenizer, "many words " * 40)[:80]
+    engine.submit(GenRequest(long_prompt, 4, GREEDY), second)
+    second.end()
+    assert first.end().finish_reason == FINISH_STOP  # type: ignore[union-attr]
+    assert first.text == nato
+    shapes = backend.forwards[start:]
+    chunks = [i for i, shape in enumerate(shapes) if shape == (1, 8)]
+    assert len(chunks) == 10  # 80 prompt tokens, 8 per chunk
+    between = shapes[chunks[0]:chunks[-1]]
+    assert between.count((1, 1)) >= len(chunks) - 1  # the first request decoded between every two chunks
