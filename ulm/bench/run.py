@@ -41,6 +41,7 @@ def _worker_env(threads: int) -> dict[str, str]:
         env[var] = str(threads)
     env["HF_HUB_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
+    env["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar would flood the progress lines
     # OpenMP threads that spin while waiting steal the CPU from everything else on a shared 2-core machine
     # (measured: torch decode 5x slower under load); PASSIVE is what `ulm serve` runs with. Same for every engine.
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
