@@ -32,7 +32,10 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# llama.cpp's row needs llama-cpp-python (compiled from source, minutes, once); the bench runs without it.
 bench: $(STAMP_MODEL)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(PIP) install -q llama-cpp-python || \
+	  echo "llama-cpp-python did not install: the bench skips llama.cpp"
 	$(BIN)/ulm bench
 
 $(BIN)/python:
