@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ulm.server.harness import Server, start_server
+from tests.ulm.server.harness import API_KEY, Server, start_server
 
-API_KEY = "test-key-3f9c1a77d2"
 BASE_ARGS = ["--ctx", "256", "--parallel", "2", "--max-tokens-cap", "64", "--queue", "4"]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+API_KEY = "test-key-3f9c1a77d2"
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 
 

@@ -13,8 +13,7 @@ import sys
 import httpx
 import pytest
 
-from tests.ulm.server.conftest import API_KEY
-from tests.ulm.server.harness import Server
+from tests.ulm.server.harness import API_KEY, Server
 
 pytestmark = pytest.mark.integration
 

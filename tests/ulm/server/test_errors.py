@@ -13,8 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.ulm.server.conftest import API_KEY
-from tests.ulm.server.harness import Server
+from tests.ulm.server.harness import API_KEY, Server
 
 pytestmark = pytest.mark.integration
 

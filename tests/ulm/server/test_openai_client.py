@@ -9,8 +9,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.ulm.server.conftest import API_KEY
-from tests.ulm.server.harness import Server
+from tests.ulm.server.harness import API_KEY, Server
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ulm.server.conftest import API_KEY
-from tests.ulm.server.harness import Server
+from tests.ulm.server.harness import API_KEY, Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ulm.server.conftest import API_KEY
-from tests.ulm.server.harness import Server, sse_events
+from tests.ulm.server.harness import API_KEY, Server, sse_events
 
 pytestmark = pytest.mark.integration
 
