@@ -126,9 +126,9 @@ def int4_from_float(w: Tensor) -> Int4Weight:
     """Quantise a float weight [N, K] to 4 bits per group of 32 with min/max (asymmetric) scaling."""
     n, k = w.shape
     g = w.detach().float().reshape(n, k // GROUP, GROUP)  # (N, G, 32)
-    lo, hi = g.amin(-1), g.amax(-1)
-    scale = ((hi - lo) / 15).clamp_min(1e-12)
-    q = torch.round((g - lo[..., None]) / scale[..., None]).clamp_(0, 15).to(torch.int32).view(n, k)
+    lo, hi = torch.aminmax(g, dim=-1)  # (N, G) each
+    scale = (hi - lo).div_(15).clamp_min_(1e-12)
+    q = (g - lo[..., None]).div_(scale[..., None]).round_().clamp_(0, 15).to(torch.int32).view(n, k)
     return Int4Weight(q, scale, lo + 8 * scale)
 
 
