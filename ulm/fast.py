@@ -1,26 +1,27 @@
 """µLM's fast mode on CPU: what `ulm.load(..., mode="fast")` runs.
 
-`make_fast(module, source=None, dtype=torch.bfloat16, scheme="int4")` turns a built `Transformer` into its
-fast form, in place, and returns it:
+`load_fast(source, device="cpu", scheme="int4")` is the entry point: the fast model of a resolved
+checkpoint, built straight from the fast-weights cache (no float model in memory) when the cache holds
+it, else converted once. `make_fast(module, source=None, dtype=torch.bfloat16, scheme="int4")` converts an
+already built fp32 `Transformer` (its submodules are reused) and returns the fast model. The result is a
+`FastTransformer`:
 
 - every linear (fused q/k/v, output, fused gate/up, down, and the LM head, tied or not) becomes an
   `ulm.quant.Int4Linear` (int8 where the int4 kernel does not take the shape, or with scheme="int8"):
   bf16 activations in, bf16 out. GGUF Q4_0/Q4_1 tensors are packed losslessly from the file's blocks;
+  prefill-sized inputs run a dense bf16 GEMM on the unpacked weight;
 - the LM head is a `RefinedHead`: int4 logits rank the vocabulary, the top 64 are recomputed from the
   bf16 table (fp32 logits out), so greedy decoding picks what a dense head would;
 - the residual stream stays fp32 (the embedding table is bf16, looked up and widened), so every RMSNorm
-  runs torch's fused fp32 kernel, and rounding does not pile up over the layers; attention, the KV cache
-  and the MLP run in bf16 (`Generator` allocates the cache in the embedding's dtype);
-- the rotary tables are rebuilt in bf16 (q and k are bf16).
+  runs in fp32 and rounding does not pile up over the layers; attention, the KV cache and the MLP run in
+  bf16 (`Generator` allocates the cache in the embedding's dtype); the rotary tables are bf16;
+- one-token decode steps run a lean loop (`FastTransformer._decode`), bit-identical to the generic forward.
 
 The converted tensors are cached next to the loader's converted checkpoint, in
 `<model cache>/<fingerprint>/fast-<scheme>-v<FAST_VERSION>.safetensors` (written to a temp file and
-renamed), so only the first fast load of a GGUF file quantises; later ones map the packed weights.
-HF directories are quantised at every load (from their float weights).
-
-`load_fast(source, device="cpu")` builds the fast model straight from that cache without materialising
-the float model first (what the loader would otherwise allocate): the lighter entry point when the
-caller has not built the module yet.
+renamed; a damaged file is rebuilt), so only the first fast load of a GGUF file quantises. Without a
+source (or for HF directories) the weights are quantised at every load, from the module's float weights
+(lossless for Q4_1 sources too: min/max over a dequantised Q4_1 group lands on its grid).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ def _fast_tensors(module: Transformer, source: ModelSource | None, scheme: str) 
     return {k: v.contiguous() for k, v in tensors.items()}
 
 
-def _install(module: Transformer, tensors: Mapping[str, Tensor]) -> Transformer:
+def _install(module: Transformer, tensors: Mapping[str, Tensor]) -> FastTransformer:
     """Swap `module`'s embedding, norms' weights and linears for the fast ones held in `tensors`."""
     module.embed = WideningEmbedding(tensors["embed.weight"])
     for name in _linear_names(module):
@@ -288,16 +289,17 @@ def fast_tensors(module: Transformer, source: ModelSource | None = None, scheme:
 
 
 def make_fast(module: Transformer, source: ModelSource | None = None, dtype: torch.dtype = ACT_DTYPE,
-              scheme: str = "int4") -> Transformer:
-    """`module` in the fast mode (in place; see the module docstring). `source` (the checkpoint the module was
-    built from) makes the conversion lossless for 4-bit GGUF tensors and lets it be cached. Only bf16
-    activations are supported on CPU: other `dtype`s raise ValueError."""
+              scheme: str = "int4") -> FastTransformer:
+    """The fast model of a built `module` (see the module docstring): its submodules are converted in place
+    and adopted by the returned FastTransformer, so use the return value. `source` (the checkpoint the
+    module was built from) makes the conversion lossless for 4-bit GGUF tensors and lets it be cached.
+    Only bf16 activations are supported on CPU: other `dtype`s raise ValueError."""
     if dtype != ACT_DTYPE:
         raise ValueError(f"the fast mode runs bf16 activations, not {dtype}")
     return _install(module, fast_tensors(module, source, scheme))
 
 
-def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str = "int4") -> Transformer:
+def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str = "int4") -> FastTransformer:
     """The fast model of `source`, built from the fast cache on the meta device (no float model in memory)
     when the cache holds it; otherwise converted once (and cached) first."""
     path = _cache_file(source, scheme)
