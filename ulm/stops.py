@@ -23,7 +23,7 @@ FinishReason = Literal["stop", "length"]
 
 
 class StopStrings:
-    """Holds back streamed text until no stop string can start in it; cuts the text at the first stop."""
+    """Holds back streamed text until no stop string can start in it; cuts the text at the first stop to complete."""
 
     def __init__(self, stops: Sequence[str] = ()) -> None:
         self.stops = tuple(s for s in dict.fromkeys(stops) if s)
@@ -38,14 +38,17 @@ class StopStrings:
         if not self.stops:
             return text, False
         buf = self._held + text
-        first: tuple[int, str] | None = None
+        # The stop that completes first wins (generation is causal: text after it was never going to be
+        # produced), ties going to the one that starts first. This makes the result independent of how the
+        # text is split into deltas.
+        first: tuple[int, int, str] | None = None  # (end, start, stop)
         for stop in self.stops:
             pos = buf.find(stop)
-            if pos >= 0 and (first is None or pos < first[0]):
-                first = (pos, stop)
+            if pos >= 0 and (first is None or (pos + len(stop), pos) < first[:2]):
+                first = (pos + len(stop), pos, stop)
         if first is not None:
-            self.stopped, self.matched, self._held = True, first[1], ""
-            return buf[: first[0]], True
+            self.stopped, self.matched, self._held = True, first[2], ""
+            return buf[: first[1]], True
         keep = self._partial_suffix(buf)
         self._held = buf[len(buf) - keep:] if keep else ""
         return buf[: len(buf) - keep], False

@@ -46,6 +46,13 @@ def test_earliest_of_several_stops_wins() -> None:
     assert stopped and "".join(out) == "aa"
 
 
+def test_the_stop_that_completes_first_wins_however_the_text_is_split() -> None:
+    # "aba" starts before "b" but completes after it: generation would have stopped at "b".
+    for deltas in (["aaba"], ["aab", "a"], ["a", "a", "b", "a"]):
+        out, stopped = _run(["aba", "b"], deltas)
+        assert stopped and "".join(out) == "aa", deltas
+
+
 def test_stop_as_the_first_text_emits_nothing() -> None:
     out, stopped = _run(["."], [".rest"])
     assert stopped and out == [""]
@@ -58,15 +65,16 @@ def test_flush_returns_held_text_at_the_end() -> None:
 
 @given(st.text(alphabet="ab.\n", max_size=40), st.lists(st.text(alphabet="ab.\n", min_size=1, max_size=4),
                                                       min_size=1, max_size=3), st.data())
-def test_streamed_output_equals_text_before_first_stop_and_no_delta_leaks_a_stop(
+def test_streamed_output_is_cut_at_the_first_stop_to_complete_and_no_delta_leaks_a_stop(
         text: str, stops: list[str], data: st.DataObject) -> None:
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
     deltas = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     out, stopped = _run(stops, deltas)
-    positions = [p for p in (text.find(s) for s in stops) if p >= 0]
-    expected = text[: min(positions)] if positions else text
+    # The first stop to complete (earliest end, then earliest start) cuts the text, however it is split.
+    matches = [(p + len(s), p) for s in stops if (p := text.find(s)) >= 0]
+    expected = text[: min(matches)[1]] if matches else text
     assert "".join(out) == expected
-    assert stopped == bool(positions)
+    assert stopped == bool(matches)
     emitted = ""
     for delta in out:
         emitted += delta
