@@ -1,7 +1,8 @@
 """`ulm bench`'s driver: tokenise the fixed text once, then run each engine in its own subprocess.
 
 Every engine gets the same token ids (written to a temp JSON file), the same thread count (torch's and
-OpenMP's, with OMP_WAIT_POLICY=PASSIVE unless set) and the same model file. For a GGUF file, µLM's
+OpenMP's; OMP_WAIT_POLICY is the caller's: spinning waits are fastest on an idle machine and worst on a
+busy one) and the same model file. For a GGUF file, µLM's
 converted-weights cache is warmed first in a throwaway process, so µLM's load time is that of a normal
 (cached) start, as for every later `ulm` run (HF directories are not converted: nothing to warm).
 """
@@ -42,9 +43,6 @@ def _worker_env(threads: int) -> dict[str, str]:
     env["HF_HUB_OFFLINE"] = "1"
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["TQDM_DISABLE"] = "1"  # transformers' GGUF conversion bar would flood the progress lines
-    # OpenMP threads that spin while waiting steal the CPU from everything else on a shared 2-core machine
-    # (measured: torch decode 5x slower under load); PASSIVE is what `ulm serve` runs with. Same for every engine.
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
