@@ -142,6 +142,19 @@ class FastTransformer(Transformer):
             return None  # the generic path raises the context error
         return start, slice(first, first + batch)
 
+    def _cache_views(self, cache: KVCache, rows: slice) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Each layer's K and V views of these cache rows, [B, Hkv, max_len, hd], and the same with positions
+        first (to write one position with a single index), kept while the same cache and rows decode;
+        holding them keeps that cache's buffers alive until another cache decodes."""
+        key = (id(cache), cache.k.data_ptr(), rows.start, rows.stop)
+        if getattr(self, "_views_key", None) != key:
+            views = []
+            for i in range(len(self._layers)):
+                k, v = cache.k[i, rows], cache.v[i, rows]
+                views.append((k, v, k.permute(2, 0, 1, 3), v.permute(2, 0, 1, 3)))
+            self._views, self._views_key = views, key
+        return self._views
+
     def _decode(self, ids: Tensor, cache: KVCache, s: int, rows: slice) -> Tensor:
         """Logits [B, 1, V] of one token per row at position s. ids [B, 1]."""
         c = self.config
@@ -155,13 +168,14 @@ class FastTransformer(Transformer):
         x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
         h = torch.empty(B, D, dtype=act)  # each norm's output, consumed at once by the next matmul
         eps = self._eps
+        views = self._cache_views(cache, rows)
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
             qk, v = qkv_mm(_rms_norm(x, n1, eps, out=h)).split(self._split, dim=-1)  # [B, (Hq+Hkv)·hd], [B, Hkv·hd]
             qk = qk.view(B, Hq + Hkv, hd)
             qk = qk * cos + qk.roll(half, dims=-1) * sin  # rotate-half RoPE, rounding as `apply_rope` does
-            k_cache, v_cache = cache.k[i, rows], cache.v[i, rows]  # [B, Hkv, max_len, hd]
-            k_cache[:, :, s] = qk[:, Hq:]
-            v_cache[:, :, s] = v.view(B, Hkv, hd)
+            k_cache, v_cache, k_at, v_at = views[i]  # [B, Hkv, max_len, hd] ×2, then [max_len, B, Hkv, hd] ×2
+            k_at[s] = qk[:, Hq:]
+            v_at[s] = v.view(B, Hkv, hd)
             q = qk[:, :Hq].reshape(B, Hkv, Hq // Hkv, hd)  # a KV group's query heads as its query rows
             y = F.scaled_dot_product_attention(q, k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1])
             x.add_(o_mm(y.reshape(B, Hq * hd)))
