@@ -109,6 +109,24 @@ def test_the_lean_decode_step_equals_the_generic_forward_bit_for_bit(tiny_source
     assert torch.equal(lean.k, generic.k) and torch.equal(lean.v, generic.v)
 
 
+def test_alternating_caches_each_get_their_own_writes(tiny_source: ModelSource) -> None:
+    fast = load_fast(tiny_source)
+    ids = torch.randint(0, TINY.vocab_size, (2, 10), generator=torch.Generator().manual_seed(8))
+    lean = [KVCache(fast.config, 1, 16, torch.bfloat16) for _ in range(2)]
+    generic = [KVCache(fast.config, 1, 16, torch.bfloat16) for _ in range(2)]
+    with torch.inference_mode():
+        for row in range(2):
+            for cache in (lean[row], generic[row]):
+                Transformer.forward(fast, ids[row:row + 1, :6], cache=cache, start=0)
+        for pos in range(6, 10):
+            for row in range(2):  # switch cache every step
+                step = ids[row:row + 1, pos:pos + 1]
+                got = fast(step, cache=lean[row], start=pos)
+                assert torch.equal(got, Transformer.forward(fast, step, cache=generic[row], start=pos))
+    for a, b in zip(lean, generic, strict=True):
+        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+
+
 def test_rows_at_different_positions_take_the_generic_path(tiny_source: ModelSource) -> None:
     fast = load_fast(tiny_source)
     ids = torch.randint(0, TINY.vocab_size, (2, 1), generator=torch.Generator().manual_seed(6))
