@@ -83,13 +83,13 @@ class KVCache:
         """Write k, v [B, Hkv, T, hd] of `layer` where `plan` says; return the K/V to attend to [B, Hkv, S, hd]."""
         k_layer, v_layer = self.k[layer], self.v[layer]  # [max_batch, Hkv, max_len, hd]
         assert plan.rows is not None and plan.pos is not None and plan.keys is not None
-        if isinstance(plan.rows, slice):
-            assert isinstance(plan.pos, slice)
+        if isinstance(plan.pos, slice):  # every row at the same positions: plain slices
+            assert isinstance(plan.rows, slice)
             k_layer[plan.rows, :, plan.pos] = k
             v_layer[plan.rows, :, plan.pos] = v
             return k_layer[plan.rows, :, plan.keys], v_layer[plan.rows, :, plan.keys]  # views
-        assert isinstance(plan.pos, torch.Tensor)
-        rows = plan.rows[:, None]  # [B, 1], broadcast against pos [B, T]
-        k_layer[rows, :, plan.pos] = k.transpose(1, 2)  # indexed view is [B, T, Hkv, hd]
-        v_layer[rows, :, plan.pos] = v.transpose(1, 2)
-        return k_layer[plan.rows, :, plan.keys], v_layer[plan.rows, :, plan.keys]  # gathered [B, Hkv, S, hd]
+        assert isinstance(plan.pos, torch.Tensor) and plan.row_index is not None
+        k_layer[plan.row_index, :, plan.pos] = k.transpose(1, 2)  # row_index [B, 1] × pos [B, T]: [B, T, Hkv, hd]
+        v_layer[plan.row_index, :, plan.pos] = v.transpose(1, 2)
+        # Contiguous rows (a slice) are read as views; scattered rows are gathered: [B, Hkv, S, hd]
+        return k_layer[plan.rows, :, plan.keys], v_layer[plan.rows, :, plan.keys]

@@ -84,12 +84,17 @@ class Transformer(nn.Module):
         end = max(starts) + T
         if end > min(cache.max_len, self.rope.max_len):
             raise ContextLengthError(end, min(cache.max_len, self.rope.max_len))
-        if all(s == starts[0] for s in starts) and row_list == list(range(row_list[0], row_list[0] + B)):
+        contiguous = row_list == list(range(row_list[0], row_list[0] + B))
+        if contiguous and all(s == starts[0] for s in starts):
             return self._slice_plan(cache, starts[0], T, slice(row_list[0], row_list[0] + B), window, ids.device)
         pos = torch.tensor(starts, device=ids.device)[:, None] + torch.arange(T, device=ids.device)  # [B, T]
         mask = _allowed(pos[:, None, :], torch.arange(end, device=ids.device), window)  # [B, 1, T, S]
+        row_index = torch.tensor(row_list, device=ids.device)  # [B]
+        # Rows at different positions: written by index; read back as a view when they are contiguous
+        # (the server's usual case), gathered (a copy of every row's keys) only when they are scattered.
+        rows = slice(row_list[0], row_list[0] + B) if contiguous else row_index
         return AttnPlan(self.rope.cos[pos, None], self.rope.sin[pos, None], mask=mask, cache=cache,  # [B, T, 1, hd]
-                        rows=torch.tensor(row_list, device=ids.device), pos=pos, keys=slice(0, end))
+                        rows=rows, row_index=row_index[:, None], pos=pos, keys=slice(0, end))
 
     def _slice_plan(self, cache: KVCache, s: int, T: int, rows: slice, window: int | None,
                     device: torch.device) -> AttnPlan:

@@ -76,11 +76,12 @@ def test_start_defaults_to_the_cache_lengths() -> None:
 
 
 @torch.inference_mode()
-def test_rows_at_different_lengths_decode_together_as_each_alone(config: ModelConfig) -> None:
+@pytest.mark.parametrize("rows", [[3, 0, 1], [1, 2, 3]], ids=["scattered-rows", "contiguous-rows"])
+def test_rows_at_different_lengths_decode_together_as_each_alone(config: ModelConfig, rows: list[int]) -> None:
+    # scattered rows are gathered from the cache; contiguous rows are read as a view with a per-row mask
     model = random_model(config)
     prompts = [ids_of(9, seed=2), ids_of(4, seed=3), ids_of(13, seed=4)]
     cache = KVCache(config, max_batch=4, max_len=24)
-    rows = [3, 0, 1]  # not the batch order, not contiguous
     for row, prompt in zip(rows, prompts, strict=True):
         model(prompt[:, :-1], cache=cache, start=0, rows=torch.tensor([row]))
         cache.advance(row, prompt.shape[1] - 1)

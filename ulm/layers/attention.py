@@ -37,6 +37,7 @@ class AttnPlan:
     cache: KVCache | None = None
     rows: slice | torch.Tensor | None = None  # cache rows: a slice, or LongTensor [B]
     pos: slice | torch.Tensor | None = None  # write positions: a slice (all rows alike), or LongTensor [B, T]
+    row_index: torch.Tensor | None = None  # LongTensor [B, 1]: the rows for writes at per-row positions
     keys: slice | None = None  # cache positions attended to
 
 
