@@ -8,7 +8,6 @@ at teardown it is stopped with SIGTERM, and any process still carrying this test
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from agentshell.client import Client
 from cb import paths
+from tests.support.processes import stop_process
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.01) -> object:
@@ -80,15 +80,9 @@ class RunningDaemon:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_process(self.proc, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def crash(self) -> None:
         """kill -9, as a crash would."""

@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 PUB_USER, PUB_PASS = "clip_pub", "pub-secret-7f3a"
 SUB_USER, SUB_PASS = "clip_sub", "sub-secret-91c4"
 
@@ -103,13 +105,8 @@ class RedisServer:
             return False
 
     def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def stop(self) -> None:
         """SIGTERM and wait (the port is free afterwards)."""

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import time
 
+from tests.support.processes import stop_process
+
 
 class Xvfb:
     """One Xvfb server on a free display number."""
@@ -63,13 +65,8 @@ class Xvfb:
         return b"Can't open display" not in out.stderr
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
 def read_clipboard(display: str, timeout_s: float = 5.0) -> str:
