@@ -17,6 +17,7 @@ import pytest
 
 from cb.server import healthy
 from tests.cb.scripted_server import ScriptedServer
+from tests.support.processes import stop_process
 
 
 @pytest.fixture
@@ -70,10 +71,5 @@ def ulm_server(tmp_path_factory: pytest.TempPathFactory, tiny_model_2k: Path) ->
             time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
         log.close()

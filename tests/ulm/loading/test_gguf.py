@@ -70,19 +70,21 @@ def test_qwen2_gguf_keeps_row_order_and_reads_biases(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded[name], tensor, atol=0, rtol=0)
 
 
+def _k_scale_min(scales: bytes, j: int) -> tuple[int, int]:
+    """ggml-quants.c get_scale_min_k4: the 6-bit scale and min of sub-block j of a K-quant block."""
+    if j < 4:
+        return scales[j] & 63, scales[j + 4] & 63
+    return (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)
+
+
 def _q4_k_reference(block: bytes) -> list[float]:
     """ggml-quants.c dequantize_row_q4_K for one block of 256, written out scalar."""
     d, dmin = struct.unpack("<2e", block[:4])
     scales, qs = block[4:16], block[16:]
 
-    def scale_min(j: int) -> tuple[int, int]:
-        if j < 4:
-            return scales[j] & 63, scales[j + 4] & 63
-        return (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)
-
     out: list[float] = []
     for j in range(4):
-        (sc1, m1), (sc2, m2) = scale_min(2 * j), scale_min(2 * j + 1)
+        (sc1, m1), (sc2, m2) = _k_scale_min(scales, 2 * j), _k_scale_min(scales, 2 * j + 1)
         q = qs[32 * j:32 * j + 32]
         out += [d * sc1 * (b & 0xF) - dmin * m1 for b in q]
         out += [d * sc2 * (b >> 4) - dmin * m2 for b in q]
@@ -111,14 +113,9 @@ def _q5_k_reference(block: bytes) -> list[float]:
     d, dmin = struct.unpack("<2e", block[:4])
     scales, qh, qs = block[4:16], block[16:48], block[48:]
 
-    def scale_min(j: int) -> tuple[int, int]:
-        if j < 4:
-            return scales[j] & 63, scales[j + 4] & 63
-        return (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4), (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)
-
     out: list[float] = []
     for j in range(4):
-        (sc1, m1), (sc2, m2) = scale_min(2 * j), scale_min(2 * j + 1)
+        (sc1, m1), (sc2, m2) = _k_scale_min(scales, 2 * j), _k_scale_min(scales, 2 * j + 1)
         u1, u2 = 1 << (2 * j), 2 << (2 * j)
         q = qs[32 * j:32 * j + 32]
         out += [d * sc1 * ((b & 0xF) + (16 if h & u1 else 0)) - dmin * m1 for b, h in zip(q, qh, strict=True)]
