@@ -1,4 +1,6 @@
-"""The client for any OpenAI-compatible server (ulm serve, llama.cpp, vLLM, Ollama, a hosted API), over httpx.
+"""The client for any OpenAI-compatible server (ulm serve, llama.cpp, vLLM, Ollama, a hosted API), over the
+stdlib's http.client (one kept-alive connection per Backend; an HTTP library would cost a one-shot `cb` more
+to import than the rest of its start-up).
 
 `Backend.chat(messages)` streams an answer as events: `Delta` (text), then one `Done` carrying the finish
 reason, the usage (prompt, completion and cached tokens) and the timing (TTFT, tokens/s). Every failure
@@ -6,25 +8,28 @@ reason, the usage (prompt, completion and cached tokens) and the timing (TTFT, t
 `BackendError` whose message is one line for the user. Closing the stream early (Ctrl-C) closes the HTTP
 connection, which is how the server learns to free the slot.
 
+Timeouts: connecting waits at most min(timeout, 10) s; every later read waits at most `timeout` s (so a
+stream may run longer, as long as chunks keep coming). Proxies: the usual environment variables (HTTPS_PROXY,
+HTTP_PROXY, ALL_PROXY, NO_PROXY) are honoured, as curl and the OpenAI SDK do.
+
 `count_tokens` uses the server's `POST /tokenize` (llama.cpp / ulm shape: {"content"} → {"tokens"}) and
 falls back to an estimate of 1 token per 4 characters when the server has no such endpoint.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
-import sys
+import os
+import ssl
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
 
-# httpx's __init__ imports its own command-line tool (httpx._main → click, rich, pygments) when those are
-# installed, which doubles its import time; cb never uses that tool. A None entry in sys.modules makes that
-# one optional import fail, and httpx falls back to a stub, as it does when click is absent.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-
-import httpx  # noqa: E402
+CONNECT_TIMEOUT_S = 10.0
 
 
 class BackendError(RuntimeError):
@@ -66,9 +71,35 @@ def server_root(base_url: str) -> str:
     return root[: -len("/v1")] if root.endswith("/v1") else root
 
 
-def _error_message(resp: httpx.Response) -> str:
+@dataclass
+class Reply:
+    """A whole (non-streamed) HTTP response."""
+
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.body)
+
+    def json_field(self, name: str) -> Any:
+        """The JSON object's field `name`, or None when the body is not such an object."""
+        try:
+            body = self.json()
+        except ValueError:
+            return None
+        return body.get(name) if isinstance(body, dict) else None
+
+
+def _error_message(reply: Reply) -> str:
     try:
-        body = resp.json()
+        body = reply.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -79,8 +110,8 @@ def _error_message(resp: httpx.Response) -> str:
             return " ".join(err.split())
         if isinstance(body.get("detail"), str):
             return " ".join(body["detail"].split())
-    text = " ".join(resp.text.split())
-    return text[:200] if text else resp.reason_phrase
+    text = " ".join(reply.body.decode("utf-8", errors="replace").split())
+    return text[:200] if text else reply.reason
 
 
 class Backend:
@@ -90,15 +121,17 @@ class Backend:
         self.base_url = base_url.rstrip("/")
         self.root = server_root(self.base_url)
         self.model = model
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # certificates are loaded only for https (loading the CA bundle costs ~0.1 s per start-up)
-        self._http = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                                  verify=self.base_url.startswith("https:"))
+        self.timeout = timeout
+        self._headers = {"User-Agent": "cb", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self._conn: http.client.HTTPConnection | None = None
+        self._via_proxy = False  # plain HTTP through a proxy: requests name the absolute URL
         self._tokenize_ok: bool | None = None
         self._models: list[dict[str, Any]] | None = None
 
     def close(self) -> None:
-        self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> Backend:
         return self
@@ -108,56 +141,142 @@ class Backend:
 
     # --- plumbing -------------------------------------------------------------------------------------
 
-    def _fail(self, exc: httpx.HTTPError) -> BackendError:
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-            return BackendError(f"cannot reach the model server at {self.base_url} (is it running?)")
-        if isinstance(exc, httpx.TimeoutException):
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        """A new connection to the server (the old one closed), or BackendError saying why not."""
+        self.close()
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BackendError(f"base_url must start with http:// or https://, not {self.base_url!r}")
+        https = parts.scheme == "https"
+        kind = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        proxy = _proxy_for(parts.scheme, parts.hostname)
+        try:
+            host, port = parts.hostname, parts.port or (443 if https else 80)
+            self._via_proxy = proxy is not None and not https
+            if proxy is None:
+                conn = kind(host, port, timeout=min(timeout, CONNECT_TIMEOUT_S))
+            else:
+                conn = kind(proxy.hostname or "", proxy.port or 80, timeout=min(timeout, CONNECT_TIMEOUT_S))
+                auth = _proxy_auth(proxy)
+                if https:
+                    conn.set_tunnel(host, port, headers=auth)
+                else:
+                    self._headers.update(auth)
+            conn.connect()
+        except ssl.SSLError as exc:
+            raise BackendError(f"TLS failed with the model server at {self.base_url}: "
+                               f"{exc.reason or exc}") from None
+        except (OSError, ValueError) as exc:
+            if proxy is not None:
+                raise BackendError(f"cannot reach the model server at {self.base_url} through the proxy "
+                                   f"{proxy.hostname}:{proxy.port or 80} ({exc})") from None
+            raise BackendError(f"cannot reach the model server at {self.base_url} (is it running?)") from None
+        self._conn = conn
+        return conn
+
+    def _fail(self, exc: Exception) -> BackendError:
+        """The one-line error for a failure after connecting (the connection is closed)."""
+        self.close()
+        if isinstance(exc, TimeoutError):
             return BackendError(f"the model server at {self.base_url} did not answer in time "
-                                f"({self._http.timeout.read:g}s; raise it with `cb config set timeout N`)")
-        if isinstance(exc, httpx.RemoteProtocolError):
+                                f"({self.timeout:g}s; raise it with `cb config set timeout N`)")
+        if isinstance(exc, ConnectionError | http.client.IncompleteRead | http.client.BadStatusLine):
             return BackendError(f"the model server at {self.base_url} closed the connection mid-answer")
         return BackendError(f"HTTP error talking to {self.base_url}: {exc}")
 
-    def _check(self, resp: httpx.Response) -> None:
-        if resp.is_success:
+    def _open(self, method: str, url: str, body: dict[str, Any] | None = None,
+              timeout: float | None = None) -> http.client.HTTPResponse:
+        """Send a request on the kept-alive connection; the response comes back with its headers read.
+
+        A connection the server closed while idle fails on its next request; that request is sent again,
+        once, on a new connection.
+        """
+        wait = self.timeout if timeout is None else timeout
+        data = None
+        content = {}
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            content = {"Content-Type": "application/json"}
+        reused = self._conn is not None and self._conn.sock is not None
+        conn = self._conn if reused and self._conn is not None else self._connect(wait)
+        parts = urlsplit(url)
+        target = url if self._via_proxy else (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {**self._headers, **content}
+        while True:
+            try:
+                assert conn.sock is not None
+                conn.sock.settimeout(wait)
+                conn.request(method, target, body=data, headers=headers)
+                return conn.getresponse()
+            except (ConnectionError, http.client.BadStatusLine) as exc:
+                if not reused:
+                    raise self._fail(exc) from None
+                reused = False
+                conn = self._connect(wait)
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._fail(exc) from None
+
+    def _request(self, method: str, url: str, body: dict[str, Any] | None = None,
+                 timeout: float | None = None) -> Reply:
+        resp = self._open(method, url, body, timeout)
+        try:
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._fail(exc) from None
+        return Reply(resp.status, resp.reason, resp.headers, data)
+
+    def _check(self, reply: Reply, url: str) -> None:
+        if reply.ok:
             return
-        if resp.is_stream_consumed is False:
-            resp.read()
-        msg = _error_message(resp)
-        code = resp.status_code
+        msg = _error_message(reply)
+        code = reply.status
         if code == 401 or code == 403:
             raise BackendError(f"the server refused the API key ({code}: {msg}); set it with CB_API_KEY "
                                "or `cb config set api_key KEY`")
         if code == 404:
-            raise BackendError(f"not found at {resp.request.url} ({msg}); check base_url and model")
+            raise BackendError(f"not found at {url} ({msg}); check base_url and model")
         if code in (429, 503):
-            after = resp.headers.get("retry-after")
+            after = reply.headers.get("retry-after")
             hint = f"; retry in {after}s" if after else "; try again shortly"
             raise BackendError(f"the server is busy ({code}: {msg}){hint}")
         raise BackendError(f"the server answered {code}: {msg}")
 
-    def _get(self, url: str) -> httpx.Response:
-        try:
-            resp = self._http.get(url)
-        except httpx.HTTPError as exc:
-            raise self._fail(exc) from None
-        self._check(resp)
-        return resp
+    def _lines(self, resp: http.client.HTTPResponse) -> Iterator[str]:
+        """The response body's lines as they arrive, without their line ends."""
+        while True:
+            try:
+                raw = resp.readline()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self._fail(exc) from None
+            if not raw:
+                return
+            yield raw.decode("utf-8", errors="replace").rstrip("\r\n")
 
     # --- endpoints ------------------------------------------------------------------------------------
 
+    def probe(self, timeout: float = 2.0) -> tuple[str, str]:
+        """GET <root>/health → ("ok" | "loading" | "error" | "down", the server's error message if any)."""
+        try:
+            reply = self._request("GET", f"{self.root}/health", timeout=timeout)
+        except BackendError:
+            return "down", ""
+        if reply.ok:
+            return "ok", ""
+        state = str(reply.json_field("status") or "loading")
+        return ("error" if state == "error" else "loading"), " ".join(str(reply.json_field("error") or "").split())
+
     def health(self) -> bool:
         """True when GET /health answers 200 (False when down, loading or unreachable)."""
-        try:
-            return self._http.get(f"{self.root}/health", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.probe()[0] == "ok"
 
     def models(self) -> list[dict[str, Any]]:
         """The server's models (`GET /v1/models` data entries), fetched once per Backend."""
         if self._models is None:
+            url = f"{self.base_url}/models"
+            reply = self._request("GET", url)
+            self._check(reply, url)
             try:
-                data = self._get(f"{self.base_url}/models").json()
+                data = reply.json()
             except ValueError:
                 raise BackendError(f"{self.base_url}/models did not answer JSON; is base_url an "
                                    "OpenAI-compatible API (ending in /v1)?") from None
@@ -186,16 +305,14 @@ class Backend:
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by the server's tokenizer; an estimate (chars / 4) when it has none."""
         if self._tokenize_ok is not False:
-            try:
-                resp = self._http.post(f"{self.root}/tokenize", json={"content": text, "add_special": False})
-            except httpx.HTTPError as exc:
-                raise self._fail(exc) from None
-            tokens = _json_field(resp, "tokens") if resp.is_success else None
+            url = f"{self.root}/tokenize"
+            reply = self._request("POST", url, {"content": text, "add_special": False})
+            tokens = reply.json_field("tokens") if reply.ok else None
             if isinstance(tokens, list):
                 self._tokenize_ok = True
                 return len(tokens)
-            if resp.status_code in (401, 403):
-                self._check(resp)
+            if reply.status in (401, 403):
+                self._check(reply, url)
             self._tokenize_ok = False
         return (len(text) + 3) // 4
 
@@ -211,55 +328,75 @@ class Backend:
             "model": self.model, "messages": messages, "stream": True, "max_tokens": max_tokens,
             "temperature": temperature, "stream_options": {"include_usage": True}, **(extra or {}),
         }
+        url = f"{self.base_url}/chat/completions"
         start = time.perf_counter()
         done = Done(finish_reason=None)
+        resp = self._open("POST", url, body)
         try:
-            with self._http.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:
-                self._check(resp)
-                seen = False
-                for data in _sse_data(resp.iter_lines()):
-                    seen = True
-                    if data == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise BackendError(f"the server sent a malformed stream chunk: {data[:80]!r}") from None
-                    if not isinstance(chunk, dict):
-                        raise BackendError(f"the server sent a malformed stream chunk: {data[:80]!r}")
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        msg = err.get("message", err) if isinstance(err, dict) else err
-                        raise BackendError(f"the server stopped with an error: {' '.join(str(msg).split())}")
-                    if isinstance(chunk.get("usage"), dict):
-                        done.usage = _usage(chunk["usage"])
-                        done.usage_reported = True
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        text = delta.get("content")
-                        if text:
-                            if done.ttft_s is None:
-                                done.ttft_s = time.perf_counter() - start
-                            yield Delta(text)
-                        if choice.get("finish_reason"):
-                            done.finish_reason = choice["finish_reason"]
-                if not seen:
-                    kind = resp.headers.get("content-type", "no content type")
-                    raise BackendError(f"{self.base_url}/chat/completions did not answer an event stream "
-                                       f"({kind}); is base_url an OpenAI-compatible API (ending in /v1)?")
-        except httpx.HTTPError as exc:
-            raise self._fail(exc) from None
+            if not 200 <= resp.status < 300:
+                try:
+                    data = resp.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise self._fail(exc) from None
+                self._check(Reply(resp.status, resp.reason, resp.headers, data), url)
+            seen = False
+            for data in _sse_data(self._lines(resp)):
+                seen = True
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    raise BackendError(f"the server sent a malformed stream chunk: {data[:80]!r}") from None
+                if not isinstance(chunk, dict):
+                    raise BackendError(f"the server sent a malformed stream chunk: {data[:80]!r}")
+                if "error" in chunk:
+                    err = chunk["error"]
+                    msg = err.get("message", err) if isinstance(err, dict) else err
+                    raise BackendError(f"the server stopped with an error: {' '.join(str(msg).split())}")
+                if isinstance(chunk.get("usage"), dict):
+                    done.usage = _usage(chunk["usage"])
+                    done.usage_reported = True
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content")
+                    if text:
+                        if done.ttft_s is None:
+                            done.ttft_s = time.perf_counter() - start
+                        yield Delta(text)
+                    if choice.get("finish_reason"):
+                        done.finish_reason = choice["finish_reason"]
+            if not seen:
+                kind = resp.headers.get("content-type", "no content type")
+                raise BackendError(f"{self.base_url}/chat/completions did not answer an event stream "
+                                   f"({kind}); is base_url an OpenAI-compatible API (ending in /v1)?")
+        finally:
+            # the rest of the stream is not read: closing is what tells the server to stop (and free the slot)
+            resp.close()
+            self.close()
         done.total_s = time.perf_counter() - start
         yield done
 
 
-def _json_field(resp: httpx.Response, name: str) -> Any:
-    """`resp`'s JSON object's field `name`, or None when the body is not such an object."""
-    try:
-        body = resp.json()
-    except ValueError:
+def _proxy_for(scheme: str, host: str) -> SplitResult | None:
+    """The proxy the environment names for this scheme and host, if any (NO_PROXY honoured)."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
         return None
-    return body.get(name) if isinstance(body, dict) else None
+    import urllib.request  # only when a proxy variable is set: its import costs a one-shot cb ~5 ms
+
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return urlsplit(url if "://" in url else f"http://{url}")
+
+
+def _proxy_auth(proxy: SplitResult) -> dict[str, str]:
+    """The Proxy-Authorization header for a proxy URL with user:password, else none."""
+    if proxy.username is None:
+        return {}
+    pair = f"{unquote(proxy.username)}:{unquote(proxy.password or '')}".encode()
+    return {"Proxy-Authorization": f"Basic {base64.b64encode(pair).decode('ascii')}"}
 
 
 def _usage(raw: dict[str, Any]) -> Usage:

@@ -12,7 +12,6 @@ numbers are for reading (the machines are shared and noisy).
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -70,21 +69,15 @@ def bench_help(runs: int, work: Path) -> tuple[list[float], list[float]]:
     return cb_times, typer_times
 
 
-def _ttft(base_url: str, api_key: str, body: dict[str, object]) -> float:
-    import httpx
+def _ttft(base_url: str, api_key: str, model: str, messages: list[dict[str, str]]) -> float:
+    """The server's time to the first answer token (its whole answer if that is empty), on a new connection."""
+    from cb.backend import Backend, Done
 
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(timeout=120, headers=headers) as http:
-        t0 = time.perf_counter()
-        with http.stream("POST", f"{base_url}/chat/completions", json=body) as resp:
-            resp.raise_for_status()
-            for line in resp.iter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    chunk = json.loads(line[6:])
-                    if any((c.get("delta") or {}).get("content") or c.get("finish_reason")
-                           for c in chunk.get("choices") or []):
-                        return time.perf_counter() - t0
-    raise RuntimeError("the server sent no token")
+    with Backend(base_url, api_key, model) as backend:
+        for event in backend.chat(messages, max_tokens=1, temperature=0.0):
+            if isinstance(event, Done):
+                return event.ttft_s if event.ttft_s is not None else event.total_s
+    raise RuntimeError("the server sent no answer")
 
 
 def bench_round_trip(runs: int, work: Path) -> tuple[list[float], list[float], str]:
@@ -104,18 +97,16 @@ def bench_round_trip(runs: int, work: Path) -> tuple[list[float], list[float], s
         with Chat(settings, session.current(project), Out()) as chat:
             backend = chat.backend()  # starts the local server if needed (not timed)
             built = chat.assemble("hi", history=[])
-            body = {"model": backend.model, "messages": built.messages, "max_tokens": 1, "temperature": 0.0,
-                    "stream": True}
-            base_url, api_key = backend.base_url, settings.api_key
-            _ttft(base_url, api_key, body)  # warm: the prompt's prefix is now cached, as for a warm cb
+            anchor = (backend.base_url, settings.api_key, backend.model, built.messages)
+            _ttft(*anchor)  # warm: the prompt's prefix is now cached, as for a warm cb
             _wall([cb, "hi", "--fresh"], env, project)
             cb_times, ttfts = [], []
             for _ in range(runs):
                 cb_times.append(_wall([cb, "hi", "--fresh"], env, project))
-                ttfts.append(_ttft(base_url, api_key, body))
+                ttfts.append(_ttft(*anchor))
     finally:
         os.chdir(cwd)
-    return cb_times, ttfts, base_url
+    return cb_times, ttfts, backend.base_url
 
 
 def run(runs: int = 10, round_trip: bool = True) -> str:

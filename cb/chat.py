@@ -202,6 +202,8 @@ def edit_instructions() -> str:
 
 def tab_tails(lines: int) -> list[tuple[str, str]]:
     """(label, plain-text tail) of every agentshell tab, if the daemon is running (it is never started here)."""
+    if not paths.agentshell_socket().exists():  # no daemon: not even its client is imported
+        return []
     try:
         from agentshell.client import Client
         from agentshell.protocol import AgentshellError

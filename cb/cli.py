@@ -1,9 +1,10 @@
 """The `cb` command line: the root Typer app.
 
-Commands live in modules under `cb/commands/`, one module per area, each registered below. They import
-only typer (and the stdlib) at module level; anything heavier (httpx, prompt_toolkit, redis, rich) is
-imported inside the command body, so `cb --help` stays as fast as a bare Typer app. Never import torch
-or transformers anywhere in `cb`.
+Commands live in modules under `cb/commands/`, one module per area, each named in `COMMANDS` below and
+imported only when that command runs (or when `cb --help` lists them all), so a one-shot `cb "question"`
+loads `ask` alone. Command modules import only typer (and the stdlib) at module level; anything heavier
+(prompt_toolkit, redis, rich) is imported inside the command body, so `cb --help` stays as fast as a bare
+Typer app. Never import torch or transformers anywhere in `cb`.
 
 Routing (`CbGroup`): `cb` alone opens the chat REPL when stdin is a terminal (and reads the question from
 stdin otherwise); `cb "question"` (any first word that is not a command) is `cb ask "question"`.
@@ -13,17 +14,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import sys
 from typing import Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
-from cb.commands import bench, chat, common, edit, files, info, models, oneshot, status, tab
-from cb.commands import clip as clip_cmd
-from cb.commands import config as config_cmd
-from cb.commands import server as server_cmd
-from cb.commands import session as session_cmd
+from cb.commands import common
+
+# Command name -> "module:attribute", a command function or a sub-app (a Typer), in `cb --help` order.
+COMMANDS: dict[str, str] = {
+    "ask": "cb.commands.oneshot:ask",
+    "chat": "cb.commands.chat:chat",
+    "open": "cb.commands.files:open_files",
+    "close": "cb.commands.files:close_files",
+    "files": "cb.commands.files:list_files",
+    "apply": "cb.commands.edit:apply",
+    "undo": "cb.commands.edit:undo",
+    "models": "cb.commands.models:models",
+    "status": "cb.commands.status:status",
+    "copy": "cb.commands.clip:copy",
+    "bench": "cb.commands.bench:bench",
+    "paths": "cb.commands.info:show_paths",
+    "version": "cb.commands.info:version",
+    "session": "cb.commands.session:app",
+    "config": "cb.commands.config:app",
+    "server": "cb.commands.server:app",
+    "tab": "cb.commands.tab:app",
+    "clip": "cb.commands.clip:app",
+}
 
 HELP = f"""cb: a terminal coding companion. Chat about the files you have open, apply the edits you accept.
 
@@ -45,15 +66,35 @@ Exit codes:
 
 
 class CbGroup(TyperGroup):
-    """A command group whose default command is `ask` (or `chat` with no arguments on a terminal)."""
+    """A command group whose default command is `ask` (or `chat` with no arguments on a terminal).
+
+    Its commands are loaded on first use from `COMMANDS`, each built by Typer as if registered on the app.
+    """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if not args:
             args = ["chat"] if sys.stdin.isatty() else ["ask"]
-        elif args[0] not in self.commands and args[0] not in ("-h", "--help"):
+        elif args[0] not in COMMANDS and args[0] not in ("-h", "--help"):
             args = ["ask", *args]
         _light_coercion(self)
         return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        if name not in self.commands and name in COMMANDS:
+            module, _, attr = COMMANDS[name].partition(":")
+            target = getattr(importlib.import_module(module), attr)
+            holder = typer.Typer(add_completion=False, rich_markup_mode=None)
+            if isinstance(target, typer.Typer):
+                holder.add_typer(target, name=name)
+            else:
+                holder.command(name)(target)
+            command = typer.main.get_group(holder).commands[name]
+            _light_coercion(command)
+            self.commands[name] = command
+        return self.commands.get(name)
 
 
 def _light_coercion(group: Any) -> None:
@@ -103,7 +144,7 @@ def _light_coercion(group: Any) -> None:
 
         command.get_help_option = get_help_option
 
-    for command in (group, *group.commands.values()):
+    for command in (group, *getattr(group, "commands", {}).values()):
         if command is not group and hasattr(command, "commands"):  # a sub-group (session, config, server, ...)
             _light_coercion(command)
             continue
@@ -122,24 +163,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("ask")(oneshot.ask)
-app.command("chat")(chat.chat)
-app.command("open")(files.open_files)
-app.command("close")(files.close_files)
-app.command("files")(files.list_files)
-app.add_typer(session_cmd.app, name="session")
-app.add_typer(config_cmd.app, name="config")
-app.command("apply")(edit.apply)
-app.command("undo")(edit.undo)
-app.command("models")(models.models)
-app.command("status")(status.status)
-app.add_typer(server_cmd.app, name="server")
-app.add_typer(tab.app, name="tab")
-app.command("copy")(clip_cmd.copy)
-app.add_typer(clip_cmd.app, name="clip")
-app.command("bench")(bench.bench)
-app.command("paths")(info.show_paths)
-app.command("version")(info.version)
 
 
 @app.callback()

@@ -63,13 +63,15 @@ def save_answer(session: Session, answer: str) -> Path:
 def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interactive: bool | None = None,
                  quiet: bool = False) -> EditOutcome:
     """Parse `answer` for proposals and apply, ask, or leave them, as the module docstring says."""
-    from tools import Journal, accept_unwarned, apply_batch, describe, parse_proposals, plan_batch
+    from tools import describe, parse_proposals
 
     parsed = parse_proposals(answer)
     result = EditOutcome(edits=[describe(p) for p in parsed.proposals if p.kind != "run"],
                          runs=[describe(p) for p in parsed.proposals if p.kind == "run"])
     if not parsed.proposals and not parsed.errors:
         return result
+    from tools import Journal, accept_unwarned, apply_batch, plan_batch
+
     if interactive is None:
         interactive = _can_ask()
     say = (lambda _text: None) if quiet else out.info

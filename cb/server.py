@@ -23,13 +23,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cb import paths
+from cb.backend import Backend
 
 STOP_GRACE_S = 10.0
 
@@ -85,25 +84,8 @@ def _is_our_server(pid: int) -> bool:
 
 def probe(base_url: str, timeout: float = 2.0) -> tuple[str, str]:
     """GET <root>/health → ("ok" | "loading" | "error" | "down", the server's error message if any)."""
-    root = base_url.rstrip("/").removesuffix("/v1")
-    try:
-        with urllib.request.urlopen(f"{root}/health", timeout=timeout) as resp:
-            body = resp.read()
-            status = 200
-    except urllib.error.HTTPError as exc:
-        body, status = exc.read(), exc.code
-    except (urllib.error.URLError, OSError, ValueError):
-        return "down", ""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    if status == 200:
-        return "ok", ""
-    state = str(data.get("status") or "loading")
-    return ("error" if state == "error" else "loading"), " ".join(str(data.get("error") or "").split())
+    with Backend(base_url, timeout=timeout) as backend:
+        return backend.probe(timeout)
 
 
 def healthy(base_url: str, timeout: float = 2.0) -> bool:

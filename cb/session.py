@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,7 +138,7 @@ class Session:
 
 def _new_id(project: Path) -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.name)[:24] or "root"
-    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
 
 
 def _current_file() -> Path:

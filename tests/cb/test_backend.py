@@ -5,7 +5,12 @@ Run: .venv/bin/python -m pytest tests/cb/test_backend.py -q
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import socket
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -116,37 +121,103 @@ def test_server_root_strips_v1() -> None:
     assert server_root("http://h:1/api") == "http://h:1/api"
 
 
-def test_a_server_that_is_not_openai_compatible_is_named(tmp_path: object) -> None:
-    import http.server
-    import threading
-
-    class Html(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._html()
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            self._html()
-
-        def _html(self) -> None:
-            body = b"<html>hello</html>"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+@contextlib.contextmanager
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 in a thread; yields the base URL (…/v1)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        with Backend(f"http://127.0.0.1:{httpd.server_address[1]}/v1") as b:
-            with pytest.raises(BackendError, match="did not answer JSON"):
-                b.models()
-            assert b.count_tokens("x" * 8) == 2 and not b.exact_tokens
-            with pytest.raises(BackendError, match="did not answer an event stream"):
-                _collect(b)
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def reply(self, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_server_that_is_not_openai_compatible_is_named() -> None:
+    class Html(_Quiet):
+        def do_GET(self) -> None:
+            self.reply(b"<html>hello</html>", "text/html")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.reply(b"<html>hello</html>", "text/html")
+
+    with _serve(Html) as url, Backend(url) as b:
+        with pytest.raises(BackendError, match="did not answer JSON"):
+            b.models()
+        assert b.count_tokens("x" * 8) == 2 and not b.exact_tokens
+        with pytest.raises(BackendError, match="did not answer an event stream"):
+            _collect(b)
+
+
+def test_one_connection_serves_many_requests_and_a_dropped_idle_one_is_replaced() -> None:
+    class Counting(_Quiet):
+        seen: ClassVar[list[str]] = []
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.seen.append(f"{self.client_address[1]} {self.path}")
+            self.reply(b'{"tokens": [1, 2]}')
+            # the second request on a connection is answered, then the connection is dropped unannounced
+            # (as a server does when its keep-alive timeout expires)
+            self.close_connection = sum(s.startswith(f"{self.client_address[1]} ") for s in self.seen) == 2
+
+    with _serve(Counting) as url, Backend(url) as b:
+        assert [b.count_tokens(t) for t in ("a", "b", "c")] == [2, 2, 2]
+    ports = [s.split()[0] for s in Counting.seen]
+    assert ports[0] == ports[1] != ports[2] and Counting.seen[0].endswith(" /tokenize")
+
+
+def test_a_stream_cut_mid_chunk_is_one_line() -> None:
+    class Cut(_Quiet):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"40\r\ndata: {\"choices\": [")  # promises 64 bytes, sends 22, hangs up
+            self.close_connection = True
+
+    with _serve(Cut) as url, Backend(url) as b, pytest.raises(BackendError) as err:
+        _collect(b)
+    assert "closed the connection mid-answer" in str(err.value)
+
+
+def test_proxy_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Proxy(_Quiet):
+        seen: ClassVar[list[str]] = []
+
+        def do_GET(self) -> None:
+            self.seen.append(f"{self.path} {self.headers.get('Proxy-Authorization')}")
+            self.reply(b'{"data": [{"id": "via-proxy"}]}')
+
+    with _serve(Proxy) as proxy_url:
+        proxy = proxy_url.removesuffix("/v1").replace("http://", "http://me:pw@")
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        with Backend("http://model.invalid:8080/v1") as b:
+            assert b.use_served_model() == "via-proxy"
+        assert Proxy.seen == ["http://model.invalid:8080/v1/models Basic bWU6cHc="]
+        monkeypatch.setenv("NO_PROXY", "model.invalid")
+        with Backend("http://model.invalid:8080/v1") as b, pytest.raises(BackendError, match="cannot reach"):
+            b.models()
+
+
+def test_a_base_url_without_a_scheme_is_named() -> None:
+    with Backend("127.0.0.1:8080/v1") as b, pytest.raises(BackendError, match="must start with http://"):
+        b.models()

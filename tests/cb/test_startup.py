@@ -1,5 +1,6 @@
-"""Start-up stays light: `cb --help` imports no HTTP, prompt or Redis library, a piped one-shot imports only
-httpx (no pydantic, rich or click), and the root routes bare questions to `ask`.
+"""Start-up stays light: `cb --help` imports no HTTP, prompt or Redis library, a piped one-shot imports its
+own command module and the stdlib's HTTP client only (no httpx, pydantic, rich, click, agentshell or the
+other commands), and the root routes bare questions to `ask`.
 
 Run: .venv/bin/python -m pytest tests/cb/test_startup.py -q
 """
@@ -54,7 +55,7 @@ def test_bad_option_values_are_usage_errors_not_tracebacks() -> None:
     assert result.exit_code == 2 and "'hot' is not a valid number" in result.output
 
 
-def test_one_shot_imports_neither_pydantic_nor_rich_when_piped(scripted: ScriptedServer, project: Path) -> None:
+def test_one_shot_imports_only_what_it_needs_when_piped(scripted: ScriptedServer, project: Path) -> None:
     code = ("import sys, runpy\nsys.argv = ['cb', 'hi', '--max-tokens', '3', '--fresh']\n"
             "try:\n    runpy.run_module('cb', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
             "sys.stderr.write('MODULES ' + ' '.join(sys.modules))\n")
@@ -63,4 +64,6 @@ def test_one_shot_imports_neither_pydantic_nor_rich_when_piped(scripted: Scripte
                          timeout=60, stdin=subprocess.DEVNULL)
     assert out.stdout == "ok\n", out.stderr
     mods = set(out.stderr.split("MODULES ")[-1].split())
-    assert "httpx" in mods and not {"pydantic", "rich", "click", "prompt_toolkit", "redis"} & mods
+    assert "http.client" in mods
+    assert not {"httpx", "pydantic", "rich", "click", "prompt_toolkit", "redis", "agentshell.client"} & mods
+    assert {m for m in mods if m.startswith("cb.commands.")} == {"cb.commands.oneshot", "cb.commands.common"}
