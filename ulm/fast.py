@@ -15,7 +15,8 @@ already built fp32 `Transformer` (its submodules are reused) and returns the fas
 - the residual stream stays fp32 (the embedding table is bf16, looked up and widened), so every RMSNorm
   runs in fp32 and rounding does not pile up over the layers; attention, the KV cache and the MLP run in
   bf16 (`Generator` allocates the cache in the embedding's dtype); the rotary tables are bf16;
-- one-token decode steps run a lean loop (`FastTransformer._decode`), bit-identical to the generic forward.
+- one-token decode steps run a lean loop (`FastTransformer._decode`) on the native fused layer step where
+  the kernels are built (`ulm.kernels`), bit-identical to the generic forward.
 
 The converted tensors are cached next to the loader's converted checkpoint, in
 `<model cache>/<fingerprint>/fast-<scheme>-v<FAST_VERSION>.safetensors` (written to a temp file and
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ulm.config import ModelConfig
+from ulm.kernels.attention import DecodeLayers, decode_attention
 from ulm.kv_cache import KVCache
 from ulm.layers.norm import RMSNorm, rms_norm
 from ulm.model import Transformer
@@ -92,10 +94,17 @@ def _matmul(lin: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 class FastTransformer(Transformer):
-    """The fast model: a `Transformer` whose one-token decode step (every row at the same position, cache rows
-    contiguous: single-sequence chat, the bench) runs a lean loop with the per-layer tensors bound once,
-    the same arithmetic as the generic forward without its module calls and plan objects. Every other call
-    (prefill, rows at different positions, layer variants the loop does not cover) takes `Transformer.forward`.
+    """The fast model: a `Transformer` whose one-token decode steps run a lean loop with the per-layer tensors
+    bound once, the same arithmetic as the generic forward without its module calls and plan objects:
+
+    - with the native kernels (`ulm.kernels`), every decode step (rows at any positions, any cache rows: the
+      server's batch too) runs each layer's rotary embedding, cache write and attention in one foreign
+      call (`DecodeLayers`);
+    - without them, steps whose rows share one position in contiguous cache rows (single-sequence chat,
+      the bench) run the same loop in torch ops, and other steps the generic forward.
+
+    Prefill and layer variants the loop does not cover (non-RMSNorm, non-SwiGLU) take `Transformer.forward`.
+    Both loops equal the generic forward bit for bit (tested).
     """
 
     def bind(self) -> FastTransformer:
@@ -120,27 +129,34 @@ class FastTransformer(Transformer):
     def forward(self, ids: Tensor, cache: KVCache | None = None, start: Tensor | int | None = None,
                 rows: Tensor | None = None, last_only: bool = False) -> Tensor:
         if cache is not None and ids.shape[1] == 1 and getattr(self, "_plain", False):
-            where = self._decode_slot(ids.shape[0], cache, start, rows)
-            if where is not None:
-                return self._decode(ids, cache, *where)
+            step = self._step(ids.shape[0], cache, start, rows)
+            logits = None if step is None else self._decode(ids, cache, *step)
+            if logits is not None:
+                return logits
         return super().forward(ids, cache, start, rows, last_only)
 
-    def _decode_slot(self, batch: int, cache: KVCache, start: Tensor | int | None,
-                     rows: Tensor | None) -> tuple[int, slice] | None:
-        """(position, cache rows) when every row decodes at one position into contiguous cache rows."""
-        first = 0 if rows is None else int(rows[0])
-        if rows is not None and rows.tolist() != list(range(first, first + batch)):
-            return None
+    def _step(self, batch: int, cache: KVCache, start: Tensor | int | None,
+              rows: Tensor | None) -> tuple[list[int], list[int]] | None:
+        """(cache rows, positions) of a one-token step; None where the generic path must judge (and raise)."""
+        row_list = list(range(batch)) if rows is None else [int(r) for r in rows.tolist()]
         if start is None:
-            start = cache.lengths[first:first + batch]
-        if isinstance(start, Tensor):
-            starts = start.tolist()
-            if any(s != starts[0] for s in starts):
-                return None
-            start = int(starts[0])
-        if start + 1 > min(cache.max_len, self.rope.max_len):
+            start = cache.lengths[row_list]
+        got = start.tolist() if isinstance(start, Tensor) else start
+        starts = [int(got)] * batch if isinstance(got, int) else [int(s) for s in got]
+        if len(row_list) != batch or len(starts) != batch or not 0 <= min(row_list) <= max(row_list) < cache.max_batch:
+            return None
+        if min(starts) < 0 or max(starts) + 1 > min(cache.max_len, self.rope.max_len):
             return None  # the generic path raises the context error
-        return start, slice(first, first + batch)
+        return row_list, starts
+
+    def _fused_layers(self, cache: KVCache) -> DecodeLayers | None:
+        """The native fused step bound to this cache (kept while the same cache decodes), None without it."""
+        key = (id(cache), cache.k.data_ptr())
+        if getattr(self, "_fused_key", None) != key:
+            assert self.config.n_heads is not None
+            self._fused = DecodeLayers.make(cache.k, cache.v, self.rope.cos, self._sin_signed, self.config.n_heads)
+            self._fused_key = key
+        return self._fused
 
     def _cache_views(self, cache: KVCache, rows: slice) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Each layer's K and V views of these cache rows, [B, Hkv, max_len, hd], and the same with positions
@@ -155,20 +171,49 @@ class FastTransformer(Transformer):
             self._views, self._views_key = views, key
         return self._views
 
-    def _decode(self, ids: Tensor, cache: KVCache, s: int, rows: slice) -> Tensor:
-        """Logits [B, 1, V] of one token per row at position s. ids [B, 1]."""
+    def _decode(self, ids: Tensor, cache: KVCache, row_list: list[int], starts: list[int]) -> Tensor | None:
+        """Logits [B, 1, V] of one token per row (ids [B, 1]) at positions `starts` of cache rows `row_list`;
+        None when neither loop takes this step."""
+        window = self.config.sliding_window
+        lows = [0 if window is None else max(0, s - window + 1) for s in starts]
+        fused = self._fused_layers(cache)
+        if fused is not None:
+            meta = torch.tensor([[r, lo, s + 1] for r, lo, s in zip(row_list, lows, starts, strict=True)])  # [B, 3]
+            return self._decode_fused(ids, fused, meta)
+        first = row_list[0]
+        if row_list != list(range(first, first + len(row_list))) or any(s != starts[0] for s in starts):
+            return None
+        return self._decode_torch(ids, cache, starts[0], lows[0], slice(first, first + len(row_list)))
+
+    def _decode_fused(self, ids: Tensor, fused: DecodeLayers, meta: Tensor) -> Tensor:
+        """The lean loop on the native fused step. ids [B, 1], meta [B, 3] (see DecodeLayers)."""
+        c = self.config
+        B, D, hd = ids.shape[0], c.dim, c.head_dim
+        assert hd is not None
+        x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
+        h = torch.empty(B, D, dtype=ACT_DTYPE)  # each norm's output, consumed at once by the next matmul
+        att = torch.empty(B, c.n_heads * hd, dtype=ACT_DTYPE)  # each layer's attention output
+        eps = self._eps
+        for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
+            fused.step(i, qkv_mm(_rms_norm(x, n1, eps, out=h)), meta, att)  # [B, (Hq + 2·Hkv)·hd] → att
+            x.add_(o_mm(att))
+            gate, up = gu_mm(_rms_norm(x, n2, eps, out=h)).chunk(2, dim=-1)  # [B, F] each
+            x.add_(down_mm(F.silu(gate).mul_(up)))
+        return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
+
+    def _decode_torch(self, ids: Tensor, cache: KVCache, s: int, lo: int, rows: slice) -> Tensor:
+        """The lean loop in torch ops: every row at position s attending to lo..s, cache rows `rows`. ids [B, 1]."""
         c = self.config
         B, D, hd, Hq, Hkv = ids.shape[0], c.dim, c.head_dim, c.n_heads, c.n_kv_heads
         assert hd is not None and Hkv is not None
         act = ACT_DTYPE if isinstance(self.embed, WideningEmbedding) else self.embed.weight.dtype
-        window = c.sliding_window
-        lo = 0 if window is None else max(0, s - window + 1)
         cos, sin = self.rope.cos[s], self._sin_signed[s]  # [hd]
         half = hd // 2
         x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
         h = torch.empty(B, D, dtype=act)  # each norm's output, consumed at once by the next matmul
         eps = self._eps
         views = self._cache_views(cache, rows)
+        spans = torch.tensor([[0, s + 1 - lo]] * B)  # [B, 2] over the keys lo..s, as the generic plan has them
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
             qk, v = qkv_mm(_rms_norm(x, n1, eps, out=h)).split(self._split, dim=-1)  # [B, (Hq+Hkv)·hd], [B, Hkv·hd]
             qk = qk.view(B, Hq + Hkv, hd)
@@ -176,9 +221,8 @@ class FastTransformer(Transformer):
             k_cache, v_cache, k_at, v_at = views[i]  # [B, Hkv, max_len, hd] ×2, then [max_len, B, Hkv, hd] ×2
             k_at[s] = qk[:, Hq:]
             v_at[s] = v.view(B, Hkv, hd)
-            q = qk[:, :Hq].reshape(B, Hkv, Hq // Hkv, hd)  # a KV group's query heads as its query rows
-            y = F.scaled_dot_product_attention(q, k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1])
-            x.add_(o_mm(y.reshape(B, Hq * hd)))
+            y = decode_attention(qk[:, :Hq], k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1], spans)  # [B, Hq, hd]
+            x.add_(o_mm(y.view(B, Hq * hd)))
             gate, up = gu_mm(_rms_norm(x, n2, eps, out=h)).chunk(2, dim=-1)  # [B, F] each
             x.add_(down_mm(F.silu(gate).mul_(up)))
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]

@@ -8,7 +8,9 @@
   forward (`_plan`) and shared by every layer:
   * all rows at one start and cache rows contiguous (batch-1 decode, prefill): slices of the cache
     (views); no mask tensor when one token is decoded or a fresh prompt is prefilled from position 0;
-  * rows at different starts (the server's batch): indexed writes and gathered keys under a per-row mask.
+  * rows at different starts (the server's batch): indexed writes and gathered keys under a per-row mask;
+  * a one-token step carries each row's key span instead of a mask (`AttnPlan.spans`), for the native
+    decode attention.
 - `last_only=True` applies the final norm and LM head to the last position only.
 """
 
@@ -88,20 +90,26 @@ class Transformer(nn.Module):
         if contiguous and all(s == starts[0] for s in starts):
             return self._slice_plan(cache, starts[0], T, slice(row_list[0], row_list[0] + B), window, ids.device)
         pos = torch.tensor(starts, device=ids.device)[:, None] + torch.arange(T, device=ids.device)  # [B, T]
-        mask = _allowed(pos[:, None, :], torch.arange(end, device=ids.device), window)  # [B, 1, T, S]
+        keys = torch.arange(end, device=ids.device)
+        mask = None if T == 1 else _allowed(pos[:, None, :], keys, window)  # [B, 1, T, S]; spans at T == 1
         row_index = torch.tensor(row_list, device=ids.device)  # [B]
         # Rows at different positions: written by index; read back as a view when they are contiguous
         # (the server's usual case), gathered (a copy of every row's keys) only when they are scattered.
         rows = slice(row_list[0], row_list[0] + B) if contiguous else row_index
+        spans = None
+        if T == 1:
+            spans = torch.tensor([[0 if window is None else max(0, s - window + 1), s + 1] for s in starts])
         return AttnPlan(self.rope.cos[pos, None], self.rope.sin[pos, None], mask=mask, cache=cache,  # [B, T, 1, hd]
-                        rows=rows, row_index=row_index[:, None], pos=pos, keys=slice(0, end))
+                        rows=rows, row_index=row_index[:, None], pos=pos, keys=slice(0, end), spans=spans)
 
     def _slice_plan(self, cache: KVCache, s: int, T: int, rows: slice, window: int | None,
                     device: torch.device) -> AttnPlan:
         lo = 0 if window is None else max(0, s - window + 1)  # the first key the first query may see
         cos, sin = self.rope.cos[s:s + T, None], self.rope.sin[s:s + T, None]  # [T, 1, hd] views
         plan = AttnPlan(cos, sin, cache=cache, rows=rows, pos=slice(s, s + T), keys=slice(lo, s + T))
-        if T > 1 and s == 0 and (window is None or window >= T):
+        if T == 1:
+            plan.spans = torch.tensor([[0, s + 1 - lo]] * (rows.stop - rows.start))  # [B, 2]
+        elif T > 1 and s == 0 and (window is None or window >= T):
             plan.causal = True  # a fresh prefill: queries and keys both 0..T-1, SDPA's own causal mask
         elif T > 1:  # queries at s..s+T-1 see keys lo..their own position (and no further back than the window)
             plan.mask = _allowed(torch.arange(s, s + T, device=device), torch.arange(lo, s + T, device=device), window)

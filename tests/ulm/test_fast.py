@@ -6,12 +6,16 @@ Run: .venv/bin/python -m pytest tests/ulm/test_fast.py -q
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
 from tests.ulm.loading.gguf_files import write_gguf
 from ulm.config import ModelConfig
 from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
+from ulm.kernels import attention as kernel_attention
+from ulm.kernels import native
 from ulm.kv_cache import KVCache
 from ulm.loading import load_checkpoint
 from ulm.loading.cache import cache_entry
@@ -90,52 +94,69 @@ def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
     assert path.stat().st_size > 1000
 
 
+@pytest.fixture(params=["native", "torch"])
+def decode_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which lean decode loop runs: the native fused layer step, or (kernels unavailable) the torch one."""
+    if request.param == "native":
+        if native.library() is None:
+            pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    else:
+        monkeypatch.setattr(kernel_attention, "library", lambda: None)
+    return request.param
+
+
+def _decode_both(fast: FastTransformer, ids: torch.Tensor, prompt: int, rows: torch.Tensor,
+                 starts: Callable[[int], torch.Tensor | int], max_batch: int = 3) -> None:
+    """Prefill `prompt` tokens of each row, then decode the rest one token a step through the fast model and
+    through the generic forward on twin caches: logits and caches must be equal bit for bit."""
+    lean, generic = (KVCache(fast.config, max_batch, 40, torch.bfloat16) for _ in range(2))
+    with torch.inference_mode():
+        for cache in (lean, generic):
+            Transformer.forward(fast, ids[:, :prompt], cache=cache, start=0, rows=rows)
+        for pos in range(prompt, ids.shape[1]):
+            step = ids[:, pos:pos + 1]
+            got = fast(step, cache=lean, start=starts(pos), rows=rows)
+            want = Transformer.forward(fast, step, cache=generic, start=starts(pos), rows=rows)
+            assert torch.equal(got, want), f"step at {pos} differs"
+    assert torch.equal(lean.k, generic.k) and torch.equal(lean.v, generic.v)
+
+
 @pytest.mark.parametrize("window", [None, 8])
-def test_the_lean_decode_step_equals_the_generic_forward_bit_for_bit(tiny_source: ModelSource,
+def test_the_lean_decode_step_equals_the_generic_forward_bit_for_bit(tiny_source: ModelSource, decode_loop: str,
                                                                     window: int | None) -> None:
     fast = load_fast(tiny_source)
     assert isinstance(fast, FastTransformer)
     fast.config = fast.config.with_(sliding_window=window)
     ids = torch.randint(0, TINY.vocab_size, (2, 24), generator=torch.Generator().manual_seed(5))
-    lean, generic = (KVCache(fast.config, 3, 32, torch.bfloat16) for _ in range(2))
-    with torch.inference_mode():
-        for cache in (lean, generic):
-            Transformer.forward(fast, ids[:, :12], cache=cache, start=0, rows=torch.tensor([1, 2]))
-        for pos in range(12, 24):
-            step = ids[:, pos:pos + 1]
-            got = fast(step, cache=lean, start=pos, rows=torch.tensor([1, 2]))
-            want = Transformer.forward(fast, step, cache=generic, start=pos, rows=torch.tensor([1, 2]))
-            assert torch.equal(got, want)
-    assert torch.equal(lean.k, generic.k) and torch.equal(lean.v, generic.v)
+    _decode_both(fast, ids, 12, torch.tensor([1, 2]), lambda pos: pos)
 
 
-def test_alternating_caches_each_get_their_own_writes(tiny_source: ModelSource) -> None:
+@pytest.mark.parametrize("rows", [[0, 1], [2, 0]], ids=["contiguous", "scattered"])
+def test_rows_at_different_positions_decode_in_one_fused_step_equal_to_the_generic_forward(
+        tiny_source: ModelSource, decode_loop: str, rows: list[int]) -> None:
     fast = load_fast(tiny_source)
-    ids = torch.randint(0, TINY.vocab_size, (2, 10), generator=torch.Generator().manual_seed(8))
-    lean = [KVCache(fast.config, 1, 16, torch.bfloat16) for _ in range(2)]
-    generic = [KVCache(fast.config, 1, 16, torch.bfloat16) for _ in range(2)]
-    with torch.inference_mode():
-        for row in range(2):
-            for cache in (lean[row], generic[row]):
-                Transformer.forward(fast, ids[row:row + 1, :6], cache=cache, start=0)
-        for pos in range(6, 10):
-            for row in range(2):  # switch cache every step
-                step = ids[row:row + 1, pos:pos + 1]
-                got = fast(step, cache=lean[row], start=pos)
-                assert torch.equal(got, Transformer.forward(fast, step, cache=generic[row], start=pos))
-    for a, b in zip(lean, generic, strict=True):
-        assert torch.equal(a.k, b.k) and torch.equal(a.v, b.v)
+    fast.config = fast.config.with_(sliding_window=6)
+    ids = torch.randint(0, TINY.vocab_size, (2, 20), generator=torch.Generator().manual_seed(6))
+    # row 0 runs 5 positions ahead of row 1 (what the server's batch looks like)
+    _decode_both(fast, ids, 10, torch.tensor(rows), lambda pos: torch.tensor([pos, pos - 5]))
 
 
-def test_rows_at_different_positions_take_the_generic_path(tiny_source: ModelSource) -> None:
+def test_the_fused_step_is_bound_per_cache_and_falls_back_without_the_kernels(
+        tiny_source: ModelSource, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = load_fast(tiny_source)
+    one, two = (KVCache(fast.config, 2, 32, torch.bfloat16) for _ in range(2))
+    if native.library() is None:
+        pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    bound = fast._fused_layers(one)
+    assert bound is not None and fast._fused_layers(one) is bound and fast._fused_layers(two) is not bound
+    assert fast._step(2, one, torch.tensor([3, 5]), None) == ([0, 1], [3, 5])
+    assert fast._step(2, one, 32, None) is None  # the position is past the cache: the generic path raises
+    monkeypatch.setattr(kernel_attention, "library", lambda: None)
     ids = torch.randint(0, TINY.vocab_size, (2, 1), generator=torch.Generator().manual_seed(6))
-    cache = KVCache(fast.config, 2, 32, torch.bfloat16)
-    assert fast._decode_slot(2, cache, torch.tensor([3, 5]), None) is None
-    assert fast._decode_slot(2, cache, 4, torch.tensor([1, 0])) is None
-    assert fast._decode_slot(2, cache, 4, torch.tensor([0, 1])) == (4, slice(0, 2))
+    three = KVCache(fast.config, 2, 32, torch.bfloat16)
     with torch.inference_mode():
-        assert fast(ids, cache=cache, start=torch.tensor([3, 5])).shape == (2, 1, TINY.vocab_size)
+        assert fast._decode(ids, three, [0, 1], [3, 5]) is None  # torch's loop takes one position only
+        assert fast(ids, cache=three, start=torch.tensor([3, 5])).shape == (2, 1, TINY.vocab_size)
 
 
 def test_refined_head_keeps_the_dense_argmax_and_exact_top_logits() -> None:

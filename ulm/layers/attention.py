@@ -2,9 +2,10 @@
 
 - q, k and v come from one fused matmul (`wqkv`, rows [q | k | v]); a load_state_dict pre-hook accepts
   the canonical separate `wq`/`wk`/`wv` names and concatenates them (as gpt-fast does).
-- GQA never repeats K/V: for one query token the n_rep query heads of a KV group are folded into the
-  query-length axis ([B, Hkv, n_rep, hd] against [B, Hkv, S, hd]), which any SDPA kernel runs; longer
-  queries use SDPA's `enable_gqa`.
+- GQA never repeats K/V: a decode step against the cache (one query token, `plan.spans` set) runs
+  `ulm.kernels.attention.decode_attention` (native, each row its own key span); other single tokens fold
+  the n_rep query heads of a KV group into the query-length axis ([B, Hkv, n_rep, hd] against
+  [B, Hkv, S, hd]), which any SDPA kernel runs; longer queries use SDPA's `enable_gqa`.
 - `AttnPlan` (built once per forward by the model, shared by all layers) says where this forward's
   tokens sit: the rotary cos/sin, the mask (None whenever causality is implicit) and, with a KV cache,
   where K/V are written and which cache positions are attended to (a view of the filled prefix).
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ulm.config import ModelConfig
+from ulm.kernels.attention import decode_attention
 from ulm.layers.rope import apply_rope
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ class AttnPlan:
     pos: slice | torch.Tensor | None = None  # write positions: a slice (all rows alike), or LongTensor [B, T]
     row_index: torch.Tensor | None = None  # LongTensor [B, 1]: the rows for writes at per-row positions
     keys: slice | None = None  # cache positions attended to
+    spans: torch.Tensor | None = None  # int64 [B, 2]: one-token steps only, each row's attended keys lo ≤ t < hi
 
 
 class Attention(nn.Module):
@@ -77,6 +80,8 @@ class Attention(nn.Module):
 
     def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttnPlan) -> torch.Tensor:
         B, _, T, hd = q.shape
+        if plan.spans is not None:  # a decode step against the cache: each row its own key span, no mask
+            return decode_attention(q[:, :, 0], k, v, plan.spans).unsqueeze(2)  # [B, Hq, 1, hd]
         if T == 1 and self.n_rep > 1:
             # Fold the group's query heads into the query axis: no K/V repeat, no mask beyond the row's own.
             qf = q.reshape(B, self.n_kv_heads, self.n_rep, hd)  # [B, Hkv, n_rep, hd]

@@ -1,0 +1,107 @@
+"""Build and load `ulm_kernels.c` with the system C compiler, once per machine, and hand out its functions.
+
+The source is plain C (no torch headers), so it compiles in about a second: `cc -O3 -march=native
+-shared`. The library is cached as `<cache>/kernels/ulm_kernels-<key>.so`, where the key hashes the
+source, the flags, the compiler's version and the CPU's feature flags (a cache dir shared by machines
+with different CPUs never runs code built for the other one). It is compiled into a temp file and renamed,
+so concurrent first uses never load half a library.
+
+`library()` returns the loaded `ctypes.CDLL`, or None when the native path is off: `ULM_NATIVE=0`, no C
+compiler (`CC`, else cc/gcc/clang on PATH), or a failed build. The reason is logged once (logger `ulm`)
+and every caller then runs its torch fallback, so a machine without a compiler is slower, never broken.
+`ULM_KERNEL_DIR` overrides where the library is kept (the test suite shares one across its tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("ulm_kernels.c")
+FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno")
+_I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+# ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale
+ATTEND_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64,
+               _F32)
+# ulm_decode_layer_bf16: layer struct, meta, B, qkv, out
+LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
+
+log = logging.getLogger("ulm")
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        import platform
+
+        return platform.processor()
+
+
+def _kernel_dir() -> Path:
+    override = os.environ.get("ULM_KERNEL_DIR")
+    if override:
+        return Path(override)
+    from cb.paths import cache_dir
+
+    return cache_dir() / "kernels"
+
+
+def _build(cc: str, target: Path) -> None:
+    """Compile SOURCE into `target` (atomically); RuntimeError with the compiler's message on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+                              timeout=300, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    for name in ("ulm_attend_bf16", "ulm_attend_f32"):
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = ATTEND_ARGS, ctypes.c_int
+    lib.ulm_decode_layer_bf16.argtypes, lib.ulm_decode_layer_bf16.restype = LAYER_ARGS, ctypes.c_int
+    return lib
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The native kernels of this machine, built on first use; None when they cannot be had (see above)."""
+    if os.environ.get("ULM_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    cc = _compiler()
+    if cc is None:
+        log.warning("no C compiler found (set CC): µLM runs its slower torch kernels")
+        return None
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        key = hashlib.sha256("\0".join((SOURCE.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
+        target = _kernel_dir() / f"ulm_kernels-{key.hexdigest()[:20]}.so"
+        if not target.is_file():
+            _build(cc, target)
+        return _declare(ctypes.CDLL(str(target)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        log.warning("µLM's native kernels are unavailable (%s): running the slower torch kernels", exc)
+        return None

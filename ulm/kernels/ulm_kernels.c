@@ -1,0 +1,253 @@
+/* µLM's native CPU kernels, compiled on first use by ulm/kernels/native.py and called through ctypes.
+ *
+ * Decode-step attention: one new query per row against that row's cached keys, grouped-query (the
+ * Hq / Hkv query heads of a KV head read its keys once). Scores, softmax and the weighted sum run in fp32
+ * (bf16 inputs widened; outputs rounded to nearest even, as torch rounds). Single-threaded: a decode
+ * step's attention is microseconds of work, less than a thread hand-off costs.
+ *
+ * ulm_attend_bf16 / ulm_attend_f32: attention alone, on tensors torch has laid out.
+ *   q      [B, Hq, hd]       strides qs_b, qs_h (elements); the last dim contiguous
+ *   k, v   [B, Hkv, S, hd]   strides ks_b, ks_h, ks_t (v: vs_*); the last dim contiguous
+ *   spans  [B, 2] int64      row b attends to key positions lo ≤ t < hi (its causal/sliding window)
+ *   out    [B, Hq, hd]       contiguous
+ *
+ * ulm_decode_layer_bf16: one layer's whole step after the q/k/v matmul: rotary embedding of q and k
+ * (rounded exactly as torch's bf16 `x·cos + rotate_half(x)·sin`), the new k and v written into the cache,
+ * attention. `layer` holds what is fixed while a cache is used (see ulm_layer); meta [B, 3] int64 holds
+ * each row's (cache row, lo, hi): the new token sits at position hi − 1.
+ *   qkv    [B, (Hq + 2·Hkv)·hd]   the fused projection's output, rows [q heads | k heads | v heads]
+ *   out    [B, Hq·hd]
+ *
+ * Every function returns 0, or -1 when a row has no key (hi ≤ lo) or scratch memory cannot be had.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef uint16_t bf16;
+/* 16 floats: one AVX-512 register, two AVX ones, four SSE ones; GCC and clang lower it to what -march has. */
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+#define INLINE static inline __attribute__((always_inline))
+#define MAX_CHUNKS 16 /* head dims up to 256 take the vector path */
+
+INLINE float bf16_in(bf16 h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
+    return v.f;
+}
+
+INLINE bf16 bf16_out(float f) {
+    union { float f; uint32_t u; } v = { .f = f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (bf16)((v.u >> 16) | 0x40u); /* NaN stays NaN */
+    return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+INLINE float f32_in(float f) { return f; }
+INLINE float f32_out(float f) { return f; }
+
+INLINE f32x16 load16_bf16(const bf16 *p) {
+    u16x16 h;
+    memcpy(&h, p, sizeof h);
+    u32x16 w = __builtin_convertvector(h, u32x16) << 16;
+    f32x16 f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+
+INLINE f32x16 load16_f32(const float *p) {
+    f32x16 f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+/* The sum of the 16 lanes, as a tree of halves (a fixed order: deterministic). */
+INLINE float hsum(f32x16 v) {
+    f32x8 h8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+             + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    f32x4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+    return (h4[0] + h4[2]) + (h4[1] + h4[3]);
+}
+
+/* e^x for x ≤ 0 (scores after the max is subtracted): 2^n · 2^f with f in [-½, ½], degree-7 Taylor of
+ * 2^f (relative error < 1e-8), clamped at e^-87. Branch-free, so the loop over a row vectorises. */
+INLINE float exp_nonpositive(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float t = x * 1.4426950408889634f;
+    float n = rintf(t);
+    float f = (t - n) * 0.6931471805599453f;
+    float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.6666667e-1f + f * (4.1666667e-2f + f * (8.3333333e-3f
+              + f * (1.3888889e-3f + f * 1.9841270e-4f))))));
+    union { int32_t i; float f; } s = { .i = ((int32_t)n + 127) << 23 };
+    return p * s.f;
+}
+
+/* s[0:n] ← softmax(s[0:n]) */
+INLINE void softmax(float *s, int64_t n) {
+    float top = s[0], total = 0.0f;
+    for (int64_t t = 1; t < n; t++) top = s[t] > top ? s[t] : top;
+    for (int64_t t = 0; t < n; t++) s[t] = exp_nonpositive(s[t] - top);
+    for (int64_t t = 0; t < n; t++) total += s[t];
+    const float inv = 1.0f / total;
+    for (int64_t t = 0; t < n; t++) s[t] *= inv;
+}
+
+/* One KV head: the g queries qf [g, hd] (fp32, already scaled) against the n keys and values that start
+ * at kr and vr (position strides ks_t, vs_t), into dst [g, hd]. score: scratch [g, n]. hd % 16 == 0 takes
+ * the vector path, which keeps the g queries and g sums in registers where the caller inlines it with
+ * g and hd constant (`SPECIALISED`); any other hd takes the scalar path. */
+#define DEFINE_GROUP(NAME, T, IN, OUT, LOAD16)                                                                 \
+    INLINE void NAME(const float *qf, const T *kr, int64_t ks_t, const T *vr, int64_t vs_t, int64_t n,         \
+                     float *score, T *dst, int64_t g, int64_t hd) {                                            \
+        if (hd % 16 == 0 && g * (hd / 16) <= MAX_CHUNKS * 8) {                                                 \
+            const int64_t C = hd / 16;                                                                         \
+            f32x16 row[MAX_CHUNKS], q[MAX_CHUNKS * 8], acc[MAX_CHUNKS * 8];                                    \
+            for (int64_t i = 0; i < g * C; i++) q[i] = load16_f32(qf + 16 * i);                                \
+            for (int64_t t = 0; t < n; t++) {                                                                  \
+                for (int64_t c = 0; c < C; c++) row[c] = LOAD16(kr + t * ks_t + 16 * c);                       \
+                for (int64_t j = 0; j < g; j++) {                                                              \
+                    f32x16 sum = row[0] * q[j * C];                                                            \
+                    for (int64_t c = 1; c < C; c++) sum += row[c] * q[j * C + c];                              \
+                    score[j * n + t] = hsum(sum);                                                              \
+                }                                                                                              \
+            }                                                                                                  \
+            for (int64_t j = 0; j < g; j++) softmax(score + j * n, n);                                         \
+            for (int64_t i = 0; i < g * C; i++) acc[i] = (f32x16){0};                                          \
+            for (int64_t t = 0; t < n; t++) {                                                                  \
+                for (int64_t c = 0; c < C; c++) row[c] = LOAD16(vr + t * vs_t + 16 * c);                       \
+                for (int64_t j = 0; j < g; j++)                                                                \
+                    for (int64_t c = 0; c < C; c++) acc[j * C + c] += score[j * n + t] * row[c];               \
+            }                                                                                                  \
+            for (int64_t i = 0; i < g * C; i++)                                                                \
+                for (int l = 0; l < 16; l++) dst[16 * i + l] = OUT(acc[i][l]);                                 \
+            return;                                                                                            \
+        }                                                                                                      \
+        for (int64_t t = 0; t < n; t++)                                                                        \
+            for (int64_t j = 0; j < g; j++) {                                                                  \
+                float s = 0.0f;                                                                                \
+                for (int64_t d = 0; d < hd; d++) s += qf[j * hd + d] * IN(kr[t * ks_t + d]);                   \
+                score[j * n + t] = s;                                                                          \
+            }                                                                                                  \
+        for (int64_t j = 0; j < g; j++) {                                                                      \
+            float *w = score + j * n;                                                                          \
+            softmax(w, n);                                                                                     \
+            for (int64_t d = 0; d < hd; d++) {                                                                 \
+                float s = 0.0f;                                                                                \
+                for (int64_t t = 0; t < n; t++) s += w[t] * IN(vr[t * vs_t + d]);                              \
+                dst[j * hd + d] = OUT(s);                                                                      \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+/* CALL(g, hd) with g and hd as constants for the common shapes (head dim 64 or 128, 1 to 8 query heads per
+ * KV head), so the compiler keeps the group's queries and sums in registers; as variables otherwise. */
+#define SPECIALISED(CALL, g, hd)                                                                               \
+    do {                                                                                                       \
+        if (hd == 64 && g == 1) CALL(1, 64); else if (hd == 64 && g == 2) CALL(2, 64);                         \
+        else if (hd == 64 && g == 3) CALL(3, 64); else if (hd == 64 && g == 4) CALL(4, 64);                    \
+        else if (hd == 64 && g == 5) CALL(5, 64); else if (hd == 64 && g == 6) CALL(6, 64);                    \
+        else if (hd == 64 && g == 7) CALL(7, 64); else if (hd == 64 && g == 8) CALL(8, 64);                    \
+        else if (hd == 128 && g == 1) CALL(1, 128); else if (hd == 128 && g == 2) CALL(2, 128);                \
+        else if (hd == 128 && g == 3) CALL(3, 128); else if (hd == 128 && g == 4) CALL(4, 128);                \
+        else CALL(g, hd);                                                                                      \
+    } while (0)
+
+DEFINE_GROUP(group_bf16, bf16, bf16_in, bf16_out, load16_bf16)
+DEFINE_GROUP(group_f32, float, f32_in, f32_out, load16_f32)
+
+/* The longest span of meta rows (stride `width`, lo and hi at offsets 1 and 2 of each), or -1 if one is empty. */
+static int64_t longest_span(const int64_t *meta, int64_t width, int64_t B) {
+    int64_t longest = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t n = meta[b * width + 2] - meta[b * width + 1];
+        if (n <= 0) return -1;
+        longest = n > longest ? n : longest;
+    }
+    return longest;
+}
+
+/* group_*(...) on the local variables of the functions below */
+#define CALL_BF16(G, HD) group_bf16(qf, kr, ks_t, vr, vs_t, n, score, dst, G, HD)
+#define CALL_F32(G, HD) group_f32(qf, kr, ks_t, vr, vs_t, n, score, dst, G, HD)
+
+#define DEFINE_ATTEND(NAME, T, IN, CALL)                                                                      \
+    int NAME(const T *q, int64_t qs_b, int64_t qs_h, const T *k, int64_t ks_b, int64_t ks_h, int64_t ks_t,    \
+             const T *v, int64_t vs_b, int64_t vs_h, int64_t vs_t, T *out, const int64_t *spans, int64_t B,   \
+             int64_t Hq, int64_t Hkv, int64_t hd, float scale) {                                               \
+        const int64_t g = Hq / Hkv, longest = longest_span(spans - 1, 2, B);                                   \
+        if (longest < 0) return -1;                                                                            \
+        float *qf = malloc(sizeof(float) * (size_t)(g * hd + g * longest));                                    \
+        if (qf == NULL) return -1;                                                                             \
+        for (int64_t b = 0; b < B; b++) {                                                                      \
+            const int64_t lo = spans[2 * b], n = spans[2 * b + 1] - lo;                                        \
+            for (int64_t h = 0; h < Hkv; h++) {                                                                \
+                for (int64_t j = 0; j < g; j++)                                                                \
+                    for (int64_t d = 0; d < hd; d++) qf[j * hd + d] = IN(q[b * qs_b + (h * g + j) * qs_h + d]) * scale; \
+                const T *kr = k + b * ks_b + h * ks_h + lo * ks_t, *vr = v + b * vs_b + h * vs_h + lo * vs_t;  \
+                T *dst = out + (b * Hq + h * g) * hd;                                                          \
+                float *score = qf + g * hd;                                                                    \
+                SPECIALISED(CALL, g, hd);                                                                      \
+            }                                                                                                  \
+        }                                                                                                      \
+        free(qf);                                                                                              \
+        return 0;                                                                                              \
+    }
+
+DEFINE_ATTEND(ulm_attend_bf16, bf16, bf16_in, CALL_BF16)
+DEFINE_ATTEND(ulm_attend_f32, float, f32_in, CALL_F32)
+
+typedef struct {
+    bf16 *k, *v;             /* this layer's cache: row r, head h, position t at k + r·ks_r + h·ks_h + t·ks_t */
+    int64_t ks_r, ks_h, ks_t, vs_r, vs_h, vs_t;
+    const bf16 *cos, *sin;   /* rotary tables [max_len, hd]; sin signed as (−sin₁, sin₂) over the halves */
+    int64_t Hq, Hkv, hd;
+    float scale;
+} ulm_layer;
+
+/* x rotated at the position whose tables are cos, sin into dst (bf16, rounded per op as torch does). */
+INLINE void rope_bf16(const bf16 *x, const bf16 *cos, const bf16 *sin, int64_t hd, bf16 *dst) {
+    const int64_t half = hd / 2;
+    for (int64_t d = 0; d < hd; d++) {
+        const float a = bf16_in(bf16_out(bf16_in(x[d]) * bf16_in(cos[d])));
+        const float b = bf16_in(bf16_out(bf16_in(x[d < half ? d + half : d - half]) * bf16_in(sin[d])));
+        dst[d] = bf16_out(a + b);
+    }
+}
+
+int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, const bf16 *qkv, bf16 *out) {
+    const int64_t Hq = L->Hq, Hkv = L->Hkv, hd = L->hd, g = Hq / Hkv, width = (Hq + 2 * Hkv) * hd;
+    const int64_t longest = longest_span(meta, 3, B);
+    if (longest < 0) return -1;
+    float *qf = malloc(sizeof(float) * (size_t)(g * hd + g * longest));
+    bf16 *qr = malloc(sizeof(bf16) * (size_t)(Hq * hd));
+    if (qf == NULL || qr == NULL) {
+        free(qf);
+        free(qr);
+        return -1;
+    }
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t row = meta[3 * b], lo = meta[3 * b + 1], n = meta[3 * b + 2] - lo, pos = lo + n - 1;
+        const bf16 *x = qkv + b * width, *cos = L->cos + pos * hd, *sin = L->sin + pos * hd;
+        for (int64_t h = 0; h < Hq; h++) rope_bf16(x + h * hd, cos, sin, hd, qr + h * hd);
+        for (int64_t h = 0; h < Hkv; h++) {
+            rope_bf16(x + (Hq + h) * hd, cos, sin, hd, L->k + row * L->ks_r + h * L->ks_h + pos * L->ks_t);
+            memcpy(L->v + row * L->vs_r + h * L->vs_h + pos * L->vs_t, x + (Hq + Hkv + h) * hd, sizeof(bf16) * hd);
+        }
+        for (int64_t h = 0; h < Hkv; h++) {
+            for (int64_t i = 0; i < g * hd; i++) qf[i] = bf16_in(qr[h * g * hd + i]) * L->scale;
+            const int64_t ks_t = L->ks_t, vs_t = L->vs_t;
+            const bf16 *kr = L->k + row * L->ks_r + h * L->ks_h + lo * ks_t;
+            const bf16 *vr = L->v + row * L->vs_r + h * L->vs_h + lo * vs_t;
+            bf16 *dst = out + (b * Hq + h * g) * hd;
+            float *score = qf + g * hd;
+            SPECIALISED(CALL_BF16, g, hd);
+        }
+    }
+    free(qf);
+    free(qr);
+    return 0;
+}
