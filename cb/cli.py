@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib
 import sys
 from typing import Any
@@ -105,25 +106,9 @@ def _light_coercion(group: Any) -> None:
     one-shot `cb` start-up. For these plain types the conversion is the same (int("3"), float("0.2")), so
     cb installs a light converter before parsing. If Typer's internals change shape, Typer's own stays.
     """
-    try:
-        from typer._coercion import RuntimeParam
-    except ImportError:
+    plain_param = _plain_param()
+    if plain_param is None:
         return
-
-    @dataclasses.dataclass(frozen=True)
-    class Plain(RuntimeParam):
-        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            kind = self.annotation
-            if kind == list[str]:
-                return [str(v) for v in value]
-            if kind is bool:
-                if isinstance(value, bool):
-                    return value
-            else:
-                with contextlib.suppress(TypeError, ValueError):
-                    return kind(value)
-            label = {int: "integer", float: "number", bool: "boolean"}.get(kind, getattr(kind, "__name__", "value"))
-            raise typer.BadParameter(f"{value!r} is not a valid {label}.", ctx=ctx, param=param)
 
     def lighten(param: Any) -> None:
         descriptor = getattr(param, "type_descriptor", None)
@@ -131,7 +116,7 @@ def _light_coercion(group: Any) -> None:
         plain = annotation in (str, int, float, bool, list[str]) and getattr(descriptor, "file_annotation", 1) is None
         if descriptor is not None and plain and getattr(param, "_runtime_param", "absent") is None:
             with contextlib.suppress(TypeError):  # Typer's RuntimeParam changed its fields: keep its own
-                param._runtime_param = Plain(annotation=annotation, parameter_info=descriptor.parameter_info)
+                param._runtime_param = plain_param(annotation=annotation, parameter_info=descriptor.parameter_info)
 
     def light_help(command: Any) -> None:
         make = command.get_help_option
@@ -152,6 +137,32 @@ def _light_coercion(group: Any) -> None:
             light_help(command)
         for param in command.params:
             lighten(param)
+
+
+@functools.cache
+def _plain_param() -> type | None:
+    """Typer's RuntimeParam with a stdlib conversion for plain types (None if Typer has no such class)."""
+    try:
+        from typer._coercion import RuntimeParam
+    except ImportError:
+        return None
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if kind == list[str]:
+                return [str(v) for v in value]
+            if kind is bool:
+                if isinstance(value, bool):
+                    return value
+            else:
+                with contextlib.suppress(TypeError, ValueError):
+                    return kind(value)
+            label = {int: "integer", float: "number", bool: "boolean"}.get(kind, getattr(kind, "__name__", "value"))
+            raise typer.BadParameter(f"{value!r} is not a valid {label}.", ctx=ctx, param=param)
+
+    return Plain
 
 
 app = typer.Typer(

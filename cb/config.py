@@ -10,7 +10,6 @@ value came from (`cb config show` prints it). Stdlib only (tomllib), so any comm
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,10 +93,16 @@ def project_root(start: Path | None = None) -> Path:
 def read_toml(path: Path) -> dict[str, Any]:
     """Read one config file; a missing file is empty, a broken one a ConfigError naming it."""
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        f = path.open("rb")
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    import tomllib  # only when there is a file to parse (a one-shot cb without config files never needs it)
+
+    try:
+        with f:
+            data = tomllib.load(f)
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     return {key: coerce(key, value) for key, value in data.items()}
