@@ -14,7 +14,9 @@ import torch
 from gguf import GGMLQuantizationType, quants
 from torch import nn
 
+from ulm import quant
 from ulm.config import ModelConfig
+from ulm.kernels import native
 from ulm.model import Transformer
 from ulm.quant import (
     DENSE_MIN_ROWS,
@@ -89,6 +91,17 @@ def test_many_rows_take_the_dense_path_and_agree_with_the_kernel(n: int) -> None
     dense = lin(x)  # one GEMM on the unpacked weight
     kernel = torch.cat([lin(x[i:i + 8]) for i in range(0, len(x), 8)])  # few rows at a time: the int4 kernel
     assert ((dense.float() - kernel.float()).norm() / kernel.float().norm()).item() < 1e-2
+
+
+@pytest.mark.parametrize("n, k", [(64, 32), (192, 96), (960, 576)])
+def test_the_native_unpacking_gives_the_bits_of_the_torch_ops(n: int, k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    if native.library() is None:
+        pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    gen = torch.Generator().manual_seed(6)
+    lin = Int4Linear.quantize(int4_from_float(torch.randn(n, k, generator=gen) * 0.05 + 0.01))
+    fast = lin.dense()
+    monkeypatch.setattr(quant, "library", lambda: None)
+    assert torch.equal(fast, lin.dense())
 
 
 def test_minmax_int4_of_a_dequantised_q4_1_weight_lands_on_the_same_grid(weight: np.ndarray) -> None:

@@ -32,6 +32,8 @@ ATTEND_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _I64,
                _F32)
 # ulm_decode_layer_bf16: layer struct, meta, B, qkv, out
 LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
+# ulm_dequant_int4_bf16: packed, scales_zeros, N, K, group, out
+DEQUANT_ARGS = (_PTR, _PTR, _I64, _I64, _I64, _PTR)
 
 log = logging.getLogger("ulm")
 
@@ -83,6 +85,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = ATTEND_ARGS, ctypes.c_int
     lib.ulm_decode_layer_bf16.argtypes, lib.ulm_decode_layer_bf16.restype = LAYER_ARGS, ctypes.c_int
+    lib.ulm_dequant_int4_bf16.argtypes, lib.ulm_dequant_int4_bf16.restype = DEQUANT_ARGS, None
     return lib
 
 

@@ -47,6 +47,12 @@ INLINE bf16 bf16_out(float f) {
     return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
 
+/* bf16_out for values known finite (no NaN check, so loops of it vectorise) */
+INLINE bf16 bf16_out_finite(float f) {
+    union { float f; uint32_t u; } v = { .f = f };
+    return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
 INLINE float f32_in(float f) { return f; }
 INLINE float f32_out(float f) { return f; }
 
@@ -250,4 +256,36 @@ int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, co
     free(qf);
     free(qr);
     return 0;
+}
+
+/* ulm_dequant_int4_bf16: the bf16 weight [N, K] of torch's CPU int4 packing (what `Int4Linear.dense` unpacks):
+ * each block of 64 output rows is stored as [K, 32] bytes, byte (k, i) holding row i's 4-bit value in its
+ * low nibble and row i + 32's in its high nibble; scales_zeros [K / group, N, 2] (bf16) hold each group's
+ * scale and zero, w = (q − 8)·scale + zero, rounded as torch's bf16 ops round q·scale + (zero − 8·scale).
+ * N % 64 == 0, K % group == 0. */
+void ulm_dequant_int4_bf16(const uint8_t *packed, const bf16 *scales_zeros, int64_t N, int64_t K, int64_t group,
+                           bf16 *out) {
+    uint8_t *rows = malloc((size_t)(32 * K)); /* one block's bytes, transposed: [32, K] */
+    if (rows == NULL) return;
+    for (int64_t block = 0; block < N / 64; block++) {
+        const uint8_t *p = packed + block * K * 32;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t i = 0; i < 32; i++) rows[i * K + k] = p[k * 32 + i];
+        for (int64_t i = 0; i < 64; i++) {
+            const int64_t n = block * 64 + i;
+            const int shift = i < 32 ? 0 : 4;
+            const uint8_t *src = rows + (i & 31) * K;
+            bf16 *dst = out + n * K;
+            for (int64_t k0 = 0; k0 < K; k0 += group) {
+                const bf16 *sz = scales_zeros + ((k0 / group) * N + n) * 2;
+                const float scale = bf16_in(sz[0]);
+                const float zero = bf16_in(bf16_out_finite(bf16_in(sz[1]) - 8.0f * scale));
+                for (int64_t k = k0; k < k0 + group; k++) {
+                    const float q = (float)((src[k] >> shift) & 0x0F);
+                    dst[k] = bf16_out_finite(bf16_in(bf16_out_finite(q * scale)) + zero);
+                }
+            }
+        }
+    }
+    free(rows);
 }
