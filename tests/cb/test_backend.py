@@ -221,3 +221,22 @@ def test_proxy_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_base_url_without_a_scheme_is_named() -> None:
     with Backend("127.0.0.1:8080/v1") as b, pytest.raises(BackendError, match="must start with http://"):
         b.models()
+
+
+@pytest.mark.parametrize(("body", "state"), [
+    (b'{"status": "loading"}', ("loading", "")),
+    (b'{"status": "error", "error": "bad\\nweights"}', ("error", "bad weights")),
+    (b"<html>starting</html>", ("loading", "")),
+])
+def test_health_probe_reads_the_servers_state(body: bytes, state: tuple[str, str]) -> None:
+    class Starting(_Quiet):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with _serve(Starting) as url, Backend(url) as b:
+        assert b.probe() == state and not b.health()
+    with Backend(url) as b:  # the server is gone now
+        assert b.probe() == ("down", "")

@@ -1,6 +1,6 @@
 """Start-up stays light: `cb --help` imports no HTTP, prompt or Redis library, a piped one-shot imports its
-own command module and the stdlib's HTTP client only (no httpx, pydantic, rich, click, agentshell or the
-other commands), and the root routes bare questions to `ask`.
+own command module and the stdlib's HTTP client only (no httpx, pydantic, rich, click, agentshell, the other
+commands, or the edit machinery when nothing is proposed), and the root routes bare questions to `ask`.
 
 Run: .venv/bin/python -m pytest tests/cb/test_startup.py -q
 """
@@ -66,4 +66,5 @@ def test_one_shot_imports_only_what_it_needs_when_piped(scripted: ScriptedServer
     mods = set(out.stderr.split("MODULES ")[-1].split())
     assert "http.client" in mods
     assert not {"httpx", "pydantic", "rich", "click", "prompt_toolkit", "redis", "agentshell.client"} & mods
+    assert not {"tools.apply", "tools.plan", "tools.journal"} & mods  # the answer proposed no edit
     assert {m for m in mods if m.startswith("cb.commands.")} == {"cb.commands.oneshot", "cb.commands.common"}
