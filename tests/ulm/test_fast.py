@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.ulm.loading.gguf_files import write_gguf
+from ulm import fast as fast_module
 from ulm.config import ModelConfig
 from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
 from ulm.kernels import attention as kernel_attention
@@ -170,6 +171,26 @@ def test_refined_head_keeps_the_dense_argmax_and_exact_top_logits() -> None:
     assert torch.equal(got.argmax(-1), dense.argmax(-1))
     top = dense.topk(4, dim=-1).indices
     torch.testing.assert_close(got.gather(-1, top), dense.gather(-1, top), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("vocab", [4096, 4000, 208], ids=["chunks", "ragged-tail", "fewer-than-k-chunks"])
+def test_the_native_refinement_recomputes_the_candidates_the_torch_one_does(vocab: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if native.library() is None:
+        pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    g = torch.Generator().manual_seed(4)
+    table = (torch.randn(vocab, 64, generator=g) * 0.1).bfloat16()
+    head = RefinedHead(Int4Linear.quantize(int4_from_float(table.float()), out_dtype=torch.float32), table, k=16)
+    x = torch.randn(4, 64, generator=g)
+    coarse = head.coarse(x)
+    got = head(x)
+    monkeypatch.setattr(fast_module, "library", lambda: None)
+    want = head(x)
+    changed_native, changed_torch = got != coarse, want != coarse
+    assert torch.equal(changed_native, changed_torch)  # the same logits were recomputed
+    assert changed_native.sum(-1).min().item() >= 16 - 1  # at least the top k (one may land on its coarse value)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # fp32 sums in another order
+    assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
 def test_fast_mode_refuses_other_activation_dtypes(tiny_source: ModelSource) -> None:

@@ -34,6 +34,8 @@ ATTEND_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _I64,
 LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
 # ulm_dequant_int4_bf16: packed, scales_zeros, N, K, group, out
 DEQUANT_ARGS = (_PTR, _PTR, _I64, _I64, _I64, _PTR)
+# ulm_refine_logits: logits, V, table, D, h, k, chunk
+REFINE_ARGS = (_PTR, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
 log = logging.getLogger("ulm")
 
@@ -86,6 +88,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         fn.argtypes, fn.restype = ATTEND_ARGS, ctypes.c_int
     lib.ulm_decode_layer_bf16.argtypes, lib.ulm_decode_layer_bf16.restype = LAYER_ARGS, ctypes.c_int
     lib.ulm_dequant_int4_bf16.argtypes, lib.ulm_dequant_int4_bf16.restype = DEQUANT_ARGS, None
+    lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
     return lib
 
 

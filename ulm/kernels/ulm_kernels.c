@@ -19,6 +19,9 @@
  *   out    [B, Hq·hd]
  *
  * Every function returns 0, or -1 when a row has no key (hi ≤ lo) or scratch memory cannot be had.
+ *
+ * ulm_dequant_int4_bf16 unpacks torch's CPU int4 weight layout to bf16 (for the prefill's dense GEMMs);
+ * ulm_refine_logits is the fast LM head's exact second pass over its candidates. See each below.
  */
 #include <math.h>
 #include <stdint.h>
@@ -288,4 +291,60 @@ void ulm_dequant_int4_bf16(const uint8_t *packed, const bf16 *scales_zeros, int6
         }
     }
     free(rows);
+}
+
+/* Σ a·b over n floats, 16 lanes at a time (the lanes summed in a fixed order: deterministic). */
+INLINE float dot(const float *a, const float *b, int64_t n) {
+    f32x16 acc = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc += load16_f32(a + i) * load16_f32(b + i);
+    float s = hsum(acc);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static int descending(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* ulm_refine_logits: the fast LM head's second pass over one row of coarse logits [V] (fp32, in place):
+ * every logit at or above the k-th largest of the per-chunk maxima (a superset of the top k) is replaced
+ * by the exact dot product of its bf16 table row [D] with h [D] (fp32 accumulation). Returns how many were
+ * recomputed, or -1 without scratch memory. */
+int64_t ulm_refine_logits(float *logits, int64_t V, const bf16 *table, int64_t D, const float *h, int64_t k,
+                          int64_t chunk) {
+    const int64_t chunks = (V + chunk - 1) / chunk;
+    float *maxima = malloc(sizeof(float) * (size_t)(2 * chunks + D));
+    if (maxima == NULL) return -1;
+    float *sorted = maxima + chunks, *row = sorted + chunks;
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t end = (c + 1) * chunk < V ? (c + 1) * chunk : V;
+        float top = logits[c * chunk];
+        for (int64_t i = c * chunk + 1; i < end; i++) top = logits[i] > top ? logits[i] : top;
+        maxima[c] = sorted[c] = top;
+    }
+    float threshold = -INFINITY;
+    if (chunks > k) {
+        qsort(sorted, (size_t)chunks, sizeof(float), descending);
+        threshold = sorted[k - 1];
+    }
+    int64_t count = 0;
+    for (int64_t c = 0; c < chunks; c++) {
+        if (!(maxima[c] >= threshold)) continue;
+        const int64_t end = (c + 1) * chunk < V ? (c + 1) * chunk : V;
+        for (int64_t i = c * chunk; i < end; i++) {
+            if (!(logits[i] >= threshold)) continue;
+            int64_t d = 0;
+            for (; d + 16 <= D; d += 16) {
+                f32x16 w = load16_bf16(table + i * D + d);
+                memcpy(row + d, &w, sizeof w);
+            }
+            for (; d < D; d++) row[d] = bf16_in(table[i * D + d]);
+            logits[i] = dot(row, h, D);
+            count++;
+        }
+    }
+    free(maxima);
+    return count;
 }
