@@ -12,8 +12,10 @@ own parameters, plus a small per-batch state object that a decode loop (or the s
 - `BatchSampler(max_batch, vocab_size, device)`: per-row parameter tensors, token counts and generators for
   rows that join and leave: `set_row(row, params)`, `observe(rows, tokens)`, `sample(logits, rows)`.
 
-The draw is the exponential race: argmax(p / E) with E ~ Exp(1) is a sample of p, and it needs one random
-vector per row (drawn row by row from that row's generator; the loop is over rows, never the vocabulary).
+The draw is by inverse CDF (`draw`): one uniform number per row (from that row's generator; the loop is
+over rows, never the vocabulary) located in the row's cumulative probabilities, in two float64 levels
+(chunks, then tokens) so the tail keeps its mass and a row costs ~20 µs where one exponential per token
+cost ~1 ms. Tokens of probability 0 (filtered out) can never be drawn.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import secrets
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -157,11 +160,31 @@ def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | Non
     if bool(greedy.all()):
         return logits.argmax(dim=-1)
     probs = torch.softmax(filter_logits(logits, params), dim=-1)  # [B, V]
-    race = torch.empty_like(probs)
-    for row, gen in enumerate(generators):
-        race[row].exponential_(generator=gen)
-    drawn = (probs / race).argmax(dim=-1)  # [B]
-    return torch.where(greedy, logits.argmax(dim=-1), drawn)
+    uniform = torch.cat([torch.rand(1, generator=gen, dtype=torch.float64, device=gen.device) for gen in generators])
+    drawn = draw(probs, uniform)  # [B]
+    return torch.where(greedy, logits.argmax(dim=-1), drawn) if bool(greedy.any()) else drawn
+
+
+DRAW_CHUNK = 128  # tokens per chunk of the two-level inverse CDF
+
+
+def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """The token of each row at quantile uniform[b] of its distribution: probs [B, V], uniform float64 [B] in
+    [0, 1) → long [B]. Two levels, each a float64 cumulative sum: over chunks' masses ([B, V / 128]), then
+    within the chosen chunk ([B, 128]); a token of probability 0 is never returned."""
+    B, V = probs.shape
+    pad = (-V) % DRAW_CHUNK
+    chunks = (F.pad(probs, (0, pad)) if pad else probs).view(B, -1, DRAW_CHUNK)  # [B, n, C]
+    cdf = chunks.sum(dim=-1, dtype=torch.float64).cumsum(dim=-1)  # [B, n]
+    u = (uniform * cdf[:, -1]).unsqueeze(1)  # [B, 1], in [0, total)
+    c = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)  # [B, 1]: first chunk with cdf > u
+    before = torch.where(c > 0, cdf.gather(1, (c - 1).clamp(min=0)), torch.zeros_like(u))  # [B, 1]
+    inner = chunks.gather(1, c.unsqueeze(2).expand(B, 1, DRAW_CHUNK)).squeeze(1).to(torch.float64).cumsum(dim=-1)
+    # inside the chunk: u − before, kept below the chunk's own total (the two sums may round apart), so the
+    # first entry above it is a step of the cumulative sum: a token of nonzero probability
+    rest = torch.minimum(u - before, inner[:, -1:] * (1 - 2.0 ** -40)).clamp_(min=0)  # [B, 1]
+    j = torch.searchsorted(inner, rest, right=True)  # [B, 1]
+    return (c * DRAW_CHUNK + j).squeeze(1)
 
 
 class BatchSampler:

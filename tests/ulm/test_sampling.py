@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ulm.sampling import BatchParams, BatchSampler, SamplingParams, apply_penalties, filter_logits, sample
+from ulm.sampling import BatchParams, BatchSampler, SamplingParams, apply_penalties, draw, filter_logits, sample
 
 V = 50
 
@@ -97,6 +97,22 @@ def test_seeded_draws_reproduce_and_follow_the_distribution() -> None:
     assert a == b
     freq = torch.bincount(torch.tensor(a), minlength=3).float() / len(a)
     assert torch.allclose(freq, torch.tensor([0.6, 0.3, 0.1]), atol=0.04)
+
+
+def test_the_two_level_draw_follows_a_large_distribution_and_never_picks_a_filtered_token() -> None:
+    g = torch.Generator().manual_seed(3)
+    V = 1000  # not a multiple of the chunk: the padded tail is never drawn
+    probs = torch.softmax(torch.randn(2, V, generator=g) * 2, dim=-1)
+    probs[:, ::3] = 0  # filtered tokens
+    probs /= probs.sum(dim=-1, keepdim=True)
+    uniform = torch.rand(40000, dtype=torch.float64, generator=g)
+    tokens = torch.cat([draw(probs[i % 2:i % 2 + 1], uniform[i:i + 1]) for i in range(0, 40000, 2)])
+    freq = torch.bincount(tokens, minlength=V).double() / len(tokens)
+    assert freq[::3].sum().item() == 0 and tokens.max().item() < V
+    assert (freq - probs[0].double()).abs().sum().item() < 0.12  # total variation of 20000 draws
+    edge = draw(probs, torch.tensor([0.0, 1 - 2.0 ** -52], dtype=torch.float64))  # the extreme quantiles
+    assert probs[0, edge[0]] > 0 and probs[1, edge[1]] > 0
+    assert edge[0].item() == int(probs[0].nonzero()[0]) and edge[1].item() == int(probs[1].nonzero()[-1])
 
 
 def test_a_rows_draws_do_not_depend_on_its_batch_neighbours() -> None:
