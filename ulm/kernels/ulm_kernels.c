@@ -20,7 +20,7 @@
  *
  * Every function returns 0, or -1 when a row has no key (hi ≤ lo) or scratch memory cannot be had.
  *
- * ulm_dequant_int4_bf16 unpacks torch's CPU int4 weight layout to bf16 (for the prefill's dense GEMMs);
+ * ulm_dequant_int4_bf16_t unpacks torch's CPU int4 weight layout to bf16 (for the prefill's dense GEMMs);
  * ulm_refine_logits is the fast LM head's exact second pass over its candidates. See each below.
  */
 #include <math.h>
@@ -182,8 +182,11 @@ static int64_t longest_span(const int64_t *meta, int64_t width, int64_t B) {
 /* group_*(...) on the local variables of the functions below */
 #define CALL_BF16(G, HD) group_bf16(qf, kr, ks_t, vr, vs_t, n, score, dst, G, HD)
 #define CALL_F32(G, HD) group_f32(qf, kr, ks_t, vr, vs_t, n, score, dst, G, HD)
+/* bf16 (the fast mode's decode) runs the specialised shapes; fp32 (the exact mode, the reference) the generic code */
+#define DISPATCH_BF16(g, hd) SPECIALISED(CALL_BF16, g, hd)
+#define DISPATCH_F32(g, hd) CALL_F32(g, hd)
 
-#define DEFINE_ATTEND(NAME, T, IN, CALL)                                                                      \
+#define DEFINE_ATTEND(NAME, T, IN, DISPATCH)                                                                      \
     int NAME(const T *q, int64_t qs_b, int64_t qs_h, const T *k, int64_t ks_b, int64_t ks_h, int64_t ks_t,    \
              const T *v, int64_t vs_b, int64_t vs_h, int64_t vs_t, T *out, const int64_t *spans, int64_t B,   \
              int64_t Hq, int64_t Hkv, int64_t hd, float scale) {                                               \
@@ -199,15 +202,15 @@ static int64_t longest_span(const int64_t *meta, int64_t width, int64_t B) {
                 const T *kr = k + b * ks_b + h * ks_h + lo * ks_t, *vr = v + b * vs_b + h * vs_h + lo * vs_t;  \
                 T *dst = out + (b * Hq + h * g) * hd;                                                          \
                 float *score = qf + g * hd;                                                                    \
-                SPECIALISED(CALL, g, hd);                                                                      \
+                DISPATCH(g, hd);                                                                               \
             }                                                                                                  \
         }                                                                                                      \
         free(qf);                                                                                              \
         return 0;                                                                                              \
     }
 
-DEFINE_ATTEND(ulm_attend_bf16, bf16, bf16_in, CALL_BF16)
-DEFINE_ATTEND(ulm_attend_f32, float, f32_in, CALL_F32)
+DEFINE_ATTEND(ulm_attend_bf16, bf16, bf16_in, DISPATCH_BF16)
+DEFINE_ATTEND(ulm_attend_f32, float, f32_in, DISPATCH_F32)
 
 typedef struct {
     bf16 *k, *v;             /* this layer's cache: row r, head h, position t at k + r·ks_r + h·ks_h + t·ks_t */
@@ -261,36 +264,48 @@ int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, co
     return 0;
 }
 
-/* ulm_dequant_int4_bf16: the bf16 weight [N, K] of torch's CPU int4 packing (what `Int4Linear.dense` unpacks):
- * each block of 64 output rows is stored as [K, 32] bytes, byte (k, i) holding row i's 4-bit value in its
- * low nibble and row i + 32's in its high nibble; scales_zeros [K / group, N, 2] (bf16) hold each group's
- * scale and zero, w = (q − 8)·scale + zero, rounded as torch's bf16 ops round q·scale + (zero − 8·scale).
- * N % 64 == 0, K % group == 0. */
-void ulm_dequant_int4_bf16(const uint8_t *packed, const bf16 *scales_zeros, int64_t N, int64_t K, int64_t group,
-                           bf16 *out) {
-    uint8_t *rows = malloc((size_t)(32 * K)); /* one block's bytes, transposed: [32, K] */
-    if (rows == NULL) return;
-    for (int64_t block = 0; block < N / 64; block++) {
-        const uint8_t *p = packed + block * K * 32;
-        for (int64_t k = 0; k < K; k++)
-            for (int64_t i = 0; i < 32; i++) rows[i * K + k] = p[k * 32 + i];
-        for (int64_t i = 0; i < 64; i++) {
-            const int64_t n = block * 64 + i;
-            const int shift = i < 32 ? 0 : 4;
-            const uint8_t *src = rows + (i & 31) * K;
-            bf16 *dst = out + n * K;
-            for (int64_t k0 = 0; k0 < K; k0 += group) {
-                const bf16 *sz = scales_zeros + ((k0 / group) * N + n) * 2;
-                const float scale = bf16_in(sz[0]);
-                const float zero = bf16_in(bf16_out_finite(bf16_in(sz[1]) - 8.0f * scale));
-                for (int64_t k = k0; k < k0 + group; k++) {
-                    const float q = (float)((src[k] >> shift) & 0x0F);
-                    dst[k] = bf16_out_finite(bf16_in(bf16_out_finite(q * scale)) + zero);
+/* ulm_dequant_int4_bf16_t: the bf16 weight, transposed ([K, N]), of torch's CPU int4 packing (what
+ * `Int4Linear.dense` unpacks, as Wᵀ: the GEMM reads either layout as fast). Each block of 64 output rows is
+ * stored as [K, 32] bytes, byte (k, i) holding row i's 4-bit value in its low nibble and row i + 32's in
+ * its high nibble, so one k's 32 bytes give 64 consecutive entries of Wᵀ's row k. scales_zeros
+ * [K / group, N, 2] (bf16) hold each group's scale and zero, w = (q − 8)·scale + zero, rounded as torch's
+ * bf16 ops round q·scale + (zero − 8·scale). N % 64 == 0, K % group == 0. Groups are shared out over
+ * OpenMP threads (torch's own pool: the library links the libgomp torch has loaded). Returns 0, or -1
+ * without memory. */
+int ulm_dequant_int4_bf16_t(const uint8_t *packed, const bf16 *scales_zeros, int64_t N, int64_t K, int64_t group,
+                            bf16 *out) {
+    int failed = 0;
+#pragma omp parallel
+    {
+        float *scale = malloc(sizeof(float) * (size_t)(2 * N)), *zero = scale + N;
+        if (scale == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t k0 = 0; k0 < K; k0 += group) {
+            if (scale == NULL) continue;
+            const bf16 *sz = scales_zeros + (k0 / group) * N * 2;
+            for (int64_t n = 0; n < N; n++) {
+                scale[n] = bf16_in(sz[2 * n]);
+                zero[n] = bf16_in(bf16_out_finite(bf16_in(sz[2 * n + 1]) - 8.0f * scale[n]));
+            }
+            for (int64_t k = k0; k < k0 + group; k++) {
+                bf16 *dst = out + k * N;
+                for (int64_t block = 0; block < N / 64; block++) {
+                    const uint8_t *p = packed + (block * K + k) * 32;
+                    const float *s = scale + block * 64, *z = zero + block * 64;
+                    bf16 *d = dst + block * 64;
+                    for (int64_t i = 0; i < 32; i++) {
+                        d[i] = bf16_out_finite(bf16_in(bf16_out_finite((float)(p[i] & 0x0F) * s[i])) + z[i]);
+                        d[i + 32] = bf16_out_finite(bf16_in(bf16_out_finite((float)(p[i] >> 4) * s[i + 32])) + z[i + 32]);
+                    }
                 }
             }
         }
+        free(scale);
     }
-    free(rows);
+    return failed ? -1 : 0;
 }
 
 /* Σ a·b over n floats, 16 lanes at a time (the lanes summed in a fixed order: deterministic). */
