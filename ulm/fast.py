@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ulm.config import ModelConfig
+from ulm.kernels.activations import silu_mul
 from ulm.kernels.attention import DecodeLayers, decode_attention
 from ulm.kernels.native import library
 from ulm.kv_cache import KVCache
@@ -226,8 +227,7 @@ class FastTransformer(Transformer):
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
             fused.step(i, qkv_mm(_rms_norm(x, n1, eps, out=h)), meta, att)  # [B, (Hq + 2·Hkv)·hd] → att
             x.add_(o_mm(att))
-            gate, up = gu_mm(_rms_norm(x, n2, eps, out=h)).chunk(2, dim=-1)  # [B, F] each
-            x.add_(down_mm(F.silu(gate).mul_(up)))
+            x.add_(down_mm(silu_mul(gu_mm(_rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
 
     def _decode_torch(self, ids: Tensor, cache: KVCache, s: int, lo: int, rows: slice) -> Tensor:
@@ -252,8 +252,7 @@ class FastTransformer(Transformer):
             v_at[s] = v.view(B, Hkv, hd)
             y = decode_attention(qk[:, :Hq], k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1], spans)  # [B, Hq, hd]
             x.add_(o_mm(y.view(B, Hq * hd)))
-            gate, up = gu_mm(_rms_norm(x, n2, eps, out=h)).chunk(2, dim=-1)  # [B, F] each
-            x.add_(down_mm(F.silu(gate).mul_(up)))
+            x.add_(down_mm(silu_mul(gu_mm(_rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
 
 

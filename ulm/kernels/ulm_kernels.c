@@ -363,3 +363,21 @@ int64_t ulm_refine_logits(float *logits, int64_t V, const bf16 *table, int64_t D
     free(maxima);
     return count;
 }
+
+/* ulm_silu_mul_bf16: out [rows, F] = silu(gate) · up for the fused projection's output gu [rows, 2F] (rows
+ * [gate | up]), bf16, rounded per op as torch's bf16 `F.silu(gate) * up` rounds (silu itself may differ from
+ * torch's in the last bit: its exp is µLM's). Large inputs (a prefill) are shared out over OpenMP threads. */
+void ulm_silu_mul_bf16(const bf16 *gu, int64_t rows, int64_t F, bf16 *out) {
+#pragma omp parallel for schedule(static) if (rows * F >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        const bf16 *gate = gu + r * 2 * F, *up = gate + F;
+        bf16 *dst = out + r * F;
+        for (int64_t j = 0; j < F; j++) {
+            const float g = bf16_in(gate[j]);
+            const float a = -fabsf(g); /* e^a, below e^-87 as e^(a + 87) · e^-87 (into fp32's subnormals) */
+            const float e = a < -87.0f ? exp_nonpositive(a + 87.0f) * 1.6458115e-38f : exp_nonpositive(a);
+            const float silu = (g >= 0.0f ? g : g * e) / (1.0f + e);
+            dst[j] = bf16_out_finite(bf16_in(bf16_out_finite(silu)) * bf16_in(up[j]));
+        }
+    }
+}

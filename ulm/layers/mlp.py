@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ulm.config import ModelConfig
+from ulm.kernels.activations import silu_mul
 
 
 class SwiGLU(nn.Module):
@@ -31,8 +32,7 @@ class SwiGLU(nn.Module):
             state_dict[f"{prefix}w_gate_up.weight"] = torch.cat([state_dict.pop(gate), state_dict.pop(up)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.w_gate_up(x).split(self.hidden_dim, dim=-1)  # [B, T, F] each
-        return self.w_down(F.silu(gate) * up)
+        return self.w_down(silu_mul(self.w_gate_up(x)))  # [B, T, 2F] → [B, T, F] → [B, T, D]
 
 
 class GeluMLP(nn.Module):
