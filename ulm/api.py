@@ -55,6 +55,7 @@ import torch
 from ulm.config import ModelConfig
 from ulm.errors import EmptyPromptError, ModelLoadError
 from ulm.generate import Completion, Event, Generator, Request
+from ulm.kernels.native import library
 from ulm.registry import ModelSource, resolve
 from ulm.sampling import SamplingParams
 from ulm.tokenizer import encode_chat, encode_prompt, load_tokenizer, stop_token_ids
@@ -192,6 +193,8 @@ def load(ref: str | Path | None = None, device: str | torch.device = "cpu", dtyp
     source = resolve(ref)
     target = _resolve_dtype(dtype, mode)
     module = _build(source, mode, target, quant, device)
+    if torch.device(device).type == "cpu":
+        library()  # the native kernels, built now (once per machine) rather than in the first request
     tokenizer = load_tokenizer(source)
     config = module.config
     if len(tokenizer) > config.vocab_size:
