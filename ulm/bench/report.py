@@ -44,9 +44,9 @@ def render(results: dict[str, dict[str, Any]], *, model: str, threads: int, repe
             skipped.append(f"  {name}: {res['error']}")
             continue
         rows.append([LABELS.get(name, name), *(fmt.format(res[key]) for key, _, fmt, _ in METRICS)])
-    out = [f"model {model}, {threads} threads; medians of {repeats} runs (the machine is shared and noisy: "
-           f"compare engines within one run); prefill 512 tokens, decode {new_tokens} new tokens after a "
-           "64-token prompt", "", _grid(rows)]
+    out = [f"model {model}, {threads} threads; medians of {repeats} runs, engines interleaved (the machine is "
+           f"shared and noisy: compare engines within one run); prefill 512 tokens, decode {new_tokens} new "
+           "tokens after a 64-token prompt", "", _grid(rows)]
     anchor = results.get(ANCHOR, {})
     if "error" not in anchor and anchor:
         ratio_rows = [["µLM fast vs", *(title.split(" ")[0] for _, title, _, _ in METRICS)]]

@@ -1,5 +1,9 @@
 """`ulm bench`'s driver: tokenise the fixed text once, then run each engine in its own subprocess.
 
+The `repeats` runs are rounds: each round runs every engine once, in a fresh process, so a noisy spell of
+a shared machine hits every engine alike instead of all the runs of one; each figure is the median over
+the rounds (µLM's accuracy pass runs in the first round only).
+
 Every engine gets the same token ids (written to a temp JSON file), the same thread count (torch's and
 OpenMP's; OMP_WAIT_POLICY is the caller's: spinning waits are fastest on an idle machine and worst on a
 busy one) and the same model file. For a GGUF file, µLM's
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,18 +69,40 @@ def run_bench(model: str, engines: Sequence[str], threads: int, repeats: int, ne
     """Each engine's figures (or {"error": ...}), keyed by engine name, in the order given."""
     progress(f"tokenising the benchmark text for {model}")
     ids = bench_ids(model)
-    results: dict[str, dict[str, Any]] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
     with tempfile.TemporaryDirectory(prefix="ulm-bench-") as tmp:
         ids_file = Path(tmp) / "ids.json"
         ids_file.write_text(json.dumps(ids))
-        common = ["--model", model, "--ids", str(ids_file), "--threads", str(threads), "--repeats", str(repeats),
+        common = ["--model", model, "--ids", str(ids_file), "--threads", str(threads), "--repeats", "1",
                   "--new-tokens", str(new_tokens)]
         if any(e.startswith("ulm") for e in engines) and resolve(model).kind == "gguf":
             progress("warming µLM's weight cache")
             run_worker(["ulm", *common, "--warm"], threads, timeout_s)
-        for name in engines:
-            extra = ["--accuracy"] if accuracy and name == "ulm" else []
-            results[name] = run_worker([name, *common, *extra], threads, timeout_s)
-            if "error" in results[name]:
-                progress(f"{name}: skipped: {results[name]['error']}")
-    return results
+        for r in range(repeats):
+            for name in engines:
+                if rounds[name] and "error" in rounds[name][0]:
+                    continue  # an engine that cannot run here is not retried
+                if repeats > 1:
+                    progress(f"round {r + 1} of {repeats}: {name}")
+                extra = ["--accuracy"] if accuracy and name == "ulm" and r == 0 else []
+                rounds[name].append(run_worker([name, *common, *extra], threads, timeout_s))
+                if "error" in rounds[name][-1]:
+                    progress(f"{name}: skipped: {rounds[name][-1]['error']}")
+    return {name: combine(runs) for name, runs in rounds.items()}
+
+
+def combine(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One engine's rounds as one result: the first error if any failed, else the median of every number
+    (top1_agreement and anything else only some rounds report is taken from the first that has it)."""
+    failed = next((run for run in runs if "error" in run), None)
+    if failed is not None:
+        return failed
+    out: dict[str, Any] = {}
+    for run in runs:
+        for key, value in run.items():
+            if key in out:
+                continue
+            values = [r[key] for r in runs if key in r]
+            numeric = len(values) == len(runs) and all(isinstance(v, int | float) for v in values)
+            out[key] = statistics.median(values) if numeric else value
+    return out

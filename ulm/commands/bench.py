@@ -33,9 +33,10 @@ def bench(
     """Benchmark µLM against HF transformers and llama.cpp on the same model, prompt and thread count.
 
     Measures load time, prefill tokens/s over 512 tokens, decode tokens/s for 128 new tokens after a 64-token
-    prompt, time to first token and peak RSS; greedy decoding on the same token ids for every engine. Each
-    engine runs in its own process; figures are medians of --repeats runs. Progress goes to stderr, results
-    to stdout. llama.cpp runs when llama-cpp-python is installed (`pip install llama-cpp-python`).
+    prompt, time to first token and peak RSS; greedy decoding on the same token ids for every engine. The
+    --repeats runs are rounds in which every engine runs once in a fresh process (a noisy spell hits them
+    all alike); figures are medians over the rounds. Progress goes to stderr, results to stdout. llama.cpp
+    runs when llama-cpp-python is installed (`pip install llama-cpp-python`).
 
     Examples:
 

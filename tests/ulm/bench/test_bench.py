@@ -56,7 +56,7 @@ def test_table_shows_every_engine_and_says_what_did_not_run(tiny_results: dict[s
     for label in ("µLM fast (int4, bf16)", "µLM exact (fp32)", "HF transformers bf16", "HF transformers fp32"):
         assert rows.count(label) == (1 if label.startswith("µLM fast") else 2)  # figures row (+ ratios row)
     assert "not run:" in text and "llama_cpp: llama.cpp reads GGUF files only" in text
-    assert "medians of 1 runs" in text and "top-1 agreement" in text
+    assert "medians of 1 runs, engines interleaved" in text and "top-1 agreement" in text
 
 
 def test_ratios_read_greater_than_one_when_ulm_is_better() -> None:
@@ -98,3 +98,13 @@ def test_llama_cpp_runs_the_embedded_gguf() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout)["llama_cpp"]
     assert all(figures[f] > 0 for f in FIELDS), figures
+
+
+def test_rounds_combine_into_medians_and_the_first_error() -> None:
+    from ulm.bench.run import combine
+
+    runs = [{"load_s": 1.0, "decode_tok_s": 90.0, "top1_agreement": 0.97}, {"load_s": 3.0, "decode_tok_s": 80.0},
+            {"load_s": 2.0, "decode_tok_s": 100.0}]
+    assert combine(runs) == {"load_s": 2.0, "decode_tok_s": 90.0, "top1_agreement": 0.97}
+    assert combine([*runs, {"error": "llama-cpp-python is not installed"}]) == {
+        "error": "llama-cpp-python is not installed"}
