@@ -225,9 +225,9 @@ class FastTransformer(Transformer):
         att = torch.empty(B, c.n_heads * hd, dtype=ACT_DTYPE)  # each layer's attention output
         eps = self._eps
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
-            fused.step(i, qkv_mm(_rms_norm(x, n1, eps, out=h)), meta, att)  # [B, (Hq + 2·Hkv)·hd] → att
+            fused.step(i, qkv_mm(rms_norm(x, n1, eps, out=h)), meta, att)  # [B, (Hq + 2·Hkv)·hd] → att
             x.add_(o_mm(att))
-            x.add_(down_mm(silu_mul(gu_mm(_rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
+            x.add_(down_mm(silu_mul(gu_mm(rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
 
     def _decode_torch(self, ids: Tensor, cache: KVCache, s: int, lo: int, rows: slice) -> Tensor:
@@ -244,7 +244,7 @@ class FastTransformer(Transformer):
         views = self._cache_views(cache, rows)
         spans = torch.tensor([[0, s + 1 - lo]] * B)  # [B, 2] over the keys lo..s, as the generic plan has them
         for i, (n1, qkv_mm, o_mm, n2, gu_mm, down_mm) in enumerate(self._layers):
-            qk, v = qkv_mm(_rms_norm(x, n1, eps, out=h)).split(self._split, dim=-1)  # [B, (Hq+Hkv)·hd], [B, Hkv·hd]
+            qk, v = qkv_mm(rms_norm(x, n1, eps, out=h)).split(self._split, dim=-1)  # [B, (Hq+Hkv)·hd], [B, Hkv·hd]
             qk = qk.view(B, Hq + Hkv, hd)
             qk = qk * cos + qk.roll(half, dims=-1) * sin  # rotate-half RoPE, rounding as `apply_rope` does
             k_cache, v_cache, k_at, v_at = views[i]  # [B, Hkv, max_len, hd] ×2, then [max_len, B, Hkv, hd] ×2
@@ -252,14 +252,8 @@ class FastTransformer(Transformer):
             v_at[s] = v.view(B, Hkv, hd)
             y = decode_attention(qk[:, :Hq], k_cache[:, :, lo:s + 1], v_cache[:, :, lo:s + 1], spans)  # [B, Hq, hd]
             x.add_(o_mm(y.view(B, Hq * hd)))
-            x.add_(down_mm(silu_mul(gu_mm(_rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
+            x.add_(down_mm(silu_mul(gu_mm(rms_norm(x, n2, eps, out=h)))))  # [B, 2F] → [B, F] → [B, D]
         return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
-
-
-def _rms_norm(x: Tensor, weight: Tensor, eps: float, out: Tensor) -> Tensor:
-    """RMSNorm of fp32 rows x [B, D], rounded into `out` (bf16, reused): the same function, hence the same
-    rounding, as `ulm.layers.norm.RMSNorm`."""
-    return out.copy_(rms_norm(x, weight, eps))
 
 
 def _adopt(module: Transformer) -> FastTransformer:

@@ -91,6 +91,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_decode_layer_bf16.argtypes, lib.ulm_decode_layer_bf16.restype = LAYER_ARGS, ctypes.c_int
     lib.ulm_dequant_int4_bf16_t.argtypes, lib.ulm_dequant_int4_bf16_t.restype = DEQUANT_ARGS, ctypes.c_int
     lib.ulm_silu_mul_bf16.argtypes, lib.ulm_silu_mul_bf16.restype = (_PTR, _I64, _I64, _PTR), None
+    lib.ulm_rms_norm.argtypes, lib.ulm_rms_norm.restype = (_PTR, _I64, _I64, _PTR, _F32, _PTR, ctypes.c_int), None
     lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
     return lib
 

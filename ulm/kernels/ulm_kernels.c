@@ -381,3 +381,22 @@ void ulm_silu_mul_bf16(const bf16 *gu, int64_t rows, int64_t F, bf16 *out) {
         }
     }
 }
+
+/* ulm_rms_norm: y [rows, D] = x / sqrt(mean(x²) + eps) · w over fp32 rows x [rows, D] (contiguous), written
+ * as fp32, or as bf16 (rounded to nearest even) when y_bf16: the norm and the cast a matmul's input needs in
+ * one pass. (x · inv) · w is rounded as torch's two multiplies round it. Many rows (a prefill) are shared
+ * out over OpenMP threads. */
+void ulm_rms_norm(const float *x, int64_t rows, int64_t D, const float *w, float eps, void *y, int y_bf16) {
+#pragma omp parallel for schedule(static) if (rows >= 64)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        const float inv = 1.0f / sqrtf(dot(xr, xr, D) / (float)D + eps);
+        if (y_bf16) {
+            bf16 *dst = (bf16 *)y + r * D;
+            for (int64_t d = 0; d < D; d++) dst[d] = bf16_out(xr[d] * inv * w[d]);
+        } else {
+            float *dst = (float *)y + r * D;
+            for (int64_t d = 0; d < D; d++) dst[d] = xr[d] * inv * w[d];
+        }
+    }
+}
