@@ -8,7 +8,8 @@ already built fp32 `Transformer` (its submodules are reused) and returns the fas
 
 - every linear (fused q/k/v, output, fused gate/up, down, and the LM head, tied or not) becomes an
   `ulm.quant.Int4Linear` (int8 where the int4 kernel does not take the shape, or with scheme="int8"):
-  bf16 activations in, bf16 out. GGUF Q4_0/Q4_1 tensors are packed losslessly from the file's blocks;
+  bf16 activations in, bf16 out, repacked for µLM's native int4 kernel where the CPU has AVX-512 VNNI
+  (`Int4Linear.use_native_kernel`). GGUF Q4_0/Q4_1 tensors are packed losslessly from the file's blocks;
   prefill-sized inputs run a dense bf16 GEMM on the unpacked weight;
 - the LM head is a `RefinedHead`: int4 logits rank the vocabulary, the top 64 are recomputed from the
   bf16 table (fp32 logits out), so greedy decoding picks what a dense head would;
@@ -118,6 +119,8 @@ class RefinedHead(nn.Module):
 def _matmul(lin: nn.Module) -> Callable[[Tensor], Tensor]:
     """A direct call of a linear on a 2-D input [M, K] → [M, N], skipping the module's reshapes and casts."""
     if type(lin) is Int4Linear and lin.bias is None and lin.out_dtype == lin.dtype:
+        if lin.layout == "vnni":
+            return lin.matmul
         packed, sz = lin.packed, lin.scales_zeros
         return lambda h: torch._weight_int4pack_mm_for_cpu(h, packed, GROUP, sz)
     return lin
@@ -322,6 +325,9 @@ def _install(module: Transformer, tensors: Mapping[str, Tensor]) -> FastTransfor
         owner_name, _, attr = key.rpartition(".")
         owner = module.get_submodule(owner_name)
         setattr(owner, attr, nn.Parameter(tensors[key], requires_grad=False))
+    for linear in module.modules():
+        if isinstance(linear, Int4Linear):
+            linear.use_native_kernel()
     table = module.embed.weight if module.config.tie_embeddings else tensors["lm_head.table"]
     module.lm_head = RefinedHead(module.lm_head, table)
     module.rope.rebuild(ACT_DTYPE, tensors["embed.weight"].device)

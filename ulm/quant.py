@@ -1,9 +1,12 @@
 """Weight-only int8 and int4 linears for µLM's CPU fast mode, and the module swap that installs them.
 
-- `Int4Linear` runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`): 4-bit weights in groups of
-  32 along K, one scale and one zero per group, dequantised as w = (q − 8)·scale + zero. Activations,
+- `Int4Linear` holds 4-bit weights in groups of 32 along K, one scale and one zero per group, dequantised as
+  w = (q − 8)·scale + zero, and runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`). Activations,
   scales and zeros are bf16 in the fast mode; with fp32 they give an exact reference (~1e-6, ~28× slower).
-  For many rows at once (a prefill) it unpacks the weight to bf16 and runs a dense GEMM instead.
+  `use_native_kernel()` moves a bf16 one to `ulm.kernels`' AVX-512 VNNI kernel where the machine has it
+  (its weights repacked, same size): int8 activations per group of 32, 1.3-1.6× faster for one row and
+  about 2× for 4-64 rows, reading each weight once for several rows (the server's batched decode).
+  For many rows at once (a long prefill) it unpacks the weight to bf16 and runs a dense GEMM instead.
 - `Int8Linear` runs `_weight_int8pack_mm`: int8 weights with one scale per output row. It takes any shape,
   so it is also the fallback where the int4 kernel's constraints (N % 16, K % 32) do not hold.
 - GGUF Q4_1 and Q4_0 blocks map losslessly onto the int4 format: Q4_1 (w = d·q + m) is scale d and zero
@@ -36,6 +39,9 @@ PACK_BLOCK = 64  # output rows per block of the CPU int4 packing (see Int4Linear
 # Inputs with at least this many rows (prefill) dequantise the weight to bf16 and run a dense GEMM: measured
 # 1.2× faster than the int4 kernel at 128 rows, 1.8× at 512 (the int4 kernel is made for few rows).
 DENSE_MIN_ROWS = 128
+# With the native VNNI kernel the dense GEMM only draws level at 256-512 rows (measured, whole model): above
+# this the dense path runs, for its bf16 activations.
+NATIVE_DENSE_MIN_ROWS = 256
 
 
 class BlockTensor(Protocol):
@@ -142,8 +148,9 @@ def int4_supported(n: int, k: int) -> bool:
 class Int4Linear(nn.Module):
     """y = x @ Wᵀ (+ b) with W in 4 bits. x: [..., K] (cast to `dtype` when it is not) → [..., N] in `out_dtype`.
 
-    packed: uint8 [N, K / 2] (the kernel's layout); scales_zeros: `dtype` [K / 32, N, 2] (scale, zero).
-    Build one from an `Int4Weight` with `Int4Linear.quantize`.
+    packed: uint8 [N, K / 2] in the layout of the kernel that runs it (`layout`: "torch", or "vnni" after
+    `use_native_kernel`); scales_zeros: `dtype` [K / 32, N, 2] (scale, zero). Build one from an
+    `Int4Weight` with `Int4Linear.quantize`.
     """
 
     def __init__(self, packed: Tensor, scales_zeros: Tensor, bias: Tensor | None = None,
@@ -151,9 +158,25 @@ class Int4Linear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = packed.shape[0], packed.shape[1] * 2
         self.dtype, self.out_dtype = dtype, out_dtype or dtype
+        self.layout = "torch"
         self.register_buffer("packed", packed)
         self.register_buffer("scales_zeros", scales_zeros.to(dtype))
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
+
+    def use_native_kernel(self) -> bool:
+        """Repack the weight for the native VNNI kernel when this machine has it (bf16, CPU, N % 64 == 0);
+        True when it runs that kernel from now on. Its state dict then holds the "vnni" layout."""
+        if self.layout == "vnni":
+            return True
+        lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
+        if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK:
+            return False
+        packed = self.packed.contiguous()
+        repacked = torch.empty_like(packed)
+        lib.ulm_int4_repack_vnni(packed.data_ptr(), self.out_features, self.in_features, repacked.data_ptr())
+        self.packed, self.scales_zeros = repacked, self.scales_zeros.contiguous()
+        self.layout = "vnni"
+        return True
 
     @classmethod
     def quantize(cls, weight: Int4Weight, bias: Tensor | None = None, dtype: torch.dtype = torch.bfloat16,
@@ -168,22 +191,43 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x2 = x.reshape(-1, self.in_features).to(self.dtype)  # (M, K)
-        if x2.shape[0] >= DENSE_MIN_ROWS and self.out_features % PACK_BLOCK == 0:
+        dense_rows = NATIVE_DENSE_MIN_ROWS if self.layout == "vnni" else DENSE_MIN_ROWS
+        if x2.shape[0] >= dense_rows and self.out_features % PACK_BLOCK == 0:
             y = F.linear(x2, self.dense())  # many rows (prefill): dequantise once, then a dense GEMM
         else:
-            y = torch._weight_int4pack_mm_for_cpu(x2, self.packed, GROUP, self.scales_zeros)  # (M, N)
+            y = self.matmul(x2, torch.float32 if self.out_dtype == torch.float32 else self.dtype)  # (M, N)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
 
+    def matmul(self, x: Tensor, out_dtype: torch.dtype | None = None) -> Tensor:
+        """x [M, K] in `dtype` → x @ Wᵀ [M, N] on the int4 kernel, no bias. The native kernel writes fp32 when
+        asked (`out_dtype`); torch's always gives `dtype`."""
+        if self.layout != "vnni":
+            return torch._weight_int4pack_mm_for_cpu(x, self.packed, GROUP, self.scales_zeros)
+        lib = library()
+        assert lib is not None  # the layout is only ever "vnni" where the library is loaded
+        x = x.contiguous()
+        f32 = out_dtype == torch.float32
+        y = torch.empty(x.shape[0], self.out_features, dtype=torch.float32 if f32 else torch.bfloat16)
+        if lib.ulm_int4_vnni_mm(x.data_ptr(), x.shape[0], self.in_features, self.packed.data_ptr(),
+                                self.scales_zeros.data_ptr(), self.out_features, y.data_ptr(), int(f32)) != 0:
+            raise MemoryError("no memory for the int4 kernel's activations")
+        return y
+
     def dense(self) -> Tensor:
         """The weight [N, K] in `dtype`, unpacked from the kernel's layout (N % 64 == 0).
 
-        The CPU packing stores each block of 64 output rows as [K, 32] bytes: byte (k, i) holds row i's
+        Torch's CPU packing stores each block of 64 output rows as [K, 32] bytes: byte (k, i) holds row i's
         value in its low nibble and row i + 32's in its high nibble.
         """
         n, k = self.out_features, self.in_features
         lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
+        if self.layout == "vnni":
+            assert lib is not None
+            wt = torch.empty(k, n, dtype=torch.bfloat16)
+            lib.ulm_dequant_int4_vnni_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, wt.data_ptr())
+            return wt.t()  # the same bits as from torch's layout (tested)
         if lib is not None and self.packed.is_contiguous() and self.scales_zeros.is_contiguous():
             wt = torch.empty(k, n, dtype=torch.bfloat16)  # Wᵀ: unpacked without a transpose, as fast for the GEMM
             if lib.ulm_dequant_int4_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, GROUP,
@@ -199,7 +243,8 @@ class Int4Linear(nn.Module):
         return q.view(nb, 2, PACK_BLOCK // 2, g, GROUP).mul_(scale).add_(zero).view(n, k)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}, dtype={self.dtype}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}, dtype={self.dtype}, "
+                f"layout={self.layout}")
 
 
 class Int8Linear(nn.Module):

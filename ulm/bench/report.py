@@ -59,7 +59,7 @@ def render(results: dict[str, dict[str, Any]], *, model: str, threads: int, repe
             out += ["", "ratios: > 1 means µLM fast is better (faster, or lighter)", _grid(ratio_rows)]
         if "top1_agreement" in anchor:
             out += ["", f"fast-mode accuracy: top-1 agreement with the exact fp32 mode under teacher forcing over "
-                        f"256 tokens: {anchor['top1_agreement']:.1%}"]
+                        f"256 tokens (one a step, as decoding runs): {anchor['top1_agreement']:.1%}"]
     if skipped:
         out += ["", "not run:", *skipped]
     return "\n".join(out)

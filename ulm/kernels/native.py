@@ -26,7 +26,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("ulm_kernels.c")
+HERE = Path(__file__).parent
+SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c")  # compiled together into one library
+HEADERS = (HERE / "ulm_bf16.h",)
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp")
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 # ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale
@@ -36,6 +38,8 @@ ATTEND_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _I64, _I64, _PTR, _I64, _I64, _I64,
 LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
 # ulm_dequant_int4_bf16_t: packed, scales_zeros, N, K, group, out
 DEQUANT_ARGS = (_PTR, _PTR, _I64, _I64, _I64, _PTR)
+# ulm_int4_vnni_mm: x, M, K, packed, scales_zeros, N, out, out_f32
+INT4_MM_ARGS = (_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, ctypes.c_int)
 # ulm_refine_logits: logits, V, table, D, h, k, chunk
 REFINE_ARGS = (_PTR, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
@@ -69,12 +73,12 @@ def _kernel_dir() -> Path:
 
 
 def _build(cc: str, target: Path) -> None:
-    """Compile SOURCE into `target` (atomically); RuntimeError with the compiler's message on failure."""
+    """Compile SOURCES into `target` (atomically); RuntimeError with the compiler's message on failure."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+        done = subprocess.run([cc, *FLAGS, "-o", tmp, *map(str, SOURCES), "-lm"], capture_output=True, text=True,
                               timeout=300, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {(done.stderr or done.stdout).strip()[-500:]}")
@@ -93,6 +97,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_silu_mul_bf16.argtypes, lib.ulm_silu_mul_bf16.restype = (_PTR, _I64, _I64, _PTR), None
     lib.ulm_rms_norm.argtypes, lib.ulm_rms_norm.restype = (_PTR, _I64, _I64, _PTR, _F32, _PTR, ctypes.c_int), None
     lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
+    lib.ulm_int4_vnni.argtypes, lib.ulm_int4_vnni.restype = (), ctypes.c_int
+    if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
+        lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64, _PTR), None
+        lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
+        lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
+        lib.ulm_dequant_int4_vnni_bf16_t.restype = None
     return lib
 
 
@@ -107,7 +117,8 @@ def library() -> ctypes.CDLL | None:
         return None
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
-        key = hashlib.sha256("\0".join((SOURCE.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
+        texts = [path.read_text() for path in (*SOURCES, *HEADERS)]
+        key = hashlib.sha256("\0".join((*texts, " ".join(FLAGS), version, _cpu_flags())).encode())
         target = _kernel_dir() / f"ulm_kernels-{key.hexdigest()[:20]}.so"
         if not target.is_file():
             log.info("building µLM's native kernels for this machine (once, ~10 s) into %s", target.parent)

@@ -28,7 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef uint16_t bf16;
+#include "ulm_bf16.h"
+
 /* 16 floats: one AVX-512 register, two AVX ones, four SSE ones; GCC and clang lower it to what -march has. */
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef float f32x8 __attribute__((vector_size(32)));
@@ -36,25 +37,7 @@ typedef float f32x4 __attribute__((vector_size(16)));
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
-#define INLINE static inline __attribute__((always_inline))
 #define MAX_CHUNKS 16 /* head dims up to 256 take the vector path */
-
-INLINE float bf16_in(bf16 h) {
-    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 };
-    return v.f;
-}
-
-INLINE bf16 bf16_out(float f) {
-    union { float f; uint32_t u; } v = { .f = f };
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (bf16)((v.u >> 16) | 0x40u); /* NaN stays NaN */
-    return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
-}
-
-/* bf16_out for values known finite (no NaN check, so loops of it vectorise) */
-INLINE bf16 bf16_out_finite(float f) {
-    union { float f; uint32_t u; } v = { .f = f };
-    return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
-}
 
 INLINE float f32_in(float f) { return f; }
 INLINE float f32_out(float f) { return f; }

@@ -1,0 +1,209 @@
+/* µLM's int4 matmul for few rows (decode steps, short prefill chunks) on AVX-512 VNNI: 4-bit weights times
+ * 8-bit activations with integer dot products (`vpdpbusd`: 64 multiply-adds an instruction), the scheme
+ * llama.cpp runs for Q4 weights. torch's CPU int4 kernel widens every weight to fp32 and is compute-bound
+ * at a third of this machine's memory bandwidth, its cost growing ~1.7× from 1 to 4 rows; this one reads
+ * each weight byte once for up to 4 rows and does a quarter of the arithmetic.
+ *
+ * The weight layout ("vnni"): blocks of 32 output rows, each K / 2 bytes; within a block, for each quad of
+ * k (k = 4c .. 4c + 3), 64 bytes whose byte 4j + t holds row j's value at k = 4c + t in its low nibble and
+ * row 16 + j's in its high nibble. So one 64-byte load and two masks give two registers of 16 lanes × 4
+ * consecutive k, which is what vpdpbusd sums. `ulm_int4_repack_vnni` builds it from torch's CPU packing
+ * (the same size; see ulm_dequant_int4_bf16_t in ulm_kernels.c for that layout). scales_zeros stay as
+ * they are: [K / 32, N, 2] bf16 (scale, zero), w = (q − 8)·scale + zero.
+ *
+ * Activations are quantised per row and group of 32 to int8 with a scale (absmax / 127, rounded to
+ * nearest), llama.cpp's Q8 for activations. Then per group, with xq the int8 values and d their scale,
+ *   Σₖ xₖ·wₖ ≈ d·(scale·Σₖ xqₖ·qₖ + (zero − 8·scale)·Σₖ xqₖ),
+ * integer sums exact, the rest fp32 in a fixed order per output: a row's result does not depend on the
+ * other rows of its batch or on the thread count. Work is shared over OpenMP threads (torch's pool) by
+ * blocks of 32 outputs; rows go 4 at a time over a block's bytes.
+ *
+ * Compiled only where the target has AVX-512 VNNI and BW; `ulm_int4_vnni()` says whether it was (Python
+ * keeps torch's layout and kernel otherwise). N % 32 == 0, K % 32 == 0.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ulm_bf16.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#include <immintrin.h>
+
+#define GROUP 32
+#define ROWS 4 /* rows sharing one pass over a block's bytes */
+
+int ulm_int4_vnni(void) { return 1; }
+
+/* torch's CPU int4 packing of W [N, K] (N % 64 == 0) → the vnni layout (dst: N·K / 2 bytes). */
+void ulm_int4_repack_vnni(const uint8_t *src, int64_t N, int64_t K, uint8_t *dst) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < N / 32; b++) {
+        /* torch: a block of 64 rows is [K, 32] bytes, rows 0..31 in the low nibbles, 32..63 in the high */
+        const uint8_t *rows = src + (b / 2) * K * 32;
+        const int shift = (b % 2) * 4;
+        uint8_t *out = dst + b * 16 * K;
+        for (int64_t c = 0; c < K / 4; c++)
+            for (int j = 0; j < 16; j++)
+                for (int t = 0; t < 4; t++) {
+                    const uint8_t *at = rows + (4 * c + t) * 32;
+                    out[c * 64 + 4 * j + t] = (uint8_t)(((at[j] >> shift) & 15) | (((at[16 + j] >> shift) & 15) << 4));
+                }
+    }
+}
+
+/* Each group's (scale, zero − 8·scale) for 16 outputs from their 16 (scale, zero) bf16 pairs. */
+INLINE void scale_zero(const bf16 *pairs, __m512 *scale, __m512 *zero) {
+    const __m512i p = _mm512_loadu_si512(pairs);
+    *scale = _mm512_castsi512_ps(_mm512_slli_epi32(p, 16));
+    const __m512 z = _mm512_castsi512_ps(_mm512_and_si512(p, _mm512_set1_epi32((int)0xffff0000u)));
+    *zero = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), *scale, z);
+}
+
+/* Rows r < R (int8 xq [R, K], scales d [R, G], sums xs [R, G]) times one block's 32 outputs n0 .. n0 + 31. */
+INLINE void block_rows(int R, const int8_t *xq, const float *d, const int32_t *xs, int64_t K, const uint8_t *w,
+                       const bf16 *sz, int64_t N, int64_t n0, void *out, int out_f32) {
+    const int64_t G = K / GROUP;
+    const __m512i nibble = _mm512_set1_epi8(0x0f);
+    __m512 tot_lo[ROWS], tot_hi[ROWS];
+    for (int r = 0; r < R; r++) tot_lo[r] = tot_hi[r] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < G; g++) {
+        __m512i acc_lo[ROWS], acc_hi[ROWS];
+        for (int r = 0; r < R; r++) acc_lo[r] = acc_hi[r] = _mm512_setzero_si512();
+        const uint8_t *wg = w + g * (GROUP / 4) * 64;
+        for (int c = 0; c < GROUP / 4; c++) {
+            const __m512i v = _mm512_loadu_si512(wg + c * 64);
+            const __m512i lo = _mm512_and_si512(v, nibble), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble);
+            for (int r = 0; r < R; r++) {
+                int32_t quad;
+                memcpy(&quad, xq + r * K + g * GROUP + c * 4, 4);
+                const __m512i x = _mm512_set1_epi32(quad);
+                acc_lo[r] = _mm512_dpbusd_epi32(acc_lo[r], lo, x);
+                acc_hi[r] = _mm512_dpbusd_epi32(acc_hi[r], hi, x);
+            }
+        }
+        __m512 s_lo, z_lo, s_hi, z_hi;
+        scale_zero(sz + (g * N + n0) * 2, &s_lo, &z_lo);
+        scale_zero(sz + (g * N + n0 + 16) * 2, &s_hi, &z_hi);
+        for (int r = 0; r < R; r++) {
+            const __m512 dr = _mm512_set1_ps(d[r * G + g]), sum = _mm512_set1_ps((float)xs[r * G + g]);
+            const __m512 lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_lo[r]), s_lo, _mm512_mul_ps(z_lo, sum));
+            const __m512 hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_hi[r]), s_hi, _mm512_mul_ps(z_hi, sum));
+            tot_lo[r] = _mm512_fmadd_ps(dr, lo, tot_lo[r]);
+            tot_hi[r] = _mm512_fmadd_ps(dr, hi, tot_hi[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        if (out_f32) {
+            float *o = (float *)out + r * N + n0;
+            _mm512_storeu_ps(o, tot_lo[r]);
+            _mm512_storeu_ps(o + 16, tot_hi[r]);
+        } else {
+            float lo[16], hi[16];
+            _mm512_storeu_ps(lo, tot_lo[r]);
+            _mm512_storeu_ps(hi, tot_hi[r]);
+            bf16 *o = (bf16 *)out + r * N + n0;
+            for (int j = 0; j < 16; j++) {
+                o[j] = bf16_out(lo[j]);
+                o[16 + j] = bf16_out(hi[j]);
+            }
+        }
+    }
+}
+
+/* x [M, K] bf16 → out [M, N] (fp32 when out_f32, else bf16) against W in the vnni layout. 0, or -1 without
+ * memory. */
+int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed, const bf16 *scales_zeros,
+                     int64_t N, void *out, int out_f32) {
+    const int64_t G = K / GROUP;
+    int8_t *xq = malloc((size_t)(M * K) + sizeof(float) * (size_t)(2 * M * G));
+    if (xq == NULL) return -1;
+    float *d = (float *)(xq + ((M * K + 3) & ~(int64_t)3));
+    int32_t *xs = (int32_t *)(d + M * G);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < G; g++) {
+            const bf16 *xg = x + m * K + g * GROUP;
+            float amax = 0.0f;
+            for (int k = 0; k < GROUP; k++) {
+                const float a = bf16_in(xg[k]);
+                amax = a > amax ? a : (-a > amax ? -a : amax);
+            }
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            int32_t sum = 0;
+            for (int k = 0; k < GROUP; k++) {
+                const int8_t q = (int8_t)__builtin_rintf(bf16_in(xg[k]) * inv);
+                xq[m * K + g * GROUP + k] = q;
+                sum += q;
+            }
+            d[m * G + g] = amax / 127.0f;
+            xs[m * G + g] = sum;
+        }
+    const size_t width = out_f32 ? sizeof(float) : sizeof(bf16);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < N / 32; b++) {
+        const uint8_t *w = packed + b * 16 * K;
+        for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
+            const int R = M - m0 < ROWS ? (int)(M - m0) : ROWS;
+            const int8_t *xr = xq + m0 * K;
+            const float *dr = d + m0 * G;
+            const int32_t *sr = xs + m0 * G;
+            void *o = (char *)out + (size_t)(m0 * N) * width;
+            switch (R) {
+            case 1: block_rows(1, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
+            case 2: block_rows(2, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
+            case 3: block_rows(3, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
+            default: block_rows(4, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
+            }
+        }
+    }
+    free(xq);
+    return 0;
+}
+
+/* 16 floats rounded to bf16 (nearest even; finite values) */
+INLINE __m256i to_bf16(__m512 f) {
+    const __m512i u = _mm512_castps_si512(f);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+INLINE __m512 from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
+/* The weight transposed, Wᵀ [K, N] bf16, from the vnni layout: the same bits ulm_dequant_int4_bf16_t gives
+ * for torch's layout (q·scale rounded to bf16, plus zero − 8·scale rounded to bf16, rounded). */
+void ulm_dequant_int4_vnni_bf16_t(const uint8_t *packed, const bf16 *scales_zeros, int64_t N, int64_t K, bf16 *out) {
+    /* bytes 4j + t of a quad → [t][j]: within each 128-bit lane, then the lanes' dwords gathered by t */
+    const __m512i by_t = _mm512_set4_epi32(0x0f0b0703, 0x0e0a0602, 0x0d090501, 0x0c080400);
+    const __m512i lanes = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i nibble = _mm512_set1_epi8(0x0f);
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < K / GROUP; g++)
+        for (int64_t b = 0; b < N / 32; b++) {
+            __m512 s[2], z[2];
+            for (int h = 0; h < 2; h++) {
+                scale_zero(scales_zeros + (g * N + b * 32 + 16 * h) * 2, &s[h], &z[h]);
+                z[h] = from_bf16(to_bf16(z[h]));
+            }
+            for (int64_t c = g * GROUP / 4; c < (g + 1) * GROUP / 4; c++) {
+                const __m512i v = _mm512_loadu_si512(packed + b * 16 * K + c * 64);
+                const __m512i half[2] = {_mm512_and_si512(v, nibble), _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble)};
+                for (int h = 0; h < 2; h++) {
+                    const __m512i q = _mm512_permutexvar_epi32(lanes, _mm512_shuffle_epi8(half[h], by_t));
+                    const __m128i by_k[4] = {_mm512_extracti32x4_epi32(q, 0), _mm512_extracti32x4_epi32(q, 1),
+                                             _mm512_extracti32x4_epi32(q, 2), _mm512_extracti32x4_epi32(q, 3)};
+                    for (int t = 0; t < 4; t++) {
+                        const __m512 qf = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(by_k[t]));
+                        const __m512 w = _mm512_add_ps(from_bf16(to_bf16(_mm512_mul_ps(qf, s[h]))), z[h]);
+                        _mm256_storeu_si256((__m256i *)(out + (4 * c + t) * N + b * 32 + 16 * h), to_bf16(w));
+                    }
+                }
+            }
+        }
+}
+
+#else
+
+int ulm_int4_vnni(void) { return 0; }
+
+#endif
