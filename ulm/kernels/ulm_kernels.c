@@ -2,8 +2,9 @@
  *
  * Decode-step attention: one new query per row against that row's cached keys, grouped-query (the
  * Hq / Hkv query heads of a KV head read its keys once). Scores, softmax and the weighted sum run in fp32
- * (bf16 inputs widened; outputs rounded to nearest even, as torch rounds). Single-threaded: a decode
- * step's attention is microseconds of work, less than a thread hand-off costs.
+ * (bf16 inputs widened; outputs rounded to nearest even, as torch rounds). ulm_attend_* run on one thread
+ * (microseconds of work, less than a thread hand-off costs); the fused layer step shares a batch's rows
+ * over OpenMP threads, running one row alone.
  *
  * ulm_attend_bf16 / ulm_attend_f32: attention alone, on tensors torch has laid out.
  *   q      [B, Hq, hd]       strides qs_b, qs_h (elements); the last dim contiguous
@@ -217,23 +218,34 @@ int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, co
     const int64_t Hq = L->Hq, Hkv = L->Hkv, hd = L->hd, g = Hq / Hkv, width = (Hq + 2 * Hkv) * hd;
     const int64_t longest = longest_span(meta, 3, B);
     if (longest < 0) return -1;
-    float *qf = malloc(sizeof(float) * (size_t)(g * hd + g * longest));
-    bf16 *qr = malloc(sizeof(bf16) * (size_t)(Hq * hd));
-    if (qf == NULL || qr == NULL) {
-        free(qf);
-        free(qr);
-        return -1;
-    }
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t row = meta[3 * b], lo = meta[3 * b + 1], n = meta[3 * b + 2] - lo, pos = lo + n - 1;
-        const bf16 *x = qkv + b * width, *cos = L->cos + pos * hd, *sin = L->sin + pos * hd;
-        for (int64_t h = 0; h < Hq; h++) rope_bf16(x + h * hd, cos, sin, hd, qr + h * hd);
-        for (int64_t h = 0; h < Hkv; h++) {
-            rope_bf16(x + (Hq + h) * hd, cos, sin, hd, L->k + row * L->ks_r + h * L->ks_h + pos * L->ks_t);
-            memcpy(L->v + row * L->vs_r + h * L->vs_h + pos * L->vs_t, x + (Hq + Hkv + h) * hd, sizeof(bf16) * hd);
+    bf16 *qr = malloc(sizeof(bf16) * (size_t)(B * Hq * hd)); /* every row's rotated queries */
+    if (qr == NULL) return -1;
+    int failed = 0;
+    /* Rows are independent (each has its own cache row): several rows share the threads, one row runs
+     * alone (a thread hand-off would cost more than its few µs of work). */
+#pragma omp parallel if (B > 1)
+    {
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t row = meta[3 * b], pos = meta[3 * b + 2] - 1;
+            const bf16 *x = qkv + b * width, *cos = L->cos + pos * hd, *sin = L->sin + pos * hd;
+            for (int64_t h = 0; h < Hq; h++) rope_bf16(x + h * hd, cos, sin, hd, qr + (b * Hq + h) * hd);
+            for (int64_t h = 0; h < Hkv; h++) {
+                rope_bf16(x + (Hq + h) * hd, cos, sin, hd, L->k + row * L->ks_r + h * L->ks_h + pos * L->ks_t);
+                memcpy(L->v + row * L->vs_r + h * L->vs_h + pos * L->vs_t, x + (Hq + Hkv + h) * hd, sizeof(bf16) * hd);
+            }
         }
-        for (int64_t h = 0; h < Hkv; h++) {
-            for (int64_t i = 0; i < g * hd; i++) qf[i] = bf16_in(qr[h * g * hd + i]) * L->scale;
+        float *qf = malloc(sizeof(float) * (size_t)(g * hd + g * longest));
+        if (qf == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < B * Hkv; u++) {
+            if (qf == NULL) continue;
+            const int64_t b = u / Hkv, h = u % Hkv;
+            const int64_t row = meta[3 * b], lo = meta[3 * b + 1], n = meta[3 * b + 2] - lo;
+            for (int64_t i = 0; i < g * hd; i++) qf[i] = bf16_in(qr[(b * Hq + h * g) * hd + i]) * L->scale;
             const int64_t ks_t = L->ks_t, vs_t = L->vs_t;
             const bf16 *kr = L->k + row * L->ks_r + h * L->ks_h + lo * ks_t;
             const bf16 *vr = L->v + row * L->vs_r + h * L->vs_h + lo * vs_t;
@@ -241,10 +253,10 @@ int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, co
             float *score = qf + g * hd;
             SPECIALISED(CALL_BF16, g, hd);
         }
+        free(qf);
     }
-    free(qf);
     free(qr);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* ulm_dequant_int4_bf16_t: the bf16 weight, transposed ([K, N]), of torch's CPU int4 packing (what
