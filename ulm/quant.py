@@ -164,17 +164,20 @@ class Int4Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
 
     def use_native_kernel(self) -> bool:
-        """Repack the weight for the native VNNI kernel when this machine has it (bf16, CPU, N % 64 == 0);
-        True when it runs that kernel from now on. Its state dict then holds the "vnni" layout."""
+        """Repack the weight, in place, for the native VNNI kernel when this machine has it (bf16, CPU,
+        N % 64 == 0); True when it runs that kernel from now on. Its state dict (and any tensor sharing
+        `packed`'s memory) then holds the "vnni" layout."""
         if self.layout == "vnni":
             return True
         lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
         if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK:
             return False
-        packed = self.packed.contiguous()
-        repacked = torch.empty_like(packed)
-        lib.ulm_int4_repack_vnni(packed.data_ptr(), self.out_features, self.in_features, repacked.data_ptr())
-        self.packed, self.scales_zeros = repacked, self.scales_zeros.contiguous()
+        if not self.packed.is_contiguous():
+            self.packed = self.packed.contiguous()
+        # in place: no second copy of the weights, even for a moment (peak RSS)
+        if lib.ulm_int4_repack_vnni(self.packed.data_ptr(), self.out_features, self.in_features) != 0:
+            return False
+        self.scales_zeros = self.scales_zeros.contiguous()
         self.layout = "vnni"
         return True
 

@@ -99,7 +99,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
     lib.ulm_int4_vnni.argtypes, lib.ulm_int4_vnni.restype = (), ctypes.c_int
     if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
-        lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64, _PTR), None
+        lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64), ctypes.c_int
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
         lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
         lib.ulm_dequant_int4_vnni_bf16_t.restype = None

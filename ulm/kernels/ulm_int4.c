@@ -7,8 +7,8 @@
  * The weight layout ("vnni"): blocks of 32 output rows, each K / 2 bytes; within a block, for each quad of
  * k (k = 4c .. 4c + 3), 64 bytes whose byte 4j + t holds row j's value at k = 4c + t in its low nibble and
  * row 16 + j's in its high nibble. So one 64-byte load and two masks give two registers of 16 lanes × 4
- * consecutive k, which is what vpdpbusd sums. `ulm_int4_repack_vnni` builds it from torch's CPU packing
- * (the same size; see ulm_dequant_int4_bf16_t in ulm_kernels.c for that layout). scales_zeros stay as
+ * consecutive k, which is what vpdpbusd sums. `ulm_int4_repack_vnni` rewrites torch's CPU packing as it,
+ * in place (the same size; see ulm_dequant_int4_bf16_t in ulm_kernels.c for that layout). scales_zeros stay as
  * they are: [K / 32, N, 2] bf16 (scale, zero), w = (q − 8)·scale + zero.
  *
  * Activations are quantised per row and group of 32 to int8 with a scale (absmax / 127, rounded to
@@ -35,21 +35,39 @@
 
 int ulm_int4_vnni(void) { return 1; }
 
-/* torch's CPU int4 packing of W [N, K] (N % 64 == 0) → the vnni layout (dst: N·K / 2 bytes). */
-void ulm_int4_repack_vnni(const uint8_t *src, int64_t N, int64_t K, uint8_t *dst) {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < N / 32; b++) {
-        /* torch: a block of 64 rows is [K, 32] bytes, rows 0..31 in the low nibbles, 32..63 in the high */
-        const uint8_t *rows = src + (b / 2) * K * 32;
-        const int shift = (b % 2) * 4;
-        uint8_t *out = dst + b * 16 * K;
-        for (int64_t c = 0; c < K / 4; c++)
-            for (int j = 0; j < 16; j++)
-                for (int t = 0; t < 4; t++) {
-                    const uint8_t *at = rows + (4 * c + t) * 32;
-                    out[c * 64 + 4 * j + t] = (uint8_t)(((at[j] >> shift) & 15) | (((at[16 + j] >> shift) & 15) << 4));
-                }
+/* torch's CPU int4 packing of W [N, K] (N % 64 == 0) rewritten in place as the vnni layout: torch's block
+ * of 64 rows and the two vnni blocks of the same rows cover the same N·K / 2 bytes, so each block is copied
+ * aside (K·32 bytes) and written back. 0, or -1 without memory (the weight is then untouched). */
+int ulm_int4_repack_vnni(uint8_t *packed, int64_t N, int64_t K) {
+    int failed = 0;
+#pragma omp parallel
+    {
+        uint8_t *rows = malloc((size_t)(K * 32));
+        if (rows == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t block = 0; block < N / 64; block++) {
+            if (failed) continue;
+            /* torch: [K, 32] bytes, rows 0..31 of the block in the low nibbles, 32..63 in the high ones */
+            memcpy(rows, packed + block * K * 32, (size_t)(K * 32));
+            for (int half = 0; half < 2; half++) {
+                uint8_t *out = packed + (2 * block + half) * 16 * K;
+                const int shift = 4 * half;
+                for (int64_t c = 0; c < K / 4; c++)
+                    for (int j = 0; j < 16; j++)
+                        for (int t = 0; t < 4; t++) {
+                            const uint8_t *at = rows + (4 * c + t) * 32;
+                            out[c * 64 + 4 * j + t] =
+                                (uint8_t)(((at[j] >> shift) & 15) | (((at[16 + j] >> shift) & 15) << 4));
+                        }
+            }
+        }
+        free(rows);
     }
+    return failed ? -1 : 0;
 }
 
 /* Each group's (scale, zero − 8·scale) for 16 outputs from their 16 (scale, zero) bf16 pairs. */
