@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from ulm.config import ModelConfig
 from ulm.kernels.activations import silu_mul
 from ulm.kernels.attention import DecodeLayers, decode_attention
+from ulm.kernels.decode import DecodeBlocks
 from ulm.kernels.native import library
 from ulm.kv_cache import KVCache
 from ulm.layers.norm import RMSNorm, rms_norm
@@ -218,12 +219,26 @@ class FastTransformer(Transformer):
             return None
         return self._decode_torch(ids, cache, starts[0], lows[0], slice(first, first + len(row_list)))
 
+    def _decode_blocks(self, fused: DecodeLayers) -> DecodeBlocks | None:
+        """Every block's step in one native call, bound to `fused`'s cache; None where it cannot run."""
+        if getattr(self, "_blocks_for", None) is not fused:
+            parts = [(b.attn_norm.weight, b.attn.wqkv, b.attn.wo, b.mlp_norm.weight, b.mlp.w_gate_up, b.mlp.w_down)
+                     for b in self.layers]
+            self._blocks = DecodeBlocks.make(fused, parts, self._eps)  # type: ignore[arg-type]
+            self._blocks_for = fused
+        return self._blocks
+
     def _decode_fused(self, ids: Tensor, fused: DecodeLayers, meta: Tensor) -> Tensor:
-        """The lean loop on the native fused step. ids [B, 1], meta [B, 3] (see DecodeLayers)."""
+        """The lean loop on the native fused step (all blocks in one native call where the linears run µLM's
+        int4 kernel, else a Python loop over the per-layer kernels). ids [B, 1], meta [B, 3] (see DecodeLayers)."""
         c = self.config
         B, D, hd = ids.shape[0], c.dim, c.head_dim
         assert hd is not None
         x = self.embed(ids).view(B, D)  # [B, D] fp32 residual
+        blocks = self._decode_blocks(fused)
+        if blocks is not None:
+            blocks.run(x, meta)
+            return self.lm_head(self.norm(x)).view(B, 1, -1)  # [B, 1, V]
         h = torch.empty(B, D, dtype=ACT_DTYPE)  # each norm's output, consumed at once by the next matmul
         att = torch.empty(B, c.n_heads * hd, dtype=ACT_DTYPE)  # each layer's attention output
         eps = self._eps

@@ -17,6 +17,7 @@ from ulm.config import ModelConfig
 from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
 from ulm.kernels import attention as kernel_attention
 from ulm.kernels import native
+from ulm.kernels.decode import DecodeBlocks
 from ulm.kv_cache import KVCache
 from ulm.loading import load_checkpoint
 from ulm.loading.cache import cache_entry
@@ -100,12 +101,15 @@ def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
     assert path.stat().st_size > 1000
 
 
-@pytest.fixture(params=["native", "torch"])
+@pytest.fixture(params=["native", "native-layers", "torch"])
 def decode_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which lean decode loop runs: the native fused layer step, or (kernels unavailable) the torch one."""
-    if request.param == "native":
+    """Which lean decode loop runs: all blocks in one native call (where the CPU has AVX-512 VNNI), a Python
+    loop over the native per-layer steps, or (kernels unavailable) the torch loop."""
+    if request.param.startswith("native"):
         if native.library() is None:
             pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+        if request.param == "native-layers":
+            monkeypatch.setattr(DecodeBlocks, "make", classmethod(lambda cls, *args: None))
     else:
         monkeypatch.setattr(kernel_attention, "library", lambda: None)
     return request.param
@@ -163,6 +167,30 @@ def test_the_fused_step_is_bound_per_cache_and_falls_back_without_the_kernels(
     with torch.inference_mode():
         assert fast._decode(ids, three, [0, 1], [3, 5]) is None  # torch's loop takes one position only
         assert fast(ids, cache=three, start=torch.tensor([3, 5])).shape == (2, 1, TINY.vocab_size)
+
+
+def test_all_blocks_decode_in_one_native_call_where_the_linears_run_the_native_int4_kernel(
+        tiny_source: ModelSource) -> None:
+    lib = native.library()
+    if lib is None:
+        pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    vnni = bool(lib.ulm_int4_vnni())
+    ids = torch.randint(0, TINY.vocab_size, (2, 1), generator=torch.Generator().manual_seed(4))
+    for scheme, expected in (("int4", vnni), ("int8", False)):  # int8 linears keep the per-layer loop
+        fast = load_fast(tiny_source, scheme=scheme)
+        cache = KVCache(fast.config, 2, 16, torch.bfloat16)
+        with torch.inference_mode():
+            fast(ids, cache=cache, start=torch.tensor([3, 7]))
+        fused = fast._fused_layers(cache)
+        assert fused is not None and (fast._decode_blocks(fused) is not None) == expected, scheme
+    if vnni:  # a residual stream the kernel cannot update in place is refused
+        fast = load_fast(tiny_source)
+        fused = fast._fused_layers(KVCache(fast.config, 1, 8, torch.bfloat16))
+        assert fused is not None
+        blocks = fast._decode_blocks(fused)
+        assert blocks is not None
+        with pytest.raises(ValueError, match="fp32"):
+            blocks.run(torch.zeros(1, TINY.dim, dtype=torch.bfloat16), torch.tensor([[0, 0, 1]]))
 
 
 def test_refined_head_keeps_the_dense_argmax_and_exact_top_logits() -> None:

@@ -97,6 +97,11 @@ class DecodeLayers:
         lib = library()
         return None if lib is None else cls(lib, k, v, cos, sin_signed, n_heads)
 
+    @property
+    def addresses(self) -> list[int]:
+        """Each layer's struct address (valid while this object lives), for ulm.kernels.decode."""
+        return list(self._addresses)
+
     def step(self, i: int, qkv: Tensor, meta: Tensor, out: Tensor) -> None:
         """Layer i: qkv [B, (Hq + 2·Hkv)·hd] (contiguous) → out [B, Hq·hd], the cache rows written."""
         if self._fn(self._addresses[i], meta.data_ptr(), meta.shape[0], qkv.data_ptr(), out.data_ptr()) != 0:

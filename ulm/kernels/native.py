@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c")  # compiled together into one library
-HEADERS = (HERE / "ulm_bf16.h",)
+SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c")  # one library
+HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp")
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 # ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale
@@ -103,6 +103,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
         lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
         lib.ulm_dequant_int4_vnni_bf16_t.restype = None
+        # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, x
+        lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _PTR)
+        lib.ulm_decode_blocks_bf16.restype = ctypes.c_int
     return lib
 
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "ulm_bf16.h"
+#include "ulm_kernels.h"
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #include <immintrin.h>

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "ulm_bf16.h"
+#include "ulm_kernels.h"
 
 /* 16 floats: one AVX-512 register, two AVX ones, four SSE ones; GCC and clang lower it to what -march has. */
 typedef float f32x16 __attribute__((vector_size(64)));
@@ -195,14 +196,6 @@ static int64_t longest_span(const int64_t *meta, int64_t width, int64_t B) {
 
 DEFINE_ATTEND(ulm_attend_bf16, bf16, bf16_in, DISPATCH_BF16)
 DEFINE_ATTEND(ulm_attend_f32, float, f32_in, DISPATCH_F32)
-
-typedef struct {
-    bf16 *k, *v;             /* this layer's cache: row r, head h, position t at k + r·ks_r + h·ks_h + t·ks_t */
-    int64_t ks_r, ks_h, ks_t, vs_r, vs_h, vs_t;
-    const bf16 *cos, *sin;   /* rotary tables [max_len, hd]; sin signed as (−sin₁, sin₂) over the halves */
-    int64_t Hq, Hkv, hd;
-    float scale;
-} ulm_layer;
 
 /* x rotated at the position whose tables are cos, sin into dst (bf16, rounded per op as torch does). */
 INLINE void rope_bf16(const bf16 *x, const bf16 *cos, const bf16 *sin, int64_t hd, bf16 *dst) {

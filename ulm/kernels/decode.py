@@ -1,0 +1,77 @@
+"""The fast model's whole decode step through its blocks in one foreign call (`ulm_decode.c`).
+
+`DecodeBlocks.make(layers, blocks, eps)` binds, once per KV cache, each block's norm weights, int4 linears
+(in the native "vnni" layout) and the cache's per-layer attention structs (`DecodeLayers`); `run(x, meta)`
+then takes the fp32 residual stream [B, D] through every block in place. It runs the same kernels in the
+same order as `FastTransformer`'s Python loop over them (bit-identical, tested) without ~10 Python-level
+calls per layer. `make` returns None where it cannot run: no native kernels, a CPU without AVX-512 VNNI
+(the linears then keep torch's layout), or blocks that are not RMSNorm + int4 q/k/v, o, gate/up, down.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ulm.kernels.attention import DecodeLayers
+from ulm.kernels.native import library
+from ulm.quant import Int4Linear
+
+# one block's attn_norm weight, wqkv, wo, mlp_norm weight, w_gate_up, w_down
+Block = tuple[Tensor, Int4Linear, Int4Linear, Tensor, Int4Linear, Int4Linear]
+
+
+class _Block(ctypes.Structure):
+    """ulm_block of ulm_decode.c."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in ("attn", "attn_norm", "mlp_norm", "wqkv", "wo", "wgu", "wdown",
+                                                      "sqkv", "so", "sgu", "sdown")]
+
+
+def _native_linear(lin: object) -> bool:
+    return (isinstance(lin, Int4Linear) and lin.layout == "vnni" and lin.bias is None
+            and lin.out_dtype == lin.dtype == torch.bfloat16)
+
+
+def _fp32_vector(t: object) -> bool:
+    return isinstance(t, Tensor) and t.dtype == torch.float32 and t.dim() == 1 and t.is_contiguous()
+
+
+class DecodeBlocks:
+    """Every block's decode step over one cache, one foreign call a step."""
+
+    def __init__(self, lib: ctypes.CDLL, layers: DecodeLayers, blocks: Sequence[Block], eps: float) -> None:
+        self._keep = (layers, [tuple(blocks)])  # the structs point into these
+        self._structs = (_Block * len(blocks))()
+        for s, attn, (n1, qkv, o, n2, gu, down) in zip(self._structs, layers.addresses, blocks, strict=True):
+            s.attn, s.attn_norm, s.mlp_norm = attn, n1.data_ptr(), n2.data_ptr()
+            s.wqkv, s.wo, s.wgu, s.wdown = (lin.packed.data_ptr() for lin in (qkv, o, gu, down))
+            s.sqkv, s.so, s.sgu, s.sdown = (lin.scales_zeros.data_ptr() for lin in (qkv, o, gu, down))
+        self._n, self._dim, self._hidden = len(blocks), blocks[0][2].out_features, blocks[0][5].in_features
+        self._eps = eps
+        self._fn = lib.ulm_decode_blocks_bf16
+
+    @classmethod
+    def make(cls, layers: DecodeLayers, blocks: Sequence[Block], eps: float) -> DecodeBlocks | None:
+        lib = library()
+        if lib is None or not lib.ulm_int4_vnni() or not blocks:
+            return None
+        if not all(_fp32_vector(n1) and _fp32_vector(n2) and all(map(_native_linear, (qkv, o, gu, down)))
+                   for n1, qkv, o, n2, gu, down in blocks):
+            return None
+        return cls(lib, layers, blocks, eps)
+
+    def run(self, x: Tensor, meta: Tensor) -> None:
+        """x [B, D] fp32 contiguous (the residual stream, updated in place); meta [B, 3] as for DecodeLayers."""
+        B = x.shape[0]
+        if x.dtype != torch.float32 or not x.is_contiguous() or x.shape[1] != self._dim:
+            raise ValueError(f"the residual stream must be a contiguous fp32 [B, {self._dim}] tensor")
+        rc = self._fn(ctypes.addressof(self._structs), self._n, self._dim, self._hidden, self._eps,
+                      meta.data_ptr(), B, x.data_ptr())
+        if rc == -2:
+            raise MemoryError("no memory for the decode step's buffers")
+        if rc != 0:
+            raise ValueError(f"decode step: a row has no key to attend to (meta {meta.tolist()})")
