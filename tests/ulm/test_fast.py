@@ -104,7 +104,7 @@ def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
 @pytest.fixture(params=["native", "native-layers", "torch"])
 def decode_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Which lean decode loop runs: all blocks in one native call (where the CPU has AVX-512 VNNI), a Python
-    loop over the native per-layer steps, or (kernels unavailable) the torch loop."""
+    loop over the native per-layer steps, or (kernels unavailable) the torch loop on torch's int4 kernel."""
     if request.param.startswith("native"):
         if native.library() is None:
             pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
@@ -112,6 +112,7 @@ def decode_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
             monkeypatch.setattr(DecodeBlocks, "make", classmethod(lambda cls, *args: None))
     else:
         monkeypatch.setattr(kernel_attention, "library", lambda: None)
+        monkeypatch.setattr(Int4Linear, "use_native_kernel", lambda self: False)
     return request.param
 
 
