@@ -8,8 +8,10 @@ Each turn of its loop it
 4. decodes one token for every slot past prefill, all rows in one batched forward.
 
 `submit` never blocks: a full queue raises QueueFullError at once. Events go to each request's sink from
-this thread. `stop(grace)` drains: queued requests end at once, running ones may finish within the grace
-period and are then cut with finish_reason "length".
+this thread, a step's events together right before the next forward (or before the worker waits): the
+server's event loop then streams them while the forward computes natively (the GIL released) instead of
+taking the GIL from this thread between two tokens. `stop(grace)` drains: queued requests end at once,
+running ones may finish within the grace period and are then cut with finish_reason "length".
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Engine:
         self.state = RUNNING
         self.error: str | None = None  # why the engine died, when state == DEAD
         self._slots = [Slot(row) for row in range(parallel)]
+        self._outbox: list[tuple[Ticket, Event]] = []  # events of the worker's last step, not yet delivered
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._cond = threading.Condition()
@@ -182,6 +185,7 @@ class Engine:
                 self._reap_cancelled()
                 self._seat_waiting()
                 self._step()
+            self._deliver()
         except BaseException as exc:  # the loop itself broke: nothing can be served any more
             log.exception("engine worker died")
             self._die(f"{type(exc).__name__}: {exc}")
@@ -189,8 +193,21 @@ class Engine:
         with self._cond:
             self.state = STOPPED
 
+    def _post(self, ticket: Ticket, event: Event) -> None:
+        """Queue an event for `_deliver` (worker thread)."""
+        self._outbox.append((ticket, event))
+
+    def _deliver(self) -> None:
+        """Hand the queued events to their sinks, in order."""
+        outbox, self._outbox = self._outbox, []
+        for ticket, event in outbox:
+            _emit(ticket, event)
+
     def _wait_for_work(self) -> bool:
-        """Block until there is something to do; False when the engine should exit."""
+        """Block until there is something to do; False when the engine should exit. With nothing running
+        (no forward coming to deliver them first), queued events are delivered now."""
+        if self._outbox and not (self._pending or any(slot.active for slot in self._slots)):
+            self._deliver()
         with self._cond:
             while True:
                 busy = any(slot.active for slot in self._slots)
@@ -251,10 +268,11 @@ class Engine:
                     slot.active = None
                     slot.tokens.clear()  # the row's cache contents are unknown now
                     slot.last_used = time.monotonic()
-                    _emit(ticket, Failed(f"internal error in the engine: {type(exc).__name__}"))
+                    self._post(ticket, Failed(f"internal error in the engine: {type(exc).__name__}"))
         finally:
             self.steps += 1
-            if self.step_delay:
+            if self.step_delay:  # the debug delay stands for a slow forward: this step's events go out first
+                self._deliver()
                 time.sleep(self.step_delay)
 
     def _prefill_chunk(self, slot: Slot) -> None:
@@ -262,6 +280,7 @@ class Engine:
         assert active is not None
         prompt = active.ticket.request.prompt
         chunk = prompt[active.prefilled : active.prefilled + self.prefill_chunk]
+        self._deliver()
         logits = self.backend.forward([chunk], [slot.row], [active.prefilled])  # [1, V]
         active.prefilled += len(chunk)
         slot.tokens.extend(chunk)
@@ -274,6 +293,7 @@ class Engine:
     def _decode(self, slots: list[Slot]) -> None:
         actives = [s.active for s in slots]
         fed = [a.generated[-1] for a in actives]  # type: ignore[union-attr]
+        self._deliver()
         logits = self.backend.forward([[t] for t in fed], [s.row for s in slots], [len(s.tokens) for s in slots])
         for slot, tok in zip(slots, fed, strict=True):
             slot.tokens.append(tok)
@@ -304,7 +324,7 @@ class Engine:
             return
         text, stopped = active.text.push(token)
         if text:
-            _emit(active.ticket, Delta(text, 1, now))
+            self._post(active.ticket, Delta(text, 1, now))
         if stopped:
             self._finish(slot, FINISH_STOP)
         elif len(active.generated) >= active.max_new:
@@ -315,7 +335,7 @@ class Engine:
         assert active is not None
         text, stopped = active.text.flush()
         if text:
-            _emit(active.ticket, Delta(text, 0, time.monotonic()))
+            self._post(active.ticket, Delta(text, 0, time.monotonic()))
         self._finish(slot, FINISH_STOP if stopped else reason)
 
     def _finish(self, slot: Slot, reason: str) -> None:
@@ -333,7 +353,7 @@ class Engine:
             predicted_n=len(active.generated),
             predicted_ms=(active.t_last_token - active.t_first_token) * 1000.0 if active.generated else 0.0,
         )
-        _emit(active.ticket, Finished(reason, len(req.prompt), active.cached, len(active.generated), timings))
+        self._post(active.ticket, Finished(reason, len(req.prompt), active.cached, len(active.generated), timings))
 
     def _cut_all(self) -> None:
         for slot in self._slots:
@@ -341,6 +361,7 @@ class Engine:
                 self._flush_and_finish(slot, FINISH_LENGTH)
 
     def _die(self, why: str) -> None:
+        self._deliver()  # what the steps before produced goes out first
         with self._cond:
             self.state = DEAD
             self.error = why

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +31,47 @@ from ulm.server.metrics import Metrics
 from ulm.server.sse import DONE, EventStream, event
 
 
+class Mailbox:
+    """Events from the engine's thread to one event loop, the loop woken once per batch: the engine hands
+    over a step's events together, and each wake-up (a write to the loop's self-pipe) is a chance for the
+    loop to take the GIL from the engine in the middle of them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue[Event], Event]] = []
+
+    def post(self, queue: asyncio.Queue[Event], ev: Event) -> None:  # worker thread
+        with self._lock:
+            self._items.append((queue, ev))
+            if len(self._items) > 1:  # a wake-up is already on its way
+                return
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is gone
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:  # event loop
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, ev in items:
+            queue.put_nowait(ev)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mailbox] = weakref.WeakKeyDictionary()
+
+
+def mailbox(loop: asyncio.AbstractEventLoop) -> Mailbox:
+    """The loop's mailbox (one per event loop; event loop thread)."""
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = Mailbox(loop)
+    return box
+
+
 class Inbox:
     """The engine's events for one request, handed from the worker thread to the event loop."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, t_arrival: float) -> None:
-        self._loop = loop
+        self._mailbox = mailbox(loop)
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._metrics = metrics
         self._t_last = t_arrival
@@ -49,8 +87,7 @@ class Inbox:
             self._t_last = ev.time
         elif isinstance(ev, Finished):
             self._metrics.count_tokens(ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens)
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: the server is gone
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, ev)
+        self._mailbox.post(self._queue, ev)
 
     async def events(self) -> AsyncIterator[Event]:
         while True:
