@@ -14,6 +14,7 @@ import torch
 from tests.ulm.loading.gguf_files import write_gguf
 from ulm import fast as fast_module
 from ulm.config import ModelConfig
+from ulm.errors import ContextLengthError
 from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
 from ulm.kernels import attention as kernel_attention
 from ulm.kernels import native
@@ -192,6 +193,45 @@ def test_all_blocks_decode_in_one_native_call_where_the_linears_run_the_native_i
         assert blocks is not None
         with pytest.raises(ValueError, match="fp32"):
             blocks.run(torch.zeros(1, TINY.dim, dtype=torch.bfloat16), torch.tensor([[0, 0, 1]]))
+
+
+@pytest.mark.parametrize("window", [None, 5])
+def test_a_short_prefill_equals_feeding_its_tokens_one_step_at_a_time(tiny_source: ModelSource,
+                                                                      window: int | None) -> None:
+    lib = native.library()
+    if lib is None or not lib.ulm_int4_vnni():
+        pytest.skip("the native prefill runs where µLM's int4 kernel does (AVX-512 VNNI)")
+    fast = load_fast(tiny_source)
+    fast.config = fast.config.with_(sliding_window=window)
+    ids = torch.randint(0, TINY.vocab_size, (2, 14), generator=torch.Generator().manual_seed(8))
+    rows, starts = torch.tensor([2, 0]), torch.tensor([3, 6])  # rows at different positions, scattered
+    whole, stepped = (KVCache(fast.config, 3, 32, torch.bfloat16) for _ in range(2))
+    with torch.inference_mode():
+        for cache in (whole, stepped):  # the same cached prefix: 3 and 6 tokens
+            Transformer.forward(fast, ids[:, :6], cache=cache, start=0, rows=rows)
+        got = fast(ids[:, 6:], cache=whole, start=starts, rows=rows)  # [2, 8, V] in one native step
+        last = fast(ids[:, 6:], cache=whole, start=starts, rows=rows, last_only=True)  # [2, 1, V]
+        one_by_one = torch.cat([fast(ids[:, t:t + 1], cache=stepped, start=starts + (t - 6), rows=rows)
+                                for t in range(6, 14)], dim=1)
+    assert got.shape == (2, 8, TINY.vocab_size) and torch.equal(got, one_by_one)
+    assert torch.equal(last, got[:, -1:])
+    assert torch.equal(whole.k, stepped.k) and torch.equal(whole.v, stepped.v)
+
+
+def test_prefills_past_the_native_limit_or_the_context_take_the_generic_path(
+        tiny_source: ModelSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = load_fast(tiny_source)
+    calls: list[int] = []
+    monkeypatch.setattr(FastTransformer, "_prefill", lambda self, ids, *a: calls.append(ids.shape[1]))
+    monkeypatch.setattr(fast_module, "NATIVE_PREFILL_MAX", 4)
+    cache = KVCache(fast.config, 1, 16, torch.bfloat16)
+    ids = torch.randint(0, TINY.vocab_size, (1, 5), generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        assert fast(ids[:, :4], cache=cache, start=0).shape == (1, 4, TINY.vocab_size)  # native said None
+        assert fast(ids, cache=cache, start=0).shape == (1, 5, TINY.vocab_size)  # over the limit: not asked
+        with pytest.raises(ContextLengthError):
+            fast(ids[:, :4], cache=cache, start=14)  # past the cache: the generic path raises
+    assert calls == [4]
 
 
 def test_refined_head_keeps_the_dense_argmax_and_exact_top_logits() -> None:
