@@ -94,3 +94,29 @@ def test_health_503_while_loading_then_sigterm_drains_streams_and_exits_0(tiny_l
         final = json.loads(lines[-2][len("data: "):])
         assert final["choices"][0]["finish_reason"] in ("length", "stop")
     assert not [c for c in children_before if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_connections_to_the_server_send_without_nagle_delays() -> None:
+    """With Nagle on, a response's last small write waits for the client's delayed ACK: 40 ms added to every
+    request that follows another on a kept-alive connection (asyncio turns it off only for sockets created
+    with proto IPPROTO_TCP; the listener passes TCP_NODELAY on to what it accepts)."""
+    import socket
+
+    from ulm.server.lifecycle import bind
+
+    listener = bind("127.0.0.1", 0)
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        conn, _ = listener.accept()
+        with conn:
+            assert listener.proto == conn.proto == socket.IPPROTO_TCP
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            client.sendall(b"x")
+            assert conn.recv(1) == b"x"
+
+
+def test_binding_a_port_in_use_is_one_clear_error() -> None:
+    from ulm.server.lifecycle import bind
+    from ulm.server.settings import ServeError
+
+    with bind("127.0.0.1", 0) as taken, pytest.raises(ServeError, match=r"cannot listen on 127\.0\.0\.1"):
+        bind("127.0.0.1", taken.getsockname()[1])
