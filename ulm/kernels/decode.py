@@ -44,7 +44,7 @@ class DecodeBlocks:
     """Every block's decode step over one cache, one foreign call a step."""
 
     def __init__(self, lib: ctypes.CDLL, layers: DecodeLayers, blocks: Sequence[Block], eps: float) -> None:
-        self._keep = (layers, [tuple(blocks)])  # the structs point into these
+        self._keep = (layers, tuple(blocks))  # the structs point into these
         self._structs = (_Block * len(blocks))()
         for s, attn, (n1, qkv, o, n2, gu, down) in zip(self._structs, layers.addresses, blocks, strict=True):
             s.attn, s.attn_norm, s.mlp_norm = attn, n1.data_ptr(), n2.data_ptr()
