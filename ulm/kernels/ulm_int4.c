@@ -71,6 +71,16 @@ int ulm_int4_repack_vnni(uint8_t *packed, int64_t N, int64_t K) {
     return failed ? -1 : 0;
 }
 
+/* 16 floats rounded to bf16 (nearest even; finite values) */
+INLINE __m256i to_bf16(__m512 f) {
+    const __m512i u = _mm512_castps_si512(f);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+INLINE __m512 from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+
 /* Each group's (scale, zero − 8·scale) for 16 outputs from their 16 (scale, zero) bf16 pairs. */
 INLINE void scale_zero(const bf16 *pairs, __m512 *scale, __m512 *zero) {
     const __m512i p = _mm512_loadu_si512(pairs);
@@ -130,6 +140,19 @@ INLINE void block_rows(int R, const int8_t *xq, const float *d, const int32_t *x
     }
 }
 
+/* 32 activations (bf16) → int8 q = rint(x · 127 / absmax), their scale absmax / 127 and the sum of q. */
+INLINE void quantise_group(const bf16 *x, int8_t *q, float *d, int32_t *sum) {
+    const __m512 lo = from_bf16(_mm256_loadu_si256((const __m256i *)x));
+    const __m512 hi = from_bf16(_mm256_loadu_si256((const __m256i *)(x + 16)));
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+    const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+    const __m512i qlo = _mm512_cvtps_epi32(_mm512_mul_ps(lo, inv)), qhi = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv));
+    _mm_storeu_si128((__m128i *)q, _mm512_cvtepi32_epi8(qlo));
+    _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(qhi));
+    *d = amax / 127.0f;
+    *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+}
+
 /* x [M, K] bf16 → out [M, N] (fp32 when out_f32, else bf16) against W in the vnni layout. 0, or -1 without
  * memory. */
 int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed, const bf16 *scales_zeros,
@@ -140,23 +163,8 @@ int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed,
     float *d = (float *)(xq + ((M * K + 3) & ~(int64_t)3));
     int32_t *xs = (int32_t *)(d + M * G);
     for (int64_t m = 0; m < M; m++)
-        for (int64_t g = 0; g < G; g++) {
-            const bf16 *xg = x + m * K + g * GROUP;
-            float amax = 0.0f;
-            for (int k = 0; k < GROUP; k++) {
-                const float a = bf16_in(xg[k]);
-                amax = a > amax ? a : (-a > amax ? -a : amax);
-            }
-            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            int32_t sum = 0;
-            for (int k = 0; k < GROUP; k++) {
-                const int8_t q = (int8_t)__builtin_rintf(bf16_in(xg[k]) * inv);
-                xq[m * K + g * GROUP + k] = q;
-                sum += q;
-            }
-            d[m * G + g] = amax / 127.0f;
-            xs[m * G + g] = sum;
-        }
+        for (int64_t g = 0; g < G; g++) quantise_group(x + m * K + g * GROUP, xq + m * K + g * GROUP, d + m * G + g,
+                                                        xs + m * G + g);
     const size_t width = out_f32 ? sizeof(float) : sizeof(bf16);
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < N / 32; b++) {
@@ -178,16 +186,6 @@ int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed,
     free(xq);
     return 0;
 }
-
-/* 16 floats rounded to bf16 (nearest even; finite values) */
-INLINE __m256i to_bf16(__m512 f) {
-    const __m512i u = _mm512_castps_si512(f);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
-    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
-}
-
-INLINE __m512 from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 /* The weight transposed, Wᵀ [K, N] bf16, from the vnni layout: the same bits ulm_dequant_int4_bf16_t gives
  * for torch's layout (q·scale rounded to bf16, plus zero − 8·scale rounded to bf16, rounded). */
