@@ -101,10 +101,10 @@ class RefinedHead(nn.Module):
         rows, xs = logits.view(-1, V), x.reshape(-1, D).float().contiguous()  # [N, V], [N, D]
         lib = library() if self.weight.dtype == torch.bfloat16 and self.weight.is_contiguous() else None
         if lib is not None and logits.is_contiguous() and logits.device.type == "cpu":
-            for i in range(rows.shape[0]):  # the same candidates, found and recomputed in one native call
-                if lib.ulm_refine_logits(rows[i].data_ptr(), V, self.weight.data_ptr(), D, xs[i].data_ptr(),
-                                         self.k, self.CHUNK) < 0:
-                    raise MemoryError("no memory for the LM head's refinement")
+            # the same candidates, found and recomputed for every row in one native call
+            if lib.ulm_refine_logits(rows.data_ptr(), rows.shape[0], V, self.weight.data_ptr(), D, xs.data_ptr(),
+                                     self.k, self.CHUNK) < 0:
+                raise MemoryError("no memory for the LM head's refinement")
             return logits
         for row, h in zip(rows, xs, strict=True):
             idx = self.candidates(row)  # [n]

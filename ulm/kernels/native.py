@@ -40,8 +40,8 @@ LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
 DEQUANT_ARGS = (_PTR, _PTR, _I64, _I64, _I64, _PTR)
 # ulm_int4_vnni_mm: x, M, K, packed, scales_zeros, N, out, out_f32
 INT4_MM_ARGS = (_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, ctypes.c_int)
-# ulm_refine_logits: logits, V, table, D, h, k, chunk
-REFINE_ARGS = (_PTR, _I64, _PTR, _I64, _PTR, _I64, _I64)
+# ulm_refine_logits: logits, R, V, table, D, h, k, chunk
+REFINE_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
 log = logging.getLogger("ulm")
 

@@ -79,6 +79,13 @@ INLINE __m256i to_bf16(__m512 f) {
     return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
 }
 
+/* to_bf16 for any values: a NaN stays a (quiet) NaN, as bf16_out keeps it */
+INLINE __m256i to_bf16_any(__m512 f) {
+    const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(_mm512_castps_si512(f), 16), _mm512_set1_epi32(0x40));
+    return _mm512_mask_cvtepi32_epi16(to_bf16(f), nan, quiet);
+}
+
 INLINE __m512 from_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
 
 /* Each group's (scale, zero − 8·scale) for 16 outputs from their 16 (scale, zero) bf16 pairs. */
@@ -128,14 +135,9 @@ INLINE void block_rows(int R, const int8_t *xq, const float *d, const int32_t *x
             _mm512_storeu_ps(o, tot_lo[r]);
             _mm512_storeu_ps(o + 16, tot_hi[r]);
         } else {
-            float lo[16], hi[16];
-            _mm512_storeu_ps(lo, tot_lo[r]);
-            _mm512_storeu_ps(hi, tot_hi[r]);
             bf16 *o = (bf16 *)out + r * N + n0;
-            for (int j = 0; j < 16; j++) {
-                o[j] = bf16_out(lo[j]);
-                o[16 + j] = bf16_out(hi[j]);
-            }
+            _mm256_storeu_si256((__m256i *)o, to_bf16_any(tot_lo[r]));
+            _mm256_storeu_si256((__m256i *)(o + 16), to_bf16_any(tot_hi[r]));
         }
     }
 }

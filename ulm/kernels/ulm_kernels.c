@@ -306,50 +306,98 @@ INLINE float dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-static int descending(const void *a, const void *b) {
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x < y) - (x > y);
+/* The dot product of a bf16 row [n] with fp32 h [n]: the same lanes and order as dot() on the widened row. */
+INLINE float dot_bf16(const bf16 *a, const float *b, int64_t n) {
+    f32x16 acc = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc += load16_bf16(a + i) * load16_f32(b + i);
+    float s = hsum(acc);
+    for (; i < n; i++) s += bf16_in(a[i]) * b[i];
+    return s;
 }
 
-/* ulm_refine_logits: the fast LM head's second pass over one row of coarse logits [V] (fp32, in place):
- * every logit at or above the k-th largest of the per-chunk maxima (a superset of the top k) is replaced
- * by the exact dot product of its bf16 table row [D] with h [D] (fp32 accumulation). Returns how many were
- * recomputed, or -1 without scratch memory. */
-int64_t ulm_refine_logits(float *logits, int64_t V, const bf16 *table, int64_t D, const float *h, int64_t k,
-                          int64_t chunk) {
+/* The largest of x[0:n] (n ≥ 1), in 16 lanes so that it vectorises. */
+INLINE float max_of(const float *x, int64_t n) {
+    float lane[16], top = x[0];
+    int64_t i = 0;
+    if (n >= 16) {
+        for (int j = 0; j < 16; j++) lane[j] = x[j];
+        for (i = 16; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+        top = lane[0];
+        for (int j = 1; j < 16; j++) top = lane[j] > top ? lane[j] : top;
+    }
+    for (; i < n; i++) top = x[i] > top ? x[i] : top;
+    return top;
+}
+
+/* The k-th largest of x[0:n] (1 ≤ k ≤ n), reordering x: quickselect. */
+static float kth_largest(float *x, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        const float pivot = x[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (x[i] > pivot) i++;
+            while (x[j] < pivot) j--;
+            if (i <= j) {
+                const float t = x[i];
+                x[i++] = x[j];
+                x[j--] = t;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else return x[want];
+    }
+    return x[want];
+}
+
+/* One row of refine_logits; its scratch: [2 · chunks] floats. */
+static int64_t refine_row(float *logits, int64_t V, const bf16 *table, int64_t D, const float *h, int64_t k,
+                          int64_t chunk, float *scratch) {
     const int64_t chunks = (V + chunk - 1) / chunk;
-    float *maxima = malloc(sizeof(float) * (size_t)(2 * chunks + D));
-    if (maxima == NULL) return -1;
-    float *sorted = maxima + chunks, *row = sorted + chunks;
+    float *maxima = scratch, *sorted = scratch + chunks;
     for (int64_t c = 0; c < chunks; c++) {
         const int64_t end = (c + 1) * chunk < V ? (c + 1) * chunk : V;
-        float top = logits[c * chunk];
-        for (int64_t i = c * chunk + 1; i < end; i++) top = logits[i] > top ? logits[i] : top;
-        maxima[c] = sorted[c] = top;
+        maxima[c] = sorted[c] = max_of(logits + c * chunk, end - c * chunk);
     }
-    float threshold = -INFINITY;
-    if (chunks > k) {
-        qsort(sorted, (size_t)chunks, sizeof(float), descending);
-        threshold = sorted[k - 1];
-    }
+    const float threshold = chunks > k ? kth_largest(sorted, chunks, k) : -INFINITY;
     int64_t count = 0;
     for (int64_t c = 0; c < chunks; c++) {
         if (!(maxima[c] >= threshold)) continue;
         const int64_t end = (c + 1) * chunk < V ? (c + 1) * chunk : V;
         for (int64_t i = c * chunk; i < end; i++) {
             if (!(logits[i] >= threshold)) continue;
-            int64_t d = 0;
-            for (; d + 16 <= D; d += 16) {
-                f32x16 w = load16_bf16(table + i * D + d);
-                memcpy(row + d, &w, sizeof w);
-            }
-            for (; d < D; d++) row[d] = bf16_in(table[i * D + d]);
-            logits[i] = dot(row, h, D);
+            logits[i] = dot_bf16(table + i * D, h, D);
             count++;
         }
     }
-    free(maxima);
     return count;
+}
+
+/* ulm_refine_logits: the fast LM head's second pass over rows of coarse logits [R, V] (fp32, in place): in
+ * each row, every logit at or above the k-th largest of the per-chunk maxima (a superset of the top k) is
+ * replaced by the exact dot product of its bf16 table row [D] with the row's h [D] (fp32 accumulation).
+ * Rows are shared out over OpenMP threads. Returns how many logits were recomputed, or -1 without scratch
+ * memory. */
+int64_t ulm_refine_logits(float *logits, int64_t R, int64_t V, const bf16 *table, int64_t D, const float *h,
+                          int64_t k, int64_t chunk) {
+    const int64_t chunks = (V + chunk - 1) / chunk;
+    int64_t count = 0;
+    int failed = 0;
+#pragma omp parallel for schedule(static) reduction(+ : count) if (R > 1)
+    for (int64_t r = 0; r < R; r++) {
+        float *scratch = malloc(sizeof(float) * (size_t)(2 * chunks));
+        if (scratch == NULL) {
+#pragma omp atomic write
+            failed = 1;
+            continue;
+        }
+        count += refine_row(logits + r * V, V, table, D, h + r * D, k, chunk, scratch);
+        free(scratch);
+    }
+    return failed ? -1 : count;
 }
 
 /* ulm_silu_mul_bf16: out [rows, F] = silu(gate) · up for the fused projection's output gu [rows, 2F] (rows
