@@ -150,8 +150,9 @@ class Int4Linear(nn.Module):
     """y = x @ Wᵀ (+ b) with W in 4 bits. x: [..., K] (cast to `dtype` when it is not) → [..., N] in `out_dtype`.
 
     packed: uint8 [N, K / 2] in the layout of the kernel that runs it (`layout`: "torch", or "vnni" after
-    `use_native_kernel`); scales_zeros: `dtype` [K / 32, N, 2] (scale, zero). Build one from an
-    `Int4Weight` with `Int4Linear.quantize`.
+    `use_native_kernel`); scales_zeros: `dtype` (scale, zero) pairs, [K / 32, N, 2] in torch's layout and
+    [N / 32, K / 32, 32, 2] (block by block) in the vnni one. Build one from an `Int4Weight` with
+    `Int4Linear.quantize`.
     """
 
     def __init__(self, packed: Tensor, scales_zeros: Tensor, bias: Tensor | None = None,
@@ -178,7 +179,11 @@ class Int4Linear(nn.Module):
         # in place: no second copy of the weights, even for a moment (peak RSS)
         if lib.ulm_int4_repack_vnni(self.packed.data_ptr(), self.out_features, self.in_features) != 0:
             return False
-        self.scales_zeros = self.scales_zeros.contiguous()
+        # scales and zeros block by block, in the order the kernel streams them: [N / 32, K / 32, 32, 2]
+        sz = self.scales_zeros.contiguous()
+        blocked = sz.view(self.in_features // GROUP, self.out_features // 32, 32, 2).transpose(0, 1).contiguous()
+        sz.view(-1).copy_(blocked.view(-1))
+        self.scales_zeros = sz.view(blocked.shape)
         self.layout = "vnni"
         return True
 

