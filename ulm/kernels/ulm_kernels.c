@@ -3,8 +3,8 @@
  * Decode-step attention: one new query per row against that row's cached keys, grouped-query (the
  * Hq / Hkv query heads of a KV head read its keys once). Scores, softmax and the weighted sum run in fp32
  * (bf16 inputs widened; outputs rounded to nearest even, as torch rounds). ulm_attend_* run on one thread
- * (microseconds of work, less than a thread hand-off costs); the fused layer step shares a batch's rows
- * over OpenMP threads, running one row alone.
+ * (microseconds of work, less than a thread hand-off costs); the fused layer step shares its work over
+ * OpenMP threads in units of (row, KV head, span of keys).
  *
  * ulm_attend_bf16 / ulm_attend_f32: attention alone, on tensors torch has laid out.
  *   q      [B, Hq, hd]       strides qs_b, qs_h (elements); the last dim contiguous
@@ -207,49 +207,197 @@ INLINE void rope_bf16(const bf16 *x, const bf16 *cos, const bf16 *sin, int64_t h
     }
 }
 
+/* The largest of x[0:n] (n ≥ 1), in 16 lanes so that it vectorises. */
+INLINE float max_of(const float *x, int64_t n) {
+    float lane[16], top = x[0];
+    int64_t i = 0;
+    if (n >= 16) {
+        for (int j = 0; j < 16; j++) lane[j] = x[j];
+        for (i = 16; i + 16 <= n; i += 16)
+            for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+        top = lane[0];
+        for (int j = 1; j < 16; j++) top = lane[j] > top ? lane[j] : top;
+    }
+    for (; i < n; i++) top = x[i] > top ? x[i] : top;
+    return top;
+}
+
+/* Σ x[0:n] in 16 lanes (vectorises), the lanes then summed in a fixed order. */
+INLINE float sum_of(const float *x, int64_t n) {
+    f32x16 acc = {0};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) acc += load16_f32(x + i);
+    float total = hsum(acc);
+    for (; i < n; i++) total += x[i];
+    return total;
+}
+
+#define BLOCK 64    /* keys scored at a time (the score scratch: g · BLOCK floats) */
+#define MAX_SPLIT 8 /* work units per (row, KV head) at most */
+#define PREFETCH 8  /* keys ahead */
+
+/* How many work units a row's n keys are split into, and the keys per unit (a multiple of BLOCK): units of
+ * at least BLOCK keys, at most MAX_SPLIT of them. A function of n alone, so a row's arithmetic never
+ * depends on its batch. */
+INLINE int64_t unit_keys(int64_t n) {
+    const int64_t blocks = (n + BLOCK - 1) / BLOCK, split = blocks < MAX_SPLIT ? blocks : MAX_SPLIT;
+    return (blocks + split - 1) / split * BLOCK;
+}
+
+/* One work unit of the fused step's attention: the g queries qf [g, hd] (fp32, scaled) against n keys and
+ * values starting at kr, vr (position strides ks_t, vs_t), as a partial softmax: per query, the largest
+ * score m[j], l[j] = Σ e^(s − m) and acc[j, hd] = Σ e^(s − m)·v. The keys go BLOCK at a time, the sums
+ * rescaled when the running maximum grows (flash attention's online softmax). hd % 16 == 0 keeps the g
+ * queries' sums in registers (inlined with g and hd constant: `SPECIALISED`); any other hd runs scalar
+ * loops. */
+INLINE void attend_span(const float *qf, const bf16 *kr, int64_t ks_t, const bf16 *vr, int64_t vs_t, int64_t n,
+                        float *m, float *l, float *acc, int64_t g, int64_t hd) {
+    float score[g * BLOCK];
+    const int vector = hd % 16 == 0 && g * (hd / 16) <= MAX_CHUNKS * 8;
+    const int64_t C = hd / 16;
+    f32x16 row[MAX_CHUNKS], sum[MAX_CHUNKS * 8]; /* the queries are read from qf (L1): registers hold the sums */
+    if (vector)
+        for (int64_t i = 0; i < g * C; i++) sum[i] = (f32x16){0};
+    else
+        for (int64_t i = 0; i < g * hd; i++) acc[i] = 0.0f;
+    for (int64_t t0 = 0; t0 < n; t0 += BLOCK) {
+        const int64_t w = n - t0 < BLOCK ? n - t0 : BLOCK;
+        const bf16 *kb = kr + t0 * ks_t, *vb = vr + t0 * vs_t;
+        if (vector)
+            for (int64_t t = 0; t < w; t++) {
+                /* the next keys and this block's values on their way while the scores are computed */
+                __builtin_prefetch(kb + (t + PREFETCH) * ks_t);
+                __builtin_prefetch(kb + (t + PREFETCH) * ks_t + hd - 1);
+                __builtin_prefetch(vb + t * vs_t);
+                __builtin_prefetch(vb + t * vs_t + hd - 1);
+                for (int64_t c = 0; c < C; c++) row[c] = load16_bf16(kb + t * ks_t + 16 * c);
+                for (int64_t j = 0; j < g; j++) {
+                    f32x16 dot = row[0] * load16_f32(qf + j * hd);
+                    for (int64_t c = 1; c < C; c++) dot += row[c] * load16_f32(qf + j * hd + 16 * c);
+                    score[j * BLOCK + t] = hsum(dot);
+                }
+            }
+        else
+            for (int64_t t = 0; t < w; t++)
+                for (int64_t j = 0; j < g; j++) {
+                    float dot = 0.0f;
+                    for (int64_t d = 0; d < hd; d++) dot += qf[j * hd + d] * bf16_in(kb[t * ks_t + d]);
+                    score[j * BLOCK + t] = dot;
+                }
+        for (int64_t j = 0; j < g; j++) {
+            float *p = score + j * BLOCK;
+            const float top = max_of(p, w);
+            if (t0 == 0 || top > m[j]) {
+                const float rescale = t0 == 0 ? 0.0f : exp_nonpositive(m[j] - top);
+                m[j] = top;
+                l[j] = t0 == 0 ? 0.0f : l[j] * rescale;
+                if (vector)
+                    for (int64_t c = 0; c < C; c++) sum[j * C + c] *= rescale;
+                else
+                    for (int64_t d = 0; d < hd; d++) acc[j * hd + d] *= rescale;
+            }
+            for (int64_t t = 0; t < w; t++) p[t] = exp_nonpositive(p[t] - m[j]);
+            l[j] += sum_of(p, w);
+        }
+        if (vector)
+            for (int64_t t = 0; t < w; t++) {
+                for (int64_t c = 0; c < C; c++) row[c] = load16_bf16(vb + t * vs_t + 16 * c);
+                for (int64_t j = 0; j < g; j++)
+                    for (int64_t c = 0; c < C; c++) sum[j * C + c] += score[j * BLOCK + t] * row[c];
+            }
+        else
+            for (int64_t j = 0; j < g; j++)
+                for (int64_t d = 0; d < hd; d++) {
+                    float total = 0.0f;
+                    for (int64_t t = 0; t < w; t++) total += score[j * BLOCK + t] * bf16_in(vb[t * vs_t + d]);
+                    acc[j * hd + d] += total;
+                }
+    }
+    if (vector)
+        for (int64_t i = 0; i < g * C; i++) memcpy(acc + 16 * i, &sum[i], sizeof sum[i]);
+}
+
+#define CALL_SPAN(G, HD) attend_span(qf, kr, ks_t, vr, vs_t, n, m, l, acc, G, HD)
+
+/* ulm_decode_layer_bf16 (see the top of the file). Three phases over OpenMP threads: each row's rotary
+ * embedding and cache write; attention in work units of (row, KV head, a span of keys: `unit_keys`), so
+ * that one long row keeps every thread busy (flash-decoding's split), each thread taking consecutive
+ * spans of a head (contiguous memory for the prefetcher); then each (row, KV head)'s units merged. A unit's result
+ * depends only on its row's keys, so a row's output does not depend on its batch or the thread count. */
 int ulm_decode_layer_bf16(const ulm_layer *L, const int64_t *meta, int64_t B, const bf16 *qkv, bf16 *out) {
     const int64_t Hq = L->Hq, Hkv = L->Hkv, hd = L->hd, g = Hq / Hkv, width = (Hq + 2 * Hkv) * hd;
-    const int64_t longest = longest_span(meta, 3, B);
-    if (longest < 0) return -1;
-    bf16 *qr = malloc(sizeof(bf16) * (size_t)(B * Hq * hd)); /* every row's rotated queries */
-    if (qr == NULL) return -1;
-    int failed = 0;
-    /* Rows are independent (each has its own cache row): several rows share the threads, one row runs
-     * alone (a thread hand-off would cost more than its few µs of work). */
-#pragma omp parallel if (B > 1)
+    if (longest_span(meta, 3, B) < 0) return -1;
+    /* units of row b: Hkv · spans(b), numbered from first[b]; each keeps m [g], l [g], acc [g, hd] */
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(B + 1));
+    if (first == NULL) return -1;
+    first[0] = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t n = meta[3 * b + 2] - meta[3 * b + 1];
+        first[b + 1] = first[b] + Hkv * ((n + unit_keys(n) - 1) / unit_keys(n));
+    }
+    const int64_t units = first[B], part = g * (hd + 2);
+    float *qs = malloc(sizeof(float) * (size_t)(B * Hq * hd + units * part)); /* rotated, scaled queries; units' */
+    if (qs == NULL) {
+        free(first);
+        return -1;
+    }
+    float *parts = qs + B * Hq * hd;
+#pragma omp parallel if (units > 1)
     {
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < B; b++) {
             const int64_t row = meta[3 * b], pos = meta[3 * b + 2] - 1;
             const bf16 *x = qkv + b * width, *cos = L->cos + pos * hd, *sin = L->sin + pos * hd;
-            for (int64_t h = 0; h < Hq; h++) rope_bf16(x + h * hd, cos, sin, hd, qr + (b * Hq + h) * hd);
+            bf16 rotated[hd];
+            for (int64_t h = 0; h < Hq; h++) {
+                rope_bf16(x + h * hd, cos, sin, hd, rotated);
+                for (int64_t d = 0; d < hd; d++) qs[(b * Hq + h) * hd + d] = bf16_in(rotated[d]) * L->scale;
+            }
             for (int64_t h = 0; h < Hkv; h++) {
                 rope_bf16(x + (Hq + h) * hd, cos, sin, hd, L->k + row * L->ks_r + h * L->ks_h + pos * L->ks_t);
                 memcpy(L->v + row * L->vs_r + h * L->vs_h + pos * L->vs_t, x + (Hq + Hkv + h) * hd, sizeof(bf16) * hd);
             }
         }
-        float *qf = malloc(sizeof(float) * (size_t)(g * hd + g * longest));
-        if (qf == NULL) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        /* every row's keys are written (a prefill's rows attend to each other's) before any unit reads them */
 #pragma omp for schedule(static)
-        for (int64_t u = 0; u < B * Hkv; u++) {
-            if (qf == NULL) continue;
-            const int64_t b = u / Hkv, h = u % Hkv;
-            const int64_t row = meta[3 * b], lo = meta[3 * b + 1], n = meta[3 * b + 2] - lo;
-            for (int64_t i = 0; i < g * hd; i++) qf[i] = bf16_in(qr[(b * Hq + h * g) * hd + i]) * L->scale;
-            const int64_t ks_t = L->ks_t, vs_t = L->vs_t;
+        for (int64_t u = 0; u < units; u++) {
+            int64_t b = 0;
+            while (first[b + 1] <= u) b++;
+            const int64_t spans = (first[b + 1] - first[b]) / Hkv, h = (u - first[b]) / spans, c = (u - first[b]) % spans;
+            const int64_t span = unit_keys(meta[3 * b + 2] - meta[3 * b + 1]);
+            const int64_t row = meta[3 * b], lo = meta[3 * b + 1] + c * span, hi = meta[3 * b + 2];
+            const int64_t n = hi - lo < span ? hi - lo : span, ks_t = L->ks_t, vs_t = L->vs_t;
+            const float *qf = qs + (b * Hq + h * g) * hd;
             const bf16 *kr = L->k + row * L->ks_r + h * L->ks_h + lo * ks_t;
             const bf16 *vr = L->v + row * L->vs_r + h * L->vs_h + lo * vs_t;
-            bf16 *dst = out + (b * Hq + h * g) * hd;
-            float *score = qf + g * hd;
-            SPECIALISED(CALL_BF16, g, hd);
+            float *m = parts + u * part, *l = m + g, *acc = l + g;
+            SPECIALISED(CALL_SPAN, g, hd);
         }
-        free(qf);
+        /* merge: out = Σ e^(m − top)·acc / Σ e^(m − top)·l over the units of each (row, KV head) */
+#pragma omp for schedule(static)
+        for (int64_t bh = 0; bh < B * Hkv; bh++) {
+            const int64_t b = bh / Hkv, h = bh % Hkv, spans = (first[b + 1] - first[b]) / Hkv;
+            const float *unit = parts + (first[b] + h * spans) * part;
+            for (int64_t j = 0; j < g; j++) {
+                float top = unit[j];
+                for (int64_t c = 1; c < spans; c++) top = unit[c * part + j] > top ? unit[c * part + j] : top;
+                float o[hd], total = 0.0f;
+                for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
+                for (int64_t c = 0; c < spans; c++) {
+                    const float *m = unit + c * part, *l = m + g, *acc = l + g + j * hd;
+                    const float w = exp_nonpositive(m[j] - top);
+                    total += w * l[j];
+                    for (int64_t d = 0; d < hd; d++) o[d] += w * acc[d];
+                }
+                const float inv = 1.0f / total;
+                bf16 *dst = out + (b * Hq + h * g + j) * hd;
+                for (int64_t d = 0; d < hd; d++) dst[d] = bf16_out(o[d] * inv);
+            }
+        }
     }
-    free(qr);
-    return failed ? -1 : 0;
+    free(first);
+    free(qs);
+    return 0;
 }
 
 /* ulm_dequant_int4_bf16_t: the bf16 weight, transposed ([K, N]), of torch's CPU int4 packing (what
@@ -314,21 +462,6 @@ INLINE float dot_bf16(const bf16 *a, const float *b, int64_t n) {
     float s = hsum(acc);
     for (; i < n; i++) s += bf16_in(a[i]) * b[i];
     return s;
-}
-
-/* The largest of x[0:n] (n ≥ 1), in 16 lanes so that it vectorises. */
-INLINE float max_of(const float *x, int64_t n) {
-    float lane[16], top = x[0];
-    int64_t i = 0;
-    if (n >= 16) {
-        for (int j = 0; j < 16; j++) lane[j] = x[j];
-        for (i = 16; i + 16 <= n; i += 16)
-            for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-        top = lane[0];
-        for (int j = 1; j < 16; j++) top = lane[j] > top ? lane[j] : top;
-    }
-    for (; i < n; i++) top = x[i] > top ? x[i] : top;
-    return top;
 }
 
 /* The k-th largest of x[0:n] (1 ≤ k ≤ n), reordering x: quickselect. */
