@@ -235,18 +235,46 @@ class FastTransformer(Transformer):
         one row of the step, attending to its own sequence up to itself (the step writes every row's keys
         before any row attends), so it equals feeding the tokens one step at a time, bit for bit (tested).
         Logits [B, T or 1, V]; None where the native step cannot run."""
+        B, T = ids.shape
+        x = self._native_rows(self.embed(ids).view(B * T, self.config.dim), cache, row_list, starts, [T] * B)
+        if x is None:
+            return None
+        x = x.view(B, T, -1)[:, -1:].contiguous() if last_only else x.view(B, T, -1)  # [B, T or 1, D]
+        return self.lm_head(self.norm(x))  # [B, T or 1, V]
+
+    def forward_ragged(self, ids: list[list[int]], cache: KVCache, rows: list[int], starts: list[int]) -> Tensor | None:
+        """Sequences of any lengths (each ≤ NATIVE_PREFILL_MAX) fed into cache rows `rows` at positions `starts`,
+        all in one native step (a server step: one token of every decoding row and a prompt chunk): the
+        logits of each sequence's last token [len(ids), V]; None where the native step cannot run them (the
+        caller then runs them in uniform batches)."""
+        lengths = [len(seq) for seq in ids]
+        if not getattr(self, "_plain", False) or not lengths or min(lengths) < 1 or max(lengths) > NATIVE_PREFILL_MAX:
+            return None
+        if not 0 <= min(rows) <= max(rows) < cache.max_batch or min(starts) < 0:
+            return None
+        if any(s + n > min(cache.max_len, self.rope.max_len) for s, n in zip(starts, lengths, strict=True)):
+            return None
+        flat = torch.tensor([t for seq in ids for t in seq], dtype=torch.long)  # [N]
+        x = self._native_rows(self.embed(flat), cache, rows, starts, lengths)  # [N, D]
+        if x is None:
+            return None
+        last = torch.tensor(lengths).cumsum(0) - 1  # [B]: each sequence's last row
+        return self.lm_head(self.norm(x[last]))  # [B, V]
+
+    def _native_rows(self, x: Tensor, cache: KVCache, rows: list[int], starts: list[int],
+                     lengths: list[int]) -> Tensor | None:
+        """x [N, D] fp32: the embedded tokens of sequences of `lengths` (N in all), sequence b going into cache
+        row rows[b] from position starts[b]; taken through every block in one native call, in place (each
+        token one row of the step). None where the native step cannot run."""
         fused = self._fused_layers(cache)
         blocks = None if fused is None else self._decode_blocks(fused)
         if blocks is None:
             return None
-        B, T = ids.shape
         window = self.config.sliding_window
         meta = torch.tensor([[r, 0 if window is None else max(0, p - window + 1), p + 1]
-                             for r, s in zip(row_list, starts, strict=True) for p in range(s, s + T)])  # [B·T, 3]
-        x = self.embed(ids).view(B * T, self.config.dim)  # [B·T, D] fp32 residual
+                             for r, s, n in zip(rows, starts, lengths, strict=True) for p in range(s, s + n)])  # [N, 3]
         blocks.run(x, meta)
-        x = x.view(B, T, -1)[:, -1:].contiguous() if last_only else x.view(B, T, -1)  # [B, T or 1, D]
-        return self.lm_head(self.norm(x))  # [B, T or 1, V]
+        return x
 
     def _decode_blocks(self, fused: DecodeLayers) -> DecodeBlocks | None:
         """Every block's step in one native call, bound to `fused`'s cache; None where it cannot run."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -152,7 +153,14 @@ def _top_k_p_threshold(logits: torch.Tensor, params: BatchParams, use_k: torch.T
 
 def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
            generators: list[torch.Generator]) -> torch.Tensor:
-    """The next token of each row: logits [B, V] (any float dtype), counts [B, V] or None → long [B]."""
+    """The next token of each row: logits [B, V] (any float dtype), counts [B, V] or None → long [B]. On CPU
+    with µLM's native kernels built, one native pass per row (`ulm_sample.c`, the same semantics), else
+    torch ops."""
+    from ulm.kernels.native import library
+
+    lib = library() if logits.device.type == "cpu" else None
+    if lib is not None:
+        return _sample_native(lib, logits, params, counts, generators)
     logits = logits.float()
     if counts is not None:
         logits = apply_penalties(logits, counts, params)
@@ -163,6 +171,24 @@ def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | Non
     uniform = torch.cat([torch.rand(1, generator=gen, dtype=torch.float64, device=gen.device) for gen in generators])
     drawn = draw(probs, uniform)  # [B]
     return torch.where(greedy, logits.argmax(dim=-1), drawn) if bool(greedy.any()) else drawn
+
+
+def _sample_native(lib: Any, logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
+                   generators: list[torch.Generator]) -> torch.Tensor:
+    B, V = logits.shape
+    x = logits.float().contiguous()  # read only
+    table = torch.stack([params.temperature, params.top_k.float(), params.top_p, params.min_p,
+                         params.repetition_penalty, params.presence_penalty, params.frequency_penalty], dim=1)
+    table = table.float().contiguous()  # [B, 7]
+    greedy = bool((params.temperature == 0).all())  # then no row draws (its generator stays where it was)
+    uniform = torch.zeros(B, dtype=torch.float64) if greedy else torch.cat(
+        [torch.rand(1, generator=gen, dtype=torch.float64, device=gen.device) for gen in generators])
+    seen = None if counts is None else counts.to(torch.int32).contiguous()
+    out = torch.empty(B, dtype=torch.long)
+    if lib.ulm_sample_rows(x.data_ptr(), B, V, None if seen is None else seen.data_ptr(), table.data_ptr(),
+                           uniform.data_ptr(), out.data_ptr()) != 0:
+        raise MemoryError("no memory for the sampler")
+    return out
 
 
 DRAW_CHUNK = 128  # tokens per chunk of the two-level inverse CDF

@@ -290,3 +290,39 @@ def test_embedded_fast_mode_agrees_with_the_exact_mode_on_the_benchmark_text() -
     for got in (whole, stepped):
         agreement = (got == want).float().mean().item()
         assert agreement >= 0.9, f"top-1 agreement {agreement:.1%}"  # measured ~98%; the bench reports it
+
+
+@pytest.mark.parametrize("one_call", [True, False], ids=["one-native-call", "uniform-batches"])
+def test_a_step_of_ragged_rows_equals_its_rows_run_apart(tiny_source: ModelSource, one_call: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's step: decode rows (one token) and a prompt chunk in one forward, in one native call where
+    the int4 kernel runs, else as a batch per length; either way each row's logits and cache are those of
+    running it alone."""
+    from types import SimpleNamespace
+
+    from ulm.engine.backend import UlmBackend
+
+    lib = native.library()
+    if one_call and (lib is None or not lib.ulm_int4_vnni()):
+        pytest.skip("the one-call step runs where µLM's int4 kernel does (AVX-512 VNNI)")
+    fast = load_fast(tiny_source)
+    calls: list[int] = []
+    ragged = FastTransformer.forward_ragged
+    monkeypatch.setattr(FastTransformer, "forward_ragged",
+                        lambda self, ids, *a: calls.append(len(ids)) or (ragged(self, ids, *a) if one_call else None))
+    no_words = SimpleNamespace(eos_token_id=None, get_vocab=dict, all_special_tokens=[])
+    together, apart = UlmBackend(fast, no_words, "tiny"), UlmBackend(fast, no_words, "tiny")
+    ids = torch.randint(0, TINY.vocab_size, (12,), generator=torch.Generator().manual_seed(10)).tolist()
+    for backend in (together, apart):
+        backend.allocate(3, 32)
+        backend.forward([ids[:5]], [0], [0])  # rows 0 and 2 hold a prefix already
+        backend.forward([ids[:3]], [2], [0])
+    rows, starts, seqs = [0, 2, 1], [5, 3, 0], [[ids[5]], [ids[6]], ids[7:12]]
+    with torch.inference_mode():
+        got = together.forward(seqs, rows, starts)  # [3, V]
+        want = torch.cat([apart.forward([seq], [row], [start])
+                          for seq, row, start in zip(seqs, rows, starts, strict=True)])
+    assert calls == [3]
+    assert got.shape == (3, TINY.vocab_size) and torch.equal(got, want)
+    assert torch.equal(together._cache.k, apart._cache.k) and torch.equal(together._cache.v, apart._cache.v)
+    assert together._cache.lengths.tolist() == apart._cache.lengths.tolist() == [6, 5, 4]

@@ -1,4 +1,5 @@
-"""Sampling: greedy, filters, penalties and seeded draws over a batch of rows with their own params.
+"""Sampling: greedy, filters, penalties and seeded draws over a batch of rows with their own params. The tests
+of `sample` and `BatchSampler` run both samplers: the native one (`ulm_sample.c`) and torch's.
 
 Run: .venv/bin/python -m pytest tests/ulm/test_sampling.py -q
 """
@@ -8,9 +9,25 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ulm.kernels import native
 from ulm.sampling import BatchParams, BatchSampler, SamplingParams, apply_penalties, draw, filter_logits, sample
 
 V = 50
+
+
+@pytest.fixture(params=["native", "torch"])
+def sampler(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which sampler `sample` runs: the native one (the kernels must build here) or torch's."""
+    if request.param == "native" and native.library() is None:
+        pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
+    if request.param == "torch":
+        monkeypatch.setattr(native, "library", lambda: None)
+    return str(request.param)
+
+
+def _drawn(logits: torch.Tensor, params: SamplingParams, draws: int = 300) -> set[int]:
+    """The tokens `sample` draws from one row over many seeds."""
+    return {int(sample(logits, _params(params), None, _gens(seed)).item()) for seed in range(draws)}
 
 
 def _logits(b: int = 1, seed: int = 0) -> torch.Tensor:
@@ -25,19 +42,19 @@ def _gens(*seeds: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(s) for s in seeds]
 
 
-def test_temperature_zero_is_argmax_of_each_row() -> None:
+def test_temperature_zero_is_argmax_of_each_row(sampler: str) -> None:
     logits = _logits(4)
     out = sample(logits, _params(*[SamplingParams(temperature=0)] * 4), None, _gens(1, 2, 3, 4))
     assert out.tolist() == logits.argmax(-1).tolist()
 
 
-def test_greedy_row_in_a_mixed_batch_stays_argmax() -> None:
+def test_greedy_row_in_a_mixed_batch_stays_argmax(sampler: str) -> None:
     logits = _logits(2)
     out = sample(logits, _params(SamplingParams(temperature=0), SamplingParams(temperature=1.5)), None, _gens(0, 0))
     assert out[0].item() == logits[0].argmax().item()
 
 
-def test_top_k_one_equals_greedy() -> None:
+def test_top_k_one_equals_greedy(sampler: str) -> None:
     logits = _logits(3)
     for seed in range(20):
         out = sample(logits, _params(*[SamplingParams(top_k=1)] * 3), None, _gens(seed, seed + 1, seed + 2))
@@ -74,6 +91,35 @@ def test_rows_without_filters_keep_their_full_distribution_next_to_filtered_rows
     assert torch.isfinite(filtered[0]).all()
 
 
+def test_sample_draws_only_from_the_filtered_set(sampler: str) -> None:
+    logits = _logits(1, seed=3)
+    assert _drawn(logits, SamplingParams(top_k=5)) == set(logits[0].topk(5).indices.tolist())
+    probs = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert _drawn(probs, SamplingParams(top_p=0.7)) == {0, 1}
+    assert _drawn(probs, SamplingParams(top_p=0.45)) == {0}
+    assert _drawn(probs, SamplingParams(min_p=0.2)) == {0, 1, 2}
+    assert _drawn(probs, SamplingParams(top_k=3, top_p=0.9, min_p=0.35)) == {0, 1}
+
+
+def test_a_large_vocabulary_filters_and_draws_alike_on_both_samplers(sampler: str) -> None:
+    """49k tokens (the embedded model's vocabulary): the top-p cut past the first 64 candidates, a flat tail."""
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(1, 49152, generator=g)  # flat: top-p 0.5 keeps thousands of tokens
+    params = SamplingParams(temperature=0.7, top_p=0.5)
+    kept = torch.isfinite(filter_logits(logits, _params(params)))[0]
+    drawn = _drawn(logits, params, draws=200)
+    assert all(kept[t] for t in drawn) and len(drawn) > 150  # from the kept set, and spread over it
+
+
+def test_penalties_steer_the_draw_on_both_samplers(sampler: str) -> None:
+    logits = torch.tensor([[3.0, 2.9, -5.0, -5.0]])
+    counts = torch.tensor([[4, 0, 0, 0]], dtype=torch.int32)
+    for params in (SamplingParams(temperature=0, repetition_penalty=2.0),
+                   SamplingParams(temperature=0, frequency_penalty=0.1),
+                   SamplingParams(temperature=0, presence_penalty=0.5)):
+        assert sample(logits, _params(params), counts, _gens(0)).item() == 1
+
+
 def test_repetition_penalty_has_hf_semantics() -> None:
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5]])
     counts = torch.tensor([[1, 1, 0, 3]], dtype=torch.int32)
@@ -88,7 +134,7 @@ def test_presence_and_frequency_penalties_have_openai_semantics() -> None:
     assert out.tolist() == [[0.0, -0.75, -1.0, -1.75]]
 
 
-def test_seeded_draws_reproduce_and_follow_the_distribution() -> None:
+def test_seeded_draws_reproduce_and_follow_the_distribution(sampler: str) -> None:
     logits = torch.log(torch.tensor([[0.6, 0.3, 0.1]]))
     params = _params(SamplingParams(temperature=1.0))
     gen_a, gen_b = _gens(7, 7)
@@ -115,7 +161,7 @@ def test_the_two_level_draw_follows_a_large_distribution_and_never_picks_a_filte
     assert edge[0].item() == int(probs[0].nonzero()[0]) and edge[1].item() == int(probs[1].nonzero()[-1])
 
 
-def test_a_rows_draws_do_not_depend_on_its_batch_neighbours() -> None:
+def test_a_rows_draws_do_not_depend_on_its_batch_neighbours(sampler: str) -> None:
     logits = _logits(3)
     params = [SamplingParams(temperature=0.8, top_p=0.9, seed=5), SamplingParams(temperature=1.3, top_k=7),
               SamplingParams(temperature=0)]
@@ -131,7 +177,7 @@ def test_a_rows_draws_do_not_depend_on_its_batch_neighbours() -> None:
         assert a.item() == t[0].item()
 
 
-def test_batch_sampler_counts_generated_tokens_for_penalties() -> None:
+def test_batch_sampler_counts_generated_tokens_for_penalties(sampler: str) -> None:
     sampler = BatchSampler(2, V)
     sampler.set_row(1, SamplingParams(temperature=0, presence_penalty=2.0))
     logits = torch.zeros(1, V)

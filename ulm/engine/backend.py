@@ -36,7 +36,7 @@ class Backend(Protocol):
         ...
 
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
-        """Feed ids[b] (all rows the same length T) into cache row rows[b] at positions start[b]..start[b]+T-1.
+        """Feed ids[b] (rows of any lengths) into cache row rows[b] at positions start[b]..start[b]+len(ids[b])-1.
 
         Returns the logits of each row's last position: [B, V].
         """
@@ -88,6 +88,19 @@ class UlmBackend:
 
     @torch.inference_mode()
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
+        lengths = [len(r) for r in ids]
+        if len(set(lengths)) > 1:  # a step mixing decode rows with a prompt chunk
+            ragged = getattr(self._net, "forward_ragged", None)
+            logits = None if ragged is None else ragged([list(r) for r in ids], self._cache, list(rows), list(start))
+            if logits is None:  # no one-call path: each length as a batch of its own
+                logits = torch.empty(len(ids), self.vocab_size, device=self._device)
+                for n in sorted(set(lengths)):
+                    at = [b for b, m in enumerate(lengths) if m == n]
+                    logits[at] = self.forward([ids[b] for b in at], [rows[b] for b in at], [start[b] for b in at])
+                return logits
+            ends = [s + n for s, n in zip(start, lengths, strict=True)]
+            self._cache.lengths[torch.tensor(list(rows), device=self._device)] = torch.tensor(ends, device=self._device)
+            return logits
         x = torch.tensor([list(r) for r in ids], dtype=torch.long, device=self._device)  # [B, T]
         row_t = torch.tensor(list(rows), dtype=torch.long, device=self._device)  # [B]
         start_t = torch.tensor(list(start), dtype=torch.long, device=self._device)  # [B]

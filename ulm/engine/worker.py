@@ -3,9 +3,9 @@
 Each turn of its loop it
 1. acts on cancellations (a cancelled request leaves its slot at once, queued or running),
 2. seats waiting requests in free slots (the slot with the longest cached prefix of the prompt wins),
-3. prefills one chunk of the oldest request still prefilling (chunked, so decodes and cancellations are
-   never stalled behind a long prompt for more than one chunk),
-4. decodes one token for every slot past prefill, all rows in one batched forward.
+3. runs one forward for every slot past prefill (one token each) together with the next chunk of the
+   oldest request still prefilling (chunked, so decodes and cancellations are never stalled behind a long
+   prompt for more than one chunk): the prompt's tokens ride in the decode step's pass over the weights.
 
 `submit` never blocks: a full queue raises QueueFullError at once. Events go to each request's sink from
 this thread, a step's events together right before the next forward (or before the worker waits), so the
@@ -249,13 +249,13 @@ class Engine:
                 )
 
     def _step(self) -> None:
-        prefilling = [s for s in self._slots if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)]
-        if prefilling:
-            slot = min(prefilling, key=lambda s: s.active.ticket.submitted)  # type: ignore[union-attr]
-            self._guarded([slot], lambda: self._prefill_chunk(slot))
+        """One forward: a token for every decoding slot and, in the same batch, the next prompt chunk of the
+        oldest request still prefilling."""
         decoding = [s for s in self._slots if s.active and s.active.generated and not s.active.ticket.cancelled]
-        if decoding:
-            self._guarded(decoding, lambda: self._decode(decoding))
+        prefilling = [s for s in self._slots if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)]
+        chunked = min(prefilling, key=lambda s: s.active.ticket.submitted) if prefilling else None  # type: ignore[union-attr]
+        if decoding or chunked:
+            self._guarded(decoding + ([chunked] if chunked else []), lambda: self._forward(decoding, chunked))
 
     def _guarded(self, slots: list[Slot], work: Callable[[], None]) -> None:
         """Run one forward; if it raises, the requests in it fail, their slots are reset, the engine goes on."""
@@ -276,30 +276,37 @@ class Engine:
                 self._deliver()
                 time.sleep(self.step_delay)
 
-    def _prefill_chunk(self, slot: Slot) -> None:
-        active = slot.active
-        assert active is not None
-        prompt = active.ticket.request.prompt
-        chunk = prompt[active.prefilled : active.prefilled + self.prefill_chunk]
+    def _forward(self, decoding: list[Slot], chunked: Slot | None) -> None:
+        ids = [[s.active.generated[-1]] for s in decoding]  # type: ignore[union-attr]
+        rows, starts = [s.row for s in decoding], [len(s.tokens) for s in decoding]
+        chunk: list[int] = []
+        if chunked is not None:
+            active = chunked.active
+            assert active is not None
+            chunk = active.ticket.request.prompt[active.prefilled : active.prefilled + self.prefill_chunk]
+            ids.append(chunk)
+            rows.append(chunked.row)
+            starts.append(active.prefilled)
         self._deliver()
-        logits = self.backend.forward([chunk], [slot.row], [active.prefilled])  # [1, V]
-        active.prefilled += len(chunk)
-        slot.tokens.extend(chunk)
-        if active.prefilled == len(prompt):
-            if active.max_new == 0:
-                self._finish(slot, FINISH_LENGTH)
-                return
-            self._accept(slot, self._sample([slot], logits)[0])
-
-    def _decode(self, slots: list[Slot]) -> None:
-        actives = [s.active for s in slots]
-        fed = [a.generated[-1] for a in actives]  # type: ignore[union-attr]
-        self._deliver()
-        logits = self.backend.forward([[t] for t in fed], [s.row for s in slots], [len(s.tokens) for s in slots])
-        for slot, tok in zip(slots, fed, strict=True):
-            slot.tokens.append(tok)
-        for slot, tok in zip(slots, self._sample(slots, logits), strict=True):
-            self._accept(slot, tok)
+        logits = self.backend.forward(ids, rows, starts)  # [B, V]
+        for slot, fed in zip(decoding, ids, strict=False):
+            slot.tokens.append(fed[0])
+        sampled = list(decoding)
+        if chunked is not None:
+            active = chunked.active
+            assert active is not None
+            active.prefilled += len(chunk)
+            chunked.tokens.extend(chunk)
+            if active.prefilled == len(active.ticket.request.prompt):
+                if active.max_new == 0:
+                    self._finish(chunked, FINISH_LENGTH)
+                else:
+                    sampled.append(chunked)
+            if sampled and sampled[-1] is not chunked:
+                logits = logits[: len(decoding)]
+        if sampled:
+            for slot, tok in zip(sampled, self._sample(sampled, logits), strict=True):
+                self._accept(slot, tok)
 
     def _sample(self, slots: list[Slot], logits: torch.Tensor) -> list[int]:
         """Next token of each slot from its logits [len(slots), V]; the sampler counts them for penalties."""

@@ -27,8 +27,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c")  # one library
-HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_kernels.h")
+SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c")  # one library
+HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_exp.h", HERE / "ulm_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp")
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 # ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale
@@ -98,6 +98,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_rms_norm.argtypes, lib.ulm_rms_norm.restype = (_PTR, _I64, _I64, _PTR, _F32, _PTR, ctypes.c_int), None
     lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
     lib.ulm_int4_vnni.argtypes, lib.ulm_int4_vnni.restype = (), ctypes.c_int
+    # ulm_sample_rows: logits, R, V, counts (or None), params, uniform, out
+    lib.ulm_sample_rows.argtypes, lib.ulm_sample_rows.restype = (_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR), ctypes.c_int
     if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
         lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64), ctypes.c_int
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "ulm_bf16.h"
+#include "ulm_exp.h"
 #include "ulm_kernels.h"
 
 /* 16 floats: one AVX-512 register, two AVX ones, four SSE ones; GCC and clang lower it to what -march has. */
@@ -65,19 +66,6 @@ INLINE float hsum(f32x16 v) {
              + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
     f32x4 h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
     return (h4[0] + h4[2]) + (h4[1] + h4[3]);
-}
-
-/* e^x for x ≤ 0 (scores after the max is subtracted): 2^n · 2^f with f in [-½, ½], degree-7 Taylor of
- * 2^f (relative error < 1e-8), clamped at e^-87. Branch-free, so the loop over a row vectorises. */
-INLINE float exp_nonpositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float t = x * 1.4426950408889634f;
-    float n = rintf(t);
-    float f = (t - n) * 0.6931471805599453f;
-    float p = 1.0f + f * (1.0f + f * (0.5f + f * (1.6666667e-1f + f * (4.1666667e-2f + f * (8.3333333e-3f
-              + f * (1.3888889e-3f + f * 1.9841270e-4f))))));
-    union { int32_t i; float f; } s = { .i = ((int32_t)n + 127) << 23 };
-    return p * s.f;
 }
 
 /* s[0:n] ← softmax(s[0:n]) */

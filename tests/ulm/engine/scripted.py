@@ -26,7 +26,7 @@ class ScriptedBackend:
         self.vocab_size = len(tokenizer)
         self.eos_ids = frozenset({EOS})
         self.rows: list[list[int]] = []
-        self.forwards: list[tuple[int, int]] = []  # (batch size, tokens per row) of every forward
+        self.forwards: list[tuple[int, ...]] = []  # the tokens of each row, for every forward
 
     @classmethod
     def from_text(cls, tokenizer: Any, text: str, **kwargs: Any) -> ScriptedBackend:
@@ -54,7 +54,7 @@ class ScriptedBackend:
         return self.script[0] if self.script else EOS
 
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
-        self.forwards.append((len(ids), len(ids[0])))
+        self.forwards.append(tuple(len(row_ids) for row_ids in ids))
         logits = torch.zeros(len(ids), self.vocab_size)  # [B, V]
         for b, (row_ids, row, pos) in enumerate(zip(ids, rows, start, strict=True)):
             assert pos + len(row_ids) <= self.n_ctx, "the engine wrote past the context"
