@@ -21,12 +21,15 @@ def bench_serve(
     clients: str = typer.Option("1,4,16", help="Comma-separated concurrency levels."),
     requests: int = typer.Option(2, min=1, help="Streaming requests per client at each level."),
     max_tokens: int = typer.Option(64, min=1, help="max_tokens of every request."),
+    rounds: int = typer.Option(3, min=1, help="Rounds over the levels (1, 4, 16, 1, 4, 16, ...): each level's "
+                               "tokens/s is its median over the rounds."),
     repeats: int = typer.Option(3, min=1, help="Second-turn measurements (the median is reported)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     serve_args: list[str] = SERVE_ARGS,
 ) -> None:
     """Drive `ulm serve` with 1, 4 and 16 concurrent streaming clients: aggregate tokens/s, TTFT and
-    per-token latency p50/p99, and the TTFT of a second chat turn with and without prefix reuse.
+    per-token latency p50/p99, and the TTFT of a second chat turn with and without prefix reuse. The levels
+    run in rounds, so a noisy spell of the machine hits them alike; tokens/s is the median over the rounds.
 
     Examples:
 
@@ -48,7 +51,7 @@ def bench_serve(
         if url is None:
             typer.echo(f"starting ulm serve {' '.join(serve_args or [])} ...", err=True)
             proc, url = bench.spawn_server(list(serve_args or []))
-        results = bench.run(url.rstrip("/"), api_key, levels, requests, max_tokens, repeats,
+        results = bench.run(url.rstrip("/"), api_key, levels, requests, max_tokens, repeats, rounds,
                             echo=lambda msg, err=False: typer.echo(msg, err=err))
     except httpx.HTTPError as exc:
         typer.echo(f"ulm bench serve: error: cannot talk to the server at {url}: {exc}", err=True)
