@@ -11,7 +11,7 @@ cached prefix, and when it cannot (the same prompt with a different first charac
 matches). The "anchor" ratios printed with the numbers: 4 clients' aggregate tokens/s over 1 client's
 (the ratio of the medians, and each round's), and reuse TTFT over no-reuse TTFT.
 
-The clients are `SSEConnection`s (stdlib asyncio, ~10× less CPU a token than httpx), since they share the
+The clients are `SSEConnection`s (stdlib asyncio, about half httpx's CPU a token), since they share the
 machine with the server they measure.
 """
 
