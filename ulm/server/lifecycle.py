@@ -82,9 +82,10 @@ def serve(settings: Settings, load_backend: Callable[[], Backend] | None = None,
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config = uvicorn.Config(create_app(state), http="h11", lifespan="on", access_log=False, log_config=None,
-                            log_level="warning", timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) + 1,
-                            timeout_keep_alive=5)
+    # http and loop "auto": httptools and uvloop where installed (they are ulm's dependencies), else h11 and asyncio
+    config = uvicorn.Config(create_app(state), http="auto", loop="auto", lifespan="on", access_log=False,
+                            log_config=None, log_level="warning",
+                            timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S) + 1, timeout_keep_alive=5)
     server = _Server(config, state)
     failed: list[str] = []
 
