@@ -3,9 +3,10 @@
 Each turn of its loop it
 1. acts on cancellations (a cancelled request leaves its slot at once, queued or running),
 2. seats waiting requests in free slots (the slot with the longest cached prefix of the prompt wins),
-3. runs one forward for every slot past prefill (one token each) together with the next chunk of the
-   oldest request still prefilling (chunked, so decodes and cancellations are never stalled behind a long
-   prompt for more than one chunk): the prompt's tokens ride in the decode step's pass over the weights.
+3. runs one forward for every slot past prefill (one token each) together with the next prompt chunks of
+   the requests still prefilling, oldest first, `prefill_chunk` tokens in all (so decodes and
+   cancellations are never stalled behind long prompts for more than one chunk): the prompts' tokens ride
+   in the decode step's pass over the weights, and requests that arrive together prefill together.
 
 `submit` never blocks: a full queue raises QueueFullError at once. Events go to each request's sink from
 this thread, a step's events together right before the next forward (or before the worker waits), so the
@@ -249,13 +250,24 @@ class Engine:
                 )
 
     def _step(self) -> None:
-        """One forward: a token for every decoding slot and, in the same batch, the next prompt chunk of the
-        oldest request still prefilling."""
+        """One forward: a token for every decoding slot and, in the same batch, prompt chunks of the requests
+        still prefilling, oldest first, `prefill_chunk` tokens in all."""
         decoding = [s for s in self._slots if s.active and s.active.generated and not s.active.ticket.cancelled]
-        prefilling = [s for s in self._slots if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)]
-        chunked = min(prefilling, key=lambda s: s.active.ticket.submitted) if prefilling else None  # type: ignore[union-attr]
-        if decoding or chunked:
-            self._guarded(decoding + ([chunked] if chunked else []), lambda: self._forward(decoding, chunked))
+        prefilling = sorted((s for s in self._slots
+                             if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)),
+                            key=lambda s: s.active.ticket.submitted)  # type: ignore[union-attr]
+        chunks: list[tuple[Slot, list[int]]] = []
+        budget = self.prefill_chunk
+        for slot in prefilling:
+            if budget == 0:
+                break
+            active = slot.active
+            assert active is not None
+            chunk = active.ticket.request.prompt[active.prefilled : active.prefilled + budget]
+            chunks.append((slot, chunk))
+            budget -= len(chunk)
+        if decoding or chunks:
+            self._guarded(decoding + [slot for slot, _ in chunks], lambda: self._forward(decoding, chunks))
 
     def _guarded(self, slots: list[Slot], work: Callable[[], None]) -> None:
         """Run one forward; if it raises, the requests in it fail, their slots are reset, the engine goes on."""
@@ -276,36 +288,29 @@ class Engine:
                 self._deliver()
                 time.sleep(self.step_delay)
 
-    def _forward(self, decoding: list[Slot], chunked: Slot | None) -> None:
-        ids = [[s.active.generated[-1]] for s in decoding]  # type: ignore[union-attr]
-        rows, starts = [s.row for s in decoding], [len(s.tokens) for s in decoding]
-        chunk: list[int] = []
-        if chunked is not None:
-            active = chunked.active
-            assert active is not None
-            chunk = active.ticket.request.prompt[active.prefilled : active.prefilled + self.prefill_chunk]
-            ids.append(chunk)
-            rows.append(chunked.row)
-            starts.append(active.prefilled)
+    def _forward(self, decoding: list[Slot], chunks: list[tuple[Slot, list[int]]]) -> None:
+        ids = [[s.active.generated[-1]] for s in decoding] + [chunk for _, chunk in chunks]  # type: ignore[union-attr]
+        rows = [s.row for s in decoding] + [slot.row for slot, _ in chunks]
+        starts = [len(s.tokens) for s in decoding] + [slot.active.prefilled for slot, _ in chunks]  # type: ignore[union-attr]
         self._deliver()
-        logits = self.backend.forward(ids, rows, starts)  # [B, V]
+        logits = self.backend.forward(ids, rows, starts)  # [B, V]: decoding rows, then the chunks
         for slot, fed in zip(decoding, ids, strict=False):
             slot.tokens.append(fed[0])
-        sampled = list(decoding)
-        if chunked is not None:
-            active = chunked.active
+        sampled, at = list(decoding), list(range(len(decoding)))  # slots that get a token, their logits' rows
+        for i, (slot, chunk) in enumerate(chunks, start=len(decoding)):
+            active = slot.active
             assert active is not None
             active.prefilled += len(chunk)
-            chunked.tokens.extend(chunk)
+            slot.tokens.extend(chunk)
             if active.prefilled == len(active.ticket.request.prompt):
                 if active.max_new == 0:
-                    self._finish(chunked, FINISH_LENGTH)
+                    self._finish(slot, FINISH_LENGTH)
                 else:
-                    sampled.append(chunked)
-            if sampled and sampled[-1] is not chunked:
-                logits = logits[: len(decoding)]
+                    sampled.append(slot)
+                    at.append(i)
         if sampled:
-            for slot, tok in zip(sampled, self._sample(sampled, logits), strict=True):
+            rows_logits = logits if len(at) == logits.shape[0] else logits[at]
+            for slot, tok in zip(sampled, self._sample(sampled, rows_logits), strict=True):
                 self._accept(slot, tok)
 
     def _sample(self, slots: list[Slot], logits: torch.Tensor) -> list[int]:

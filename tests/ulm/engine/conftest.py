@@ -16,3 +16,12 @@ def smollm2_tokenizer(smollm2_tokenizer_dir: Path) -> Any:
     from tests.ulm.engine.scripted import load_smollm2_tokenizer
 
     return load_smollm2_tokenizer(smollm2_tokenizer_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def native_kernels() -> None:
+    """Build µLM's native kernels before the first engine test: the engine samples with them, and a build
+    (~15 s, once per run) inside a test would outlast its short waits."""
+    from ulm.kernels.native import library
+
+    library()

@@ -340,3 +340,25 @@ def test_a_long_prefill_is_chunked_into_the_other_rows_decode_steps(make_engine,
     assert first.text == nato
     chunks = [shape for shape in backend.forwards[start:] if shape[-1] == 8]
     assert chunks == [(1, 8)] * 10  # 80 prompt tokens, 8 a step, each in the first request's decode step
+
+
+def test_requests_arriving_together_prefill_in_one_forward_within_the_chunk_budget(make_engine,
+                                                                                  smollm2_tokenizer) -> None:
+    engine, backend = make_engine(parallel=3, prefill_chunk=12, step_delay=0.05)
+    first = Collector()
+    engine.submit(GenRequest(prompt(smollm2_tokenizer), 64, GREEDY), first)
+    wait_until(lambda: len(first.deltas) >= 1)
+    start = len(backend.forwards)
+    late = [prompt(smollm2_tokenizer, "A second prompt, seven tokens."),
+            prompt(smollm2_tokenizer, "And a third prompt, a little longer.")]
+    sinks = [Collector(), Collector()]
+    for ids, sink in zip(late, sinks, strict=True):  # both land while the engine sleeps in its step delay
+        engine.submit(GenRequest(ids, 4, GREEDY), sink)
+    for sink in sinks:
+        assert isinstance(sink.end(), Finished) and sink.text
+    a, b = len(late[0]), len(late[1])
+    assert a + b > 12 and a < 12
+    shapes = backend.forwards[start:]
+    # one step: the first request's token, all of the second prompt, the third's up to the budget of 12
+    assert (1, a, 12 - a) in shapes
+    assert (1, 1, b - (12 - a)) in shapes  # the rest of the third prompt next to two decoding rows
