@@ -19,7 +19,8 @@ already built fp32 `Transformer` (its submodules are reused) and returns the fas
 - one-token decode steps run a lean loop (`FastTransformer._decode`) on the native fused layer step where
   the kernels are built (`ulm.kernels`), bit-identical to the generic forward; where the linears run µLM's
   int4 kernel, all blocks run in one native call, and so do prefills of up to NATIVE_PREFILL_MAX tokens
-  (equal to decoding their tokens one at a time).
+  (equal to decoding their tokens one at a time) and the server's ragged steps (`forward_ragged`: decode
+  rows and prompt chunks together).
 
 The converted tensors are cached next to the loader's converted checkpoint, in
 `<model cache>/<fingerprint>/fast-<scheme>-v<FAST_VERSION>.safetensors` (written to a temp file and

@@ -4,9 +4,10 @@
   w = (q − 8)·scale + zero, and runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`). Activations,
   scales and zeros are bf16 in the fast mode; with fp32 they give an exact reference (~1e-6, ~28× slower).
   `use_native_kernel()` moves a bf16 one to `ulm.kernels`' AVX-512 VNNI kernel where the machine has it
-  (its weights repacked, same size): int8 activations per group of 32, reading each weight once for up
-  to 4 rows. Measured on the embedded model against torch's kernel: 1.3× (the blocks' linears) to 5× (the
-  LM head) for one row, 1.6× for 4 rows (the server's batched decode), 2-2.4× for 16-64.
+  (its weights repacked and its scales and zeros reordered block by block, in place, same size): int8
+  activations per group of 32, reading each weight once for up to 4 rows. Measured on the embedded model
+  against torch's kernel: 1.3× (the blocks' linears) to 5× (the LM head) for one row, 1.6× for 4 rows (the
+  server's batched decode), 2-2.4× for 16-64, before the scales' reordering took another ~15% off.
   For many rows at once (a long prefill) it unpacks the weight to bf16 and runs a dense GEMM instead.
 - `Int8Linear` runs `_weight_int8pack_mm`: int8 weights with one scale per output row. It takes any shape,
   so it is also the fallback where the int4 kernel's constraints (N % 16, K % 32) do not hold.

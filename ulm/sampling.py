@@ -16,6 +16,11 @@ The draw is by inverse CDF (`draw`): one uniform number per row (from that row's
 over rows, never the vocabulary) located in the row's cumulative probabilities, in two float64 levels
 (chunks, then tokens) so the tail keeps its mass and a row costs ~20 µs where one exponential per token
 cost ~1 ms. Tokens of probability 0 (filtered out) can never be drawn.
+
+On CPU with µLM's native kernels built, `sample` runs all of it in one native pass per row
+(`ulm/kernels/ulm_sample.c`: the same steps and semantics, float sums in another order): 0.10 ms a step
+for one row of a 49k vocabulary, 0.17 ms for four, where the torch ops below take 0.45 and 0.8 ms. The
+torch ops remain the path without the kernels; the tests run `sample` on both.
 """
 
 from __future__ import annotations
