@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c")  # one library
-HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_exp.h", HERE / "ulm_kernels.h")
+HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_math.h", HERE / "ulm_kernels.h")
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp")
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 # ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale

@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "ulm_bf16.h"
-#include "ulm_exp.h"
+#include "ulm_math.h"
 #include "ulm_kernels.h"
 
 /* 16 floats: one AVX-512 register, two AVX ones, four SSE ones; GCC and clang lower it to what -march has. */
@@ -193,21 +193,6 @@ INLINE void rope_bf16(const bf16 *x, const bf16 *cos, const bf16 *sin, int64_t h
         const float b = bf16_in(bf16_out(bf16_in(x[d < half ? d + half : d - half]) * bf16_in(sin[d])));
         dst[d] = bf16_out(a + b);
     }
-}
-
-/* The largest of x[0:n] (n ≥ 1), in 16 lanes so that it vectorises. */
-INLINE float max_of(const float *x, int64_t n) {
-    float lane[16], top = x[0];
-    int64_t i = 0;
-    if (n >= 16) {
-        for (int j = 0; j < 16; j++) lane[j] = x[j];
-        for (i = 16; i + 16 <= n; i += 16)
-            for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-        top = lane[0];
-        for (int j = 1; j < 16; j++) top = lane[j] > top ? lane[j] : top;
-    }
-    for (; i < n; i++) top = x[i] > top ? x[i] : top;
-    return top;
 }
 
 /* Σ x[0:n] in 16 lanes (vectorises), the lanes then summed in a fixed order. */

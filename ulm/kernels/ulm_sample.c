@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ulm_exp.h"
+#include "ulm_math.h"
 
 enum { TEMPERATURE, TOP_K, TOP_P, MIN_P, REPETITION, PRESENCE, FREQUENCY, N_PARAMS };
 
@@ -32,21 +32,6 @@ enum { TEMPERATURE, TOP_K, TOP_P, MIN_P, REPETITION, PRESENCE, FREQUENCY, N_PARA
 static int descending(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
     return (x < y) - (x > y);
-}
-
-/* The largest of x[0:n] (n ≥ 1), in 16 lanes so that it vectorises. */
-static float max_of(const float *x, int64_t n) {
-    float lane[16], top = x[0];
-    int64_t i = 0;
-    if (n >= 16) {
-        for (int j = 0; j < 16; j++) lane[j] = x[j];
-        for (i = 16; i + 16 <= n; i += 16)
-            for (int j = 0; j < 16; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
-        top = lane[0];
-        for (int j = 1; j < 16; j++) top = lane[j] > top ? lane[j] : top;
-    }
-    for (; i < n; i++) top = x[i] > top ? x[i] : top;
-    return top;
 }
 
 /* The first index of the largest of x[0:V] (torch.argmax's choice among ties). */
