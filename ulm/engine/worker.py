@@ -294,8 +294,8 @@ class Engine:
         starts = [len(s.tokens) for s in decoding] + [slot.active.prefilled for slot, _ in chunks]  # type: ignore[union-attr]
         self._deliver()
         logits = self.backend.forward(ids, rows, starts)  # [B, V]: decoding rows, then the chunks
-        for slot, fed in zip(decoding, ids, strict=False):
-            slot.tokens.append(fed[0])
+        for slot in decoding:
+            slot.tokens.append(slot.active.generated[-1])  # type: ignore[union-attr]
         sampled, at = list(decoding), list(range(len(decoding)))  # slots that get a token, their logits' rows
         for i, (slot, chunk) in enumerate(chunks, start=len(decoding)):
             active = slot.active

@@ -108,6 +108,36 @@ def test_the_fused_layer_step_rotates_writes_the_cache_and_attends_as_torch_ops_
     assert torch.equal(k_cache, want_k) and torch.equal(v_cache, want_v)
 
 
+@pytest.mark.parametrize("Hq, Hkv, hd", [(9, 3, 64), (4, 2, 24)], ids=["gqa3-64", "odd-24-scalar-path"])
+def test_the_fused_step_splits_long_rows_into_units_and_merges_them_to_the_reference(Hq: int, Hkv: int,
+                                                                                   hd: int) -> None:
+    """Rows of 1 to ~600 keys: one block, several 64-key blocks in one unit (online softmax), several units a
+    head (the split, merged), windows not starting at 0; a row's output alone equals it in the batch."""
+    rows, S = 4, 640
+    g = torch.Generator().manual_seed(5)
+    cos, sin = (torch.randn(S, hd, generator=g).bfloat16() for _ in range(2))
+    k_cache = torch.randn(1, rows, Hkv, S, hd, generator=g).bfloat16()
+    v_cache = torch.randn(1, rows, Hkv, S, hd, generator=g).bfloat16()
+    fused = DecodeLayers.make(k_cache, v_cache, cos, sin, Hq)
+    assert fused is not None
+    meta = torch.tensor([[0, 0, 1], [1, 0, 130], [2, 37, 600], [3, 500, 631]])  # (cache row, lo, hi)
+    qkv = torch.randn(4, (Hq + 2 * Hkv) * hd, generator=g).bfloat16()
+    out = torch.empty(4, Hq * hd, dtype=torch.bfloat16)
+    fused.step(0, qkv, meta, out)
+    half = hd // 2
+    for b, (row, lo, hi) in enumerate(meta.tolist()):
+        pos = hi - 1
+        x = qkv[b].view(Hq + 2 * Hkv, hd).float()
+        rotated = ((x[:Hq] * cos[pos].float()).bfloat16().float()
+                   + (x[:Hq].roll(half, -1) * sin[pos].float()).bfloat16().float())  # rounded as the kernel rounds
+        want = reference(rotated.bfloat16()[None], k_cache[0, row:row + 1], v_cache[0, row:row + 1],
+                         torch.tensor([[lo, hi]]))
+        torch.testing.assert_close(out[b].view(1, Hq, hd).double(), want, atol=2e-3, rtol=1e-2)
+        alone = torch.empty(1, Hq * hd, dtype=torch.bfloat16)
+        fused.step(0, qkv[b:b + 1], meta[b:b + 1], alone)
+        assert torch.equal(alone[0], out[b])
+
+
 def test_the_fused_step_is_offered_for_bf16_caches_only() -> None:
     rope = RotaryEmbedding(64, 8, 10000.0)
     k = torch.zeros(1, 1, 1, 8, 64)
