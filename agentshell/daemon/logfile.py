@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+PIECE = 64 << 10  # bytes written between two checks of the size cap
+
 
 class RotatingLog:
     def __init__(self, path: Path, max_bytes: int = 8 << 20, backups: int = 2) -> None:
@@ -28,13 +30,18 @@ class RotatingLog:
         return self._file
 
     def write(self, data: bytes) -> None:
-        """Append; a file that reached the cap is rotated first, so the newest file always exists."""
-        f = self._open()
-        if self._size >= self.max_bytes:
-            self.rotate()
+        """Append; a file that reached the cap is rotated first, so the newest file always exists. The cap is
+        checked every PIECE bytes, so no file passes it by more than that, however much one wake-up of the
+        daemon read (several PTY reads are joined into one write)."""
+        view = memoryview(data)
+        for start in range(0, len(view), PIECE):
             f = self._open()
-        f.write(data)
-        self._size += len(data)
+            if self._size >= self.max_bytes:
+                self.rotate()
+                f = self._open()
+            piece = view[start : start + PIECE]
+            f.write(piece)
+            self._size += len(piece)
 
     def rotate(self) -> None:
         self.close()
