@@ -1,4 +1,5 @@
-"""Build and load `ulm_kernels.c` with the system C compiler, once per machine, and hand out its functions.
+"""Build and load µLM's kernel sources (SOURCES, one library) with the system C compiler, once per machine,
+and hand out their functions.
 
 The source is plain C (no torch headers): `cc -O3 -march=native -fopenmp -shared`, about 10 s once per
 machine (-O2 builds in 2 s but runs the attention 2× and the unpacking 5× slower, measured). Its OpenMP
