@@ -214,8 +214,10 @@ class Engine:
             return ran
 
     def reset(self) -> None:
-        """Forget the cached prefixes of the free slots."""
+        """Forget the cached prefixes of the free slots (cancelled requests' slots are freed first)."""
         with self._turn_lock:
+            self._reap_cancelled()
+            self._deliver()
             for slot in self._slots:
                 if slot.active is None:
                     slot.tokens.clear()
