@@ -87,8 +87,11 @@ class KVCache:
         if min(starts) < 0 or max(ends) > self.max_len:
             raise ValueError(f"a write to positions {min(starts)}..{max(ends) - 1} does not fit the KV cache's "
                              f"max length {self.max_len}")
-        device = self.lengths.device
-        self.lengths[torch.tensor(rows, device=device)] = torch.tensor(ends, device=device)
+        if len(rows) == 1:  # a single stream's step: no index tensors to build
+            self.lengths[rows[0]] = ends[0]
+        else:
+            device = self.lengths.device
+            self.lengths[torch.tensor(rows, device=device)] = torch.tensor(ends, device=device)
 
     @torch.inference_mode()  # the buffers are inference tensors when a forward made them: stay in that mode
     def grow(self, max_len: int) -> None:
