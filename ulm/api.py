@@ -48,8 +48,9 @@ values raise ValueError naming the field.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,8 +165,7 @@ class Model:
     def stream(self, prompt: Prompt, **options: Any) -> Iterator[Event]:
         """Generate, yielding `ulm.engine.Event`s as tokens arrive (the last one has finish_reason, usage and
         timings); options as for `request`, checked before this returns."""
-        events = self.engine.generate([self.request(prompt, **options)])
-        return (ev for _, ev in events)
+        return _untagged(self.engine.generate([self.request(prompt, **options)]))
 
     def generate(self, prompt: Prompt, **options: Any) -> Completion:
         """Generate to the end: a `ulm.engine.Completion` (text, token_ids, finish_reason, usage, timings)."""
@@ -182,6 +182,13 @@ class Model:
         for i, ev in engine.generate(requests):
             events[i].append(ev)
         return [collect(evs) for evs in events]
+
+
+def _untagged(pairs: Generator[tuple[int, Event], None, None]) -> Iterator[Event]:
+    """The events of a one-request run; closing this closes the run (which cancels the request)."""
+    with contextlib.closing(pairs):
+        for _, ev in pairs:
+            yield ev
 
 
 def _non_empty(text: str) -> str:

@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 from ulm.engine.backend import Backend
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
@@ -179,7 +179,7 @@ class Engine:
 
     # -- in process ---------------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[Request]) -> Iterator[tuple[int, Event]]:
+    def generate(self, requests: Sequence[Request]) -> Generator[tuple[int, Event], None, None]:
         """Run `requests` in the calling thread (no worker loop may run): (index, event) pairs as the steps
         produce them. A failed step raises what it raised; closing the iterator early cancels the requests
         still running (their slots are freed at the next turn, keeping what they prefilled for reuse)."""
