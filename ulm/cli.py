@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import bench, bench_serve, chat, generate, info, models, serve
+from ulm.commands import bench, bench_serve, cache, chat, generate, info, models, serve
 
 app = typer.Typer(
     name="ulm",
@@ -21,6 +21,7 @@ app.command("chat")(chat.chat)
 app.command("info")(info.info)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
+app.add_typer(cache.app, name="cache")
 app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
 
 
