@@ -46,13 +46,13 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:
         return _from_dir(source.path)
     from ulm.loading import cache
 
-    cached = cache.artefact(source.path, TOKENIZER)
+    cached = cache.artefact(source, TOKENIZER)
     if cached is not None and (cached / "tokenizer.json").is_file():
         with contextlib.suppress(ModelLoadError):  # damaged: built again below
             return _from_dir(cached)
     tok = _from_gguf(source.path)
     with contextlib.suppress(OSError):  # the cache is only an optimisation: the tokenizer in memory is still good
-        cache.save_artefact(source.path, TOKENIZER, lambda where: tok.save_pretrained(str(where)))
+        cache.save_artefact(source, TOKENIZER, lambda where: tok.save_pretrained(str(where)))
     return tok
 
 

@@ -78,7 +78,7 @@ def test_fast_model_has_int4_linears_fp32_residual_and_tracks_the_exact_logits(t
 def test_fast_weights_are_cached_and_load_fast_builds_the_same_model(tiny_source: ModelSource) -> None:
     ids = torch.randint(0, TINY.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     made = make_fast(exact_model(tiny_source), tiny_source)
-    assert len(list(entry_dir(tiny_source.path).glob("fast-int4-*.safetensors"))) == 1
+    assert len(list(entry_dir(tiny_source).glob("fast-int4-*.safetensors"))) == 1
     loaded = load_fast(tiny_source)
     with torch.inference_mode():
         assert torch.equal(made(ids), loaded(ids))
@@ -97,7 +97,7 @@ def test_int8_scheme_builds_int8_linears_and_tracks_the_exact_model(tiny_source:
 
 def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
     first = fast_tensors(exact_model(tiny_source), tiny_source)
-    (path,) = entry_dir(tiny_source.path).glob("fast-int4-*.safetensors")
+    (path,) = entry_dir(tiny_source).glob("fast-int4-*.safetensors")
     path.write_bytes(b"not a safetensors file")
     again = fast_tensors(exact_model(tiny_source), tiny_source)
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)

@@ -59,7 +59,7 @@ def test_corrupt_tokenizer_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_gguf_tokenizer_is_converted_once_then_loaded_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     source = ModelSource("smollm2-135m", "gguf", embedded_gguf_path())
     cold = tkz.load_tokenizer(source)
-    cached = entry_dir(source.path) / "tokenizer"  # in the GGUF's model cache entry, beside its weights
+    cached = entry_dir(source) / "tokenizer"  # in the GGUF's model cache entry, beside its weights
     assert (cached / "tokenizer.json").is_file()
 
     def no_conversion(path: Path) -> None:

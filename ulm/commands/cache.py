@@ -51,8 +51,14 @@ def _ago(seconds: float) -> str:
     return "just now"
 
 
+def _source(item: Item) -> str:
+    if item.source is None:
+        return "-"
+    return f"{item.source} (+{item.pieces - 1} more pieces)" if item.pieces > 1 else item.source
+
+
 def _row(item: Item) -> dict[str, object]:
-    return {"id": item.id, "path": str(item.path), "source": item.source, "state": item.state,
+    return {"id": item.id, "path": str(item.path), "source": item.source, "pieces": item.pieces, "state": item.state,
             "holds": list(item.holds), "size_bytes": item.size_bytes,
             "last_used": datetime.fromtimestamp(item.last_used, UTC).isoformat(timespec="seconds")}
 
@@ -82,7 +88,7 @@ def ls(as_json: bool = typer.Option(False, "--json", help="Print a JSON list ins
         return
     rows = [("entry", "state", "size", "last used", "holds", "source")]
     rows += [(item.id[:12], item.state, _size(item.size_bytes), _ago(time.time() - item.last_used),
-              ", ".join(item.holds) or "-", item.source or "-") for item in items]
+              ", ".join(item.holds) or "-", _source(item)) for item in items]
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:  # the source last, never cut; a file name's control characters shown as escapes
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + show(row[5]))
@@ -109,7 +115,7 @@ def rm(refs: list[str] = REFS) -> None:
     chosen = {item.id: item for ref in refs for item in _matches(ref, items)}
     for item in chosen.values():
         _remove(item)
-        typer.echo(f"removed {item.id[:12]} ({_size(item.size_bytes)}, {show(item.source or 'no source')})")
+        typer.echo(f"removed {item.id[:12]} ({_size(item.size_bytes)}, {show(_source(item))})")
 
 
 def _remove(item: Item) -> None:
@@ -162,6 +168,6 @@ def prune(everything: bool = typer.Option(False, "--all", help="Remove every ent
         if not dry_run:
             _remove(item)
         typer.echo(f"{'would remove' if dry_run else 'removed'} {item.id[:12]} {item.state} "
-                   f"({_size(item.size_bytes)}, {show(item.source or 'no source')})")
+                   f"({_size(item.size_bytes)}, {show(_source(item))})")
     total = _size(sum(item.size_bytes for item in doomed))
     typer.echo(f"{'would free' if dry_run else 'freed'} {total} in {len(doomed)} item{'s' * (len(doomed) != 1)}")

@@ -105,12 +105,12 @@ def _adopt(module: Transformer) -> FastTransformer:
 def fast_tensors(module: Transformer, source: ModelSource | None = None, scheme: str = "int4") -> dict[str, Tensor]:
     """The fast model's tensors of fp32 `module`, built from `source` (mapped from the cache when there), else
     converted (and cached, for a GGUF source)."""
-    path = source.path if source is not None and source.kind == "gguf" else None
-    if path is not None and (cached := load_tensors(path, _artefact(scheme))) is not None:
+    gguf = source if source is not None and source.kind == "gguf" else None
+    if gguf is not None and (cached := load_tensors(gguf, _artefact(scheme))) is not None:
         return cached
-    tensors = convert(module, read_gguf_blocks(path)[1] if path is not None else {}, scheme)
-    if path is not None:
-        save_tensors(path, _artefact(scheme), tensors)
+    tensors = convert(module, read_gguf_blocks(gguf)[1] if gguf is not None else {}, scheme)
+    if gguf is not None:
+        save_tensors(gguf, _artefact(scheme), tensors)
     return tensors
 
 
@@ -128,8 +128,8 @@ def make_fast(module: Transformer, source: ModelSource | None = None, dtype: tor
 def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str = "int4") -> FastTransformer:
     """The fast model of `source`, built from the cache on the meta device (no float model in memory) when the
     cache holds it; otherwise the float model is built once, converted and cached."""
-    config = cached_config(source.path) if source.kind == "gguf" else None
-    tensors = None if config is None else load_tensors(source.path, _artefact(scheme))
+    config = cached_config(source) if source.kind == "gguf" else None
+    tensors = None if config is None else load_tensors(source, _artefact(scheme))
     if config is None or tensors is None:
         config, state = load_checkpoint(source, torch.float32)
         return make_fast(build_model(config, state, torch.float32, device), source, scheme=scheme)

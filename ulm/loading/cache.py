@@ -1,18 +1,23 @@
-"""The model cache: one entry per source file, holding everything derived from it.
+"""The model cache: one entry per model source (a GGUF file, or a GGUF carried in pieces), holding everything
+derived from it.
 
 Opening the embedded GGUF with gguf.GGUFReader and dequantising it takes seconds, building its tokenizer
 from the metadata ~6 s, and the fast mode's packing more: each is done once and kept here. Layout:
 
     cb.paths.model_cache_dir()/<fingerprint>/
-        source.json                     the source's path and size, the cache version (makes the dir an entry)
+        source.json                     the source (path, pieces, pinned size and hash), the cache version:
+                                        written first, it makes the dir an entry
         config.json, model.safetensors  the GGUF converted to the model's fused layout (`ulm.loading.checkpoint`)
         fast-<scheme>-v<N>.safetensors  the fast mode's converted tensors (`ulm.fast.convert`)
         tokenizer/                      the tokenizer files built from the GGUF's metadata (`ulm.tokenizer`)
 
-The fingerprint is sha256 over: the cache version (`CACHE_VERSION`), the resolved source path, its size and
-mtime (ns), and the bytes of its first and last MiB; the first 24 hex digits name the entry. So a replaced,
-rewritten or touched source file gets a new entry, a new cache layout never reads an old one, and the entry
-of the same source path under another fingerprint is stale: removed when the new one is made.
+The fingerprint is sha256 over the cache version (`CACHE_VERSION`) and, for a file, its resolved path, size,
+mtime (ns) and the bytes of its first and last MiB; for a GGUF in pieces (`ModelSource.parts`), its pinned
+size and sha256 (the pieces' bytes are checked against them by `ulm.loading.verified`). The first 24 hex
+digits name the entry. So a replaced, rewritten or touched file gets a new entry, a new cache layout never
+reads an old one, and the entry of the same source path (a file, or the first piece) under another
+fingerprint is stale: removed when the new one is made. `verified/` and `joined/` in the cache root belong to
+`ulm.loading.verified` (the pieces' hash stamps, joined copies): they are not entries, and `scan` skips them.
 
 An entry is made as a temp dir holding source.json, renamed into place; every artefact is written into a temp
 dir inside the entry and renamed into place (`save_artefact`): a crash leaves a `.tmp-*` name (removed by the
@@ -42,6 +47,7 @@ from typing import TYPE_CHECKING
 from cb.paths import ensure_dir, model_cache_dir
 from ulm.config import ModelConfig
 from ulm.errors import ModelLoadError
+from ulm.registry import ModelSource
 
 if TYPE_CHECKING:
     import torch
@@ -50,12 +56,15 @@ CACHE_VERSION = 2  # 2: one entry per source file (the tokenizer moved in from t
 MIB = 1 << 20
 SOURCE, CONFIG, WEIGHTS = "source.json", "config.json", "model.safetensors"
 TEMP = ".tmp-"
+NOT_ENTRIES = ("verified", "joined")  # dirs of the cache root that ulm.loading.verified keeps
 ABANDONED_S = 3600  # a temp name untouched this long was left by a crashed run
 
 
-def fingerprint(path: Path) -> str:
-    """The cache key of a source file (see the module docstring)."""
-    resolved = path.resolve()
+def fingerprint(source: ModelSource) -> str:
+    """The cache key of a model source (see the module docstring)."""
+    if source.parts:
+        return hashlib.sha256(f"v{CACHE_VERSION}\0parts\0{source.size}\0{source.sha256}".encode()).hexdigest()[:24]
+    resolved = source.path.resolve()
     st = resolved.stat()
     h = hashlib.sha256(f"v{CACHE_VERSION}\0{resolved}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     with resolved.open("rb") as f:
@@ -66,14 +75,14 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()[:24]
 
 
-def entry_dir(path: Path) -> Path:
-    """Where the entry of source file `path` lives (whether or not it exists yet)."""
-    return model_cache_dir() / fingerprint(path)
+def entry_dir(source: ModelSource) -> Path:
+    """Where the entry of `source` lives (whether or not it exists yet)."""
+    return model_cache_dir() / fingerprint(source)
 
 
-def artefact(path: Path, name: str) -> Path | None:
-    """The artefact `name` of `path`'s entry when it is there (its use recorded), else None."""
-    entry = entry_dir(path)
+def artefact(source: ModelSource, name: str) -> Path | None:
+    """The artefact `name` of `source`'s entry when it is there (its use recorded), else None."""
+    entry = entry_dir(source)
     target = entry / name
     if not target.exists():
         return None
@@ -82,10 +91,10 @@ def artefact(path: Path, name: str) -> Path | None:
     return target
 
 
-def save_artefact(path: Path, name: str, write: Callable[[Path], None]) -> Path:
-    """Make the artefact `name` of `path`'s entry (a file or a dir) by `write(where)`, then rename it into place,
-    replacing one that is there (a damaged one); the entry is made first when missing."""
-    entry = _open_entry(path)
+def save_artefact(source: ModelSource, name: str, write: Callable[[Path], None]) -> Path:
+    """Make the artefact `name` of `source`'s entry (a file or a dir) by `write(where)`, then rename it into
+    place, replacing one that is there (a damaged one); the entry is made first when missing."""
+    entry = _open_entry(source)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{name}-", dir=entry))
     target = entry / name
     try:
@@ -99,17 +108,19 @@ def save_artefact(path: Path, name: str, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def _open_entry(path: Path) -> Path:
-    """`path`'s entry, made (with its source.json) when missing; stale entries of the same path are removed then."""
-    entry = entry_dir(path)
+def _open_entry(source: ModelSource) -> Path:
+    """`source`'s entry, made (with its source.json) when missing; stale entries of the same path are removed then."""
+    entry = entry_dir(source)
     if (entry / SOURCE).is_file():
         return entry
     root = ensure_dir(model_cache_dir())
-    source = path.resolve()
-    _remove_stale(root, source, keep=entry.name)
+    path = source.path.resolve()
+    _remove_stale(root, path, keep=entry.name)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP}{entry.name}-", dir=root))
     try:
-        meta = {"source": str(source), "size": source.stat().st_size, "cache_version": CACHE_VERSION}
+        meta = {"source": str(path), "name": source.name, "parts": [str(p.resolve()) for p in source.parts],
+                "size": source.size if source.parts else path.stat().st_size, "sha256": source.sha256,
+                "cache_version": CACHE_VERSION}
         (tmp / SOURCE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         _fsync_tree(tmp / SOURCE)
         if entry.is_dir():  # an entry whose source.json was lost: keep what it holds
@@ -142,15 +153,15 @@ def _remove_stale(root: Path, source: Path, keep: str) -> None:
 # --- the converted checkpoint ---------------------------------------------------------------------
 
 
-def is_cached(path: Path) -> bool:
-    """True when the converted checkpoint of GGUF file `path` is in the cache."""
-    entry = entry_dir(path)
+def is_cached(source: ModelSource) -> bool:
+    """True when the converted checkpoint of GGUF `source` is in the cache."""
+    entry = entry_dir(source)
     return (entry / CONFIG).is_file() and (entry / WEIGHTS).is_file()
 
 
-def cached_config(path: Path) -> ModelConfig | None:
-    """The config of `path`'s converted checkpoint, None when missing or damaged."""
-    config_file = artefact(path, CONFIG)
+def cached_config(source: ModelSource) -> ModelConfig | None:
+    """The config of `source`'s converted checkpoint, None when missing or damaged."""
+    config_file = artefact(source, CONFIG)
     if config_file is None:
         return None
     try:
@@ -159,9 +170,9 @@ def cached_config(path: Path) -> ModelConfig | None:
         return None
 
 
-def load_tensors(path: Path, name: str) -> dict[str, torch.Tensor] | None:
-    """The safetensors artefact `name` of `path`'s entry, memory-mapped; None when missing or damaged."""
-    file = artefact(path, name)
+def load_tensors(source: ModelSource, name: str) -> dict[str, torch.Tensor] | None:
+    """The safetensors artefact `name` of `source`'s entry, memory-mapped; None when missing or damaged."""
+    file = artefact(source, name)
     if file is None:
         return None
     from ulm.loading.hf import read_safetensors
@@ -172,11 +183,11 @@ def load_tensors(path: Path, name: str) -> dict[str, torch.Tensor] | None:
         return None
 
 
-def save_tensors(path: Path, name: str, tensors: dict[str, torch.Tensor]) -> None:
-    """Write `tensors` as the safetensors artefact `name` of `path`'s entry."""
+def save_tensors(source: ModelSource, name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Write `tensors` as the safetensors artefact `name` of `source`'s entry."""
     from safetensors.torch import save_file
 
-    save_artefact(path, name, lambda where: save_file({k: v.contiguous() for k, v in tensors.items()}, str(where)))
+    save_artefact(source, name, lambda where: save_file({k: v.contiguous() for k, v in tensors.items()}, str(where)))
 
 
 # --- what `ulm cache` shows and removes -----------------------------------------------------------
@@ -190,7 +201,8 @@ class Item:
 
     id: str
     path: Path
-    source: str | None
+    source: str | None  # the source file's path (a GGUF in pieces: the first piece's)
+    pieces: int  # how many pieces the source is carried in (0: one file)
     state: str
     holds: tuple[str, ...]
     size_bytes: int
@@ -207,31 +219,43 @@ def scan(root: Path | None = None, check_sources: bool = True) -> list[Item]:
     root = model_cache_dir() if root is None else root
     items = []
     for path in sorted(root.iterdir()) if root.is_dir() else []:
-        with contextlib.suppress(FileNotFoundError):  # removed while we looked
-            items.append(_describe(path, check_sources))
+        if path.name not in NOT_ENTRIES:
+            with contextlib.suppress(FileNotFoundError):  # removed while we looked
+                items.append(_describe(path, check_sources))
     return sorted(items, key=lambda item: -item.last_used)
 
 
+def _recorded_source(entry: Path) -> ModelSource | None:
+    """The source an entry's source.json names, None when it is missing or unreadable."""
+    try:
+        meta = json.loads((entry / SOURCE).read_text(encoding="utf-8"))
+        path = Path(meta["source"])
+        parts = tuple(Path(p) for p in meta.get("parts") or ())
+        name = str(meta.get("name") or path.stem)
+        return ModelSource(name, "gguf", path, parts, meta.get("size"), meta.get("sha256"))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def _describe(path: Path, check_sources: bool) -> Item:
-    source = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        source = str(json.loads((path / SOURCE).read_text(encoding="utf-8")).get("source")) or None
+    source = _recorded_source(path)
     if path.name.startswith(TEMP):
         state = "temp"
     elif source is None:
         state = "unknown"
     elif not check_sources:
         state = "current"
-    elif not Path(source).is_file():
+    elif not all(p.is_file() for p in source.parts or (source.path,)):
         state = "source gone"
     else:
         try:
-            state = "current" if fingerprint(Path(source)) == path.name else "source changed"
+            state = "current" if fingerprint(source) == path.name else "source changed"
         except OSError:
             state = "source gone"
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     children = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
-    return Item(path.name, path, source, state, _holds(children), sum(f.lstat().st_size for f in files),
+    recorded, pieces = (None, 0) if source is None else (str(source.path), len(source.parts))
+    return Item(path.name, path, recorded, pieces, state, _holds(children), sum(f.lstat().st_size for f in files),
                 path.lstat().st_mtime)
 
 

@@ -22,11 +22,12 @@ from ulm.model import fuse_state_dict
 from ulm.registry import ModelSource
 
 
-def convert_gguf(path: Path) -> Path:
-    """The cache entry of a GGUF file, holding its converted checkpoint (converted first when missing or damaged)."""
-    if _read_converted(path) is None:
-        _convert(path)
-    return entry_dir(path)
+def convert_gguf(source: ModelSource) -> Path:
+    """The cache entry of a GGUF source, holding its converted checkpoint (converted first when missing or
+    damaged)."""
+    if _read_converted(source) is None:
+        _convert(source)
+    return entry_dir(source)
 
 
 def load_checkpoint(source: ModelSource, dtype: torch.dtype | None = torch.float32,
@@ -36,7 +37,7 @@ def load_checkpoint(source: ModelSource, dtype: torch.dtype | None = torch.float
     built model gives canonical names back). GGUF files go through the model cache unless `use_cache` is
     False."""
     if source.kind == "gguf":
-        config, state = _cached(source.path) if use_cache else read_gguf(source.path)
+        config, state = _cached(source) if use_cache else read_gguf(source)
     elif source.kind == "hf":
         config, state = read_hf(source.path)
     else:
@@ -44,28 +45,28 @@ def load_checkpoint(source: ModelSource, dtype: torch.dtype | None = torch.float
     return config, fuse_state_dict(config, state, dtype)
 
 
-def _cached(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
-    cached = _read_converted(path)
+def _cached(source: ModelSource) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    cached = _read_converted(source)
     if cached is None:
-        _convert(path)
-        cached = _read_converted(path)
+        _convert(source)
+        cached = _read_converted(source)
     if cached is None:
-        raise ModelLoadError(f"{entry_dir(path)}: the model cache entry of {path} cannot be read back "
+        raise ModelLoadError(f"{entry_dir(source)}: the model cache entry of {source.path} cannot be read back "
                              "after converting it (is the disk full?)")
     return cached
 
 
-def _read_converted(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]] | None:
+def _read_converted(source: ModelSource) -> tuple[ModelConfig, dict[str, torch.Tensor]] | None:
     """The converted checkpoint from the cache (memory-mapped), None when missing or damaged."""
-    config = cached_config(path)
-    state = None if config is None else load_tensors(path, WEIGHTS)
+    config = cached_config(source)
+    state = None if config is None else load_tensors(source, WEIGHTS)
     return None if config is None or state is None else (config, state)
 
 
-def _convert(path: Path) -> None:
-    config, canonical = read_gguf(path)
+def _convert(source: ModelSource) -> None:
+    config, canonical = read_gguf(source)
     state = fuse_state_dict(config, canonical)
     del canonical  # q/k/v and gate/up parts: freed before the write
-    save_tensors(path, WEIGHTS, state)
+    save_tensors(source, WEIGHTS, state)
     text = json.dumps(config.to_dict(), indent=2)
-    save_artefact(path, CONFIG, lambda where: where.write_text(text, encoding="utf-8"))  # last: marks it complete
+    save_artefact(source, CONFIG, lambda where: where.write_text(text, encoding="utf-8"))  # last: marks it complete

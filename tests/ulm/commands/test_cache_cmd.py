@@ -54,7 +54,7 @@ def test_ls_shows_each_entry_with_its_source_state_contents_size_and_last_use(mo
     rows = listed()
     one, two = (rows[str(s.path.resolve())] for s in models)
     assert (one["state"], one["holds"], two["holds"]) == ("current", ["weights", "fast-int4-v1"], ["weights"])
-    assert one["id"] == fingerprint(models[0].path) and Path(str(one["path"])).parent == model_cache_dir()
+    assert one["id"] == fingerprint(models[0]) and Path(str(one["path"])).parent == model_cache_dir()
     assert int(str(one["size_bytes"])) > int(str(two["size_bytes"])) > 0
     assert str(one["last_used"]).endswith("+00:00")
     table = ulm_cache("ls")
@@ -73,10 +73,10 @@ def test_an_empty_cache_says_so() -> None:
 def test_rm_takes_a_model_path_an_entry_id_prefix_or_a_deleted_file(models: list[ModelSource], tmp_path: Path) -> None:
     one, two = models
     result = ulm_cache("rm", str(one.path))
-    assert result.returncode == 0 and result.stdout.startswith(f"removed {fingerprint(one.path)[:12]}")
+    assert result.returncode == 0 and result.stdout.startswith(f"removed {fingerprint(one)[:12]}")
     assert list(listed()) == [str(two.path.resolve())]
     load_checkpoint(one)
-    result = ulm_cache("rm", fingerprint(one.path)[:6])
+    result = ulm_cache("rm", fingerprint(one)[:6])
     assert result.returncode == 0 and list(listed()) == [str(two.path.resolve())]
     two.path.unlink()
     assert ulm_cache("rm", str(two.path)).returncode == 0 and listed() == {}

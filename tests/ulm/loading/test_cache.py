@@ -54,11 +54,11 @@ def entries() -> list[Path]:
 
 def test_first_load_converts_and_second_load_maps_the_cache(source: ModelSource,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    assert not is_cached(source.path)
+    assert not is_cached(source)
     config, state = load_checkpoint(source)
-    assert is_cached(source.path)
+    assert is_cached(source)
     (entry,) = entries()
-    assert entry.name == fingerprint(source.path)
+    assert entry.name == fingerprint(source)
     assert sorted(p.name for p in entry.iterdir()) == ["config.json", "model.safetensors", "source.json"]
 
     def no_reread(path: Path) -> None:
@@ -76,7 +76,7 @@ def test_one_entry_holds_the_weights_fast_tensors_and_tokenizer_of_a_source(toke
     load_fast(tokenized)
     tok = tkz.load_tokenizer(tokenized)
     (entry,) = entries()
-    assert entry.name == fingerprint(tokenized.path)
+    assert entry.name == fingerprint(tokenized)
     assert sorted(p.name for p in entry.iterdir()) == ["config.json", "fast-int4-v1.safetensors", "model.safetensors",
                                                        "source.json", "tokenizer"]
     (item,) = cache.scan()
@@ -101,33 +101,49 @@ def test_changed_source_gets_a_new_entry_and_the_stale_one_goes_with_all_it_hold
     assert (old / "tokenizer").is_dir()
     changed = {k: v * 2 if k == "norm.weight" else v for k, v in tiny_state.items()}
     write_gguf(tokenized.path, TINY, changed, extra_kv=add_byte_level_tokenizer)
-    assert not is_cached(tokenized.path) and cache.scan()[0].state == "source changed"
+    assert not is_cached(tokenized) and cache.scan()[0].state == "source changed"
     _, state = load_checkpoint(tokenized)
     (new,) = entries()  # the stale entry of the same source was removed, tokenizer and all
-    assert new != old and new.name == fingerprint(tokenized.path)
+    assert new != old and new.name == fingerprint(tokenized)
     torch.testing.assert_close(state["norm.weight"], changed["norm.weight"])
 
 
 def test_touching_the_source_changes_its_fingerprint(source: ModelSource) -> None:
-    before = fingerprint(source.path)
+    before = fingerprint(source)
     st = source.path.stat()
     os.utime(source.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert fingerprint(source.path) != before
+    assert fingerprint(source) != before
 
 
 def test_the_fingerprint_covers_the_first_and_last_mib(tmp_path: Path) -> None:
     path = tmp_path / "m.gguf"
     path.write_bytes(b"a" * (3 << 20))
-    st = path.stat()
-    first = fingerprint(path)
-    assert fingerprint(path) == first
+    st, source = path.stat(), ModelSource("m", "gguf", path)
+    first = fingerprint(source)
+    assert fingerprint(source) == first
     for at in (0, (3 << 20) - 1):  # same size and mtime, one byte changed at either end (and changed back)
         for byte, same in ((b"b", False), (b"a", True)):
             with path.open("r+b") as f:
                 f.seek(at)
                 f.write(byte)
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-            assert (fingerprint(path) == first) is same
+            assert (fingerprint(source) == first) is same
+
+
+def test_a_gguf_in_pieces_is_keyed_by_its_pinned_hash(tmp_path: Path) -> None:
+    pieces = tuple(tmp_path / f"part{i}.bin" for i in (1, 2))
+    for piece in pieces:
+        piece.write_bytes(b"x" * 100)
+    source = ModelSource("parted", "gguf", pieces[0], pieces, 200, "ab" * 32)
+    before = fingerprint(source)
+    os.utime(pieces[0], (1_000_000_000, 1_000_000_000))  # the pieces' bytes are checked by ulm.loading.verified
+    assert fingerprint(source) == before
+    assert fingerprint(ModelSource("parted", "gguf", pieces[0], pieces, 200, "cd" * 32)) != before  # a new pin
+    cache.save_artefact(source, "note", lambda where: where.write_text("hi", encoding="utf-8"))
+    (item,) = cache.scan()
+    assert (item.id, item.source, item.pieces, item.state) == (fingerprint(source), str(pieces[0]), 2, "current")
+    pieces[1].unlink()
+    assert cache.scan()[0].state == "source gone"
 
 
 @pytest.mark.parametrize("damage", ["config.json", "model.safetensors"])
@@ -163,10 +179,10 @@ def test_a_failed_write_leaves_no_half_artefact_and_a_later_load_works(source: M
     with pytest.raises(OSError, match="disk full"):
         load_checkpoint(source)
     (entry,) = entries()
-    assert [p.name for p in entry.iterdir()] == ["source.json"] and not is_cached(source.path)
+    assert [p.name for p in entry.iterdir()] == ["source.json"] and not is_cached(source)
     monkeypatch.setattr(safetensors.torch, "save_file", real_save)
     load_checkpoint(source)
-    assert is_cached(source.path)
+    assert is_cached(source)
 
 
 def test_cached_weights_equal_a_direct_read_and_use_the_fused_layout(source: ModelSource) -> None:
@@ -218,7 +234,7 @@ def test_prune_picks_gone_changed_unknown_and_abandoned_items(source: ModelSourc
     gone.path.unlink()
     root = model_cache_dir()
     (root / "tokenizers").mkdir()  # the tokenizer cache of the previous layout
-    (current,) = [p for p in entries() if p.name == fingerprint(source.path)]
+    (current,) = [p for p in entries() if p.name == fingerprint(source)]
     stuck = current / ".tmp-model.safetensors-x"
     stuck.mkdir()
     os.utime(stuck, (1_000_000_000, 1_000_000_000))
