@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cb import paths
-from cb.commands.common import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK
+from cb.exits import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK
 from cb.render import Out
 from cb.session import Session
 

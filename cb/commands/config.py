@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cb import config, paths
+from cb import config, exits, paths
 from cb.commands import common
 
 app = typer.Typer(help="Settings: defaults < user config < project .cb.toml < CB_* env vars < flags.",
@@ -42,5 +42,5 @@ def set_key(
     try:
         stored = config.set_value(key, value, target)
     except config.ConfigError as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
+        common.fail(str(exc), exits.EXIT_USAGE)
     typer.echo(f"{key} = {stored!r}  ({target})")

@@ -1,7 +1,7 @@
 """`cb apply` and `cb undo`: apply the edits found in a saved model answer, and take back the last batch.
 
 Thin commands over `tools` (parse → plan → confirm → atomic apply → undo journal in cb.paths.undo_dir())
-and `cb.confirm` (the interactive yes / no / all / edit / quit). Exit codes are cb's (cb.commands.common):
+and `cb.confirm` (the interactive yes / no / all / edit / quit). Exit codes are cb's (cb.exits):
 0 applied (or nothing proposed), 1 unreadable input, 3 not applied (declined, or no terminal to ask on),
 4 could not be applied (malformed block, stale file, refused path, write error).
 """
@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cb.commands.common import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK, fail
+from cb.commands.common import fail
+from cb.exits import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK
 
 SourceArg = Annotated[str, typer.Argument(help="A file holding a model answer (edit blocks or tool-call JSON), "
                                                "or - to read it from stdin.", show_default=False, metavar="FILE|-")]
