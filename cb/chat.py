@@ -104,25 +104,24 @@ class Chat:
             known = {}
         if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int):
             backend.model = str(known["model_id"])
-            self._context_length = int(self.settings.context_length) or known["context_length"]
+            self._context_length = self.settings.context_length or known["context_length"]
             return
         backend.use_served_model()
         length = backend.context_length() or DEFAULT_CONTEXT
-        self._context_length = int(self.settings.context_length) or length
+        self._context_length = self.settings.context_length or length
         record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length}),
                           encoding="utf-8")
 
     def set_model(self, model: str) -> None:
         """Switch models (the local server restarts with it on the next turn)."""
-        self.settings.values["model"] = model
-        self.settings.source["model"] = "session"
+        self.settings = self.settings.replaced("session", model=model)
         self.close()
         self._context_length = None
 
     def context_length(self) -> int:
         """The configured context length, else what the server reports, else DEFAULT_CONTEXT."""
         if self._context_length is None:
-            configured = int(self.settings.context_length)
+            configured = self.settings.context_length
             self._context_length = configured or self.backend().context_length() or DEFAULT_CONTEXT
         return self._context_length
 
@@ -146,7 +145,7 @@ class Chat:
             sources=self.sources(),
             count=self._counter,
             context_length=self.context_length(),
-            max_tokens=int(self.settings.max_tokens),
+            max_tokens=self.settings.max_tokens,
             extra_system=self.settings.system_prompt,
             instructions=edit_instructions(),
         )
@@ -164,7 +163,7 @@ class Chat:
         built = self.assemble(question, history)
         turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
         stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
-                                     temperature=float(self.settings.temperature))
+                                     temperature=self.settings.temperature)
         view = self.out.stream() if show else None
         try:
             for event in stream:

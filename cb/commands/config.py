@@ -20,7 +20,7 @@ def show() -> None:
     settings = common.settings()
     width = max(map(len, config.KEYS))
     for key in config.KEYS:
-        value = settings.values[key]
+        value = getattr(settings, key)
         shown = ("*" * 8 if value else "") if key == "api_key" else repr(value)
         typer.echo(f"{key:<{width}}  {shown:<24}  ({settings.source[key]})")
     typer.echo(f"\nuser config:    {paths.config_file()}")
