@@ -121,7 +121,7 @@ def _wait_gone(pid: int, timeout: float = 15) -> bool:
     return False
 
 
-def test_managed_server_starts_once_is_reused_and_stops(tiny_model_2k: Path, project: Path,
+def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_stops(tiny_model_2k: Path, project: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_MODEL", str(tiny_model_2k))
     monkeypatch.setenv("CB_MAX_TOKENS", "8")
@@ -138,6 +138,13 @@ def test_managed_server_starts_once_is_reused_and_stops(tiny_model_2k: Path, pro
         status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
         assert status["model_server"]["up"] is True and status["model_server"]["pid"] == info.pid
         assert "ulm" in runner.invoke(app, ["server", "logs", "-n", "200"]).stdout
+        monkeypatch.setenv("CB_SERVER_ARGS", "--mode exact")  # another identity: the old server makes way
+        restarted = runner.invoke(app, ["server", "start"])
+        assert restarted.exit_code == 0, restarted.output
+        assert _wait_gone(info.pid)
+        info = server.read_info()
+        assert info is not None and info.server_args == "--mode exact" and f"pid {info.pid}" in restarted.stdout
+        assert f"pid {info.pid}" in runner.invoke(app, ["server", "start"]).stdout  # same identity: reused
     finally:
         stopped = runner.invoke(app, ["server", "stop"])
     assert stopped.exit_code == 0 and "stopped the model server" in stopped.stdout
