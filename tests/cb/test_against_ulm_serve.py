@@ -1,7 +1,7 @@
 """The main paths against the real `ulm serve` on the seeded tiny model: one-shot, --json usage, budgets
-measured with the server's tokenizer against its real context, the REPL in a PTY (prefix reuse shows as
-cached tokens; Ctrl-C cancels), and the managed background server (start, reuse, status, logs, stop, and a
-start that fails in one line).
+measured with the server's tokenizer against its real context (and cut to it on its overflow error), the
+REPL in a PTY (prefix reuse shows as cached tokens; Ctrl-C cancels), and the managed background server
+(start, reuse, restart on other server_args, status, logs, stop, and a start that fails in one line).
 
 Run: .venv/bin/python -m pytest tests/cb/test_against_ulm_serve.py -q
 """
@@ -54,6 +54,19 @@ def test_budget_measured_with_the_real_tokenizer_fits_the_real_context(real: Cli
     assert re.fullmatch(r"\d+ lines of big\.py not shown", cut)
     assert usage["prompt_tokens"] <= 2048 - 12
     assert usage["prompt_tokens"] > 1024  # the file took the room it was given, not a timid slice
+
+
+def test_a_configured_context_over_the_servers_is_cut_to_it_on_its_overflow_error(
+        real: CliRunner, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_CONTEXT_LENGTH", "8192")  # the server's is 2048: cb learns it from the 400 answer
+    (project / "big.py").write_text("".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(3000)))
+    real.invoke(app, ["open", "big.py"])
+    result = real.invoke(app, ["summarise big.py", "--json"])
+    assert result.exit_code == 0, result.output
+    usage = json.loads(result.stdout)["usage"]
+    assert usage["context_length"] == 2048 and 1024 < usage["prompt_tokens"] <= 2048 - 12
+    (cut,) = usage["context_cuts"]
+    assert re.fullmatch(r"\d+ lines of big\.py not shown", cut)
 
 
 def test_repl_against_ulm_serve_reuses_the_prefix_and_cancels(ulm_server: str, project: Path) -> None:
