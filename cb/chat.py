@@ -125,8 +125,7 @@ class Chat:
     def context_length(self) -> int:
         """The configured context length, else what the server reports, else DEFAULT_CONTEXT."""
         if self._context_length is None:
-            configured = self.settings.context_length
-            self._context_length = configured or self.backend().context_length() or DEFAULT_CONTEXT
+            self._context_length = self.settings.context_length or self.backend().context_length() or DEFAULT_CONTEXT
         return self._context_length
 
     # --- context -----------------------------------------------------------------------------------------
