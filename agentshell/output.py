@@ -1,13 +1,6 @@
-"""How an agentshell command answers: text or `--json`, and every agentshell error as one line and an exit code.
-
-Public for the command lines built on agentshell (its own CLI and `cb tab`):
-
-    @app.command()
-    @one_line_errors
-    def ping(as_json: bool = JSON) -> None:
-        emit(as_json, {"pid": 1}, "agentshell pid 1")
-
-Exit codes: 1 error, 3 daemon unavailable (EXIT_UNAVAILABLE), 124 timed out (EXIT_TIMEOUT).
+"""How an agentshell command answers: text or `--json`, and every agentshell error as one line and an exit code
+(1 error, 3 daemon unavailable, 124 timed out). Public for the command lines built on agentshell: its own
+CLI and `cb tab`.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ Counting: each piece (system prompt, message, source) is counted once with the s
 is `Backend.count_tokens`; `Counter` keeps counts by content, across cb runs too). A cut is not counted
 again: its tokens are estimated from its source's count by the share of characters kept (within ±8% of
 SmolLM2's count on cb's own sources), aiming 5% under its budget (a source cut to no lines at all is
-counted: its frame alone). The prompt's size is the sum of its pieces; when the server still finds the prompt too long,
-cb.chat assembles it again with the server's count as a `correction`.
+counted: its frame alone). The prompt's size is the sum of its pieces; when the server still finds the
+prompt too long, cb.chat assembles it again with the server's count as a `correction`.
 """
 
 from __future__ import annotations

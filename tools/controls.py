@@ -1,22 +1,13 @@
-"""The characters that must not reach a terminal (or a reader) as they are, and the visible stand-in for each.
+"""The characters that must not reach a terminal (or a reader) as they are, and the visible stand-in for each:
+the one table that cb's sanitizer (`cb.sanitize`), the clipboard bridge (`cb.clip.sanitize`, which removes
+them instead) and the edit preview (`tools.preview`) share.
 
-The one table that cb's sanitizer (`cb.sanitize`), the clipboard bridge (`cb.clip.sanitize`, which removes
-these characters instead) and the edit preview (`tools.preview`) share:
-
-    ESC                                      ␛          an escape sequence loses its introducer: "␛]52;c;…␇"
-    the other C0 controls                    ␀ … ␟     U+2400 + code: ␇ BEL, ␈ BS, ␍ CR, ␉ tab, ␊ newline
-    DEL                                      ␡
-    C1 controls 0x80–0x9f                    ⟨U+009B⟩  8-bit CSI, OSC, ST …
-    bidi embeddings, overrides, isolates     ⟨U+202E⟩  U+202A–U+202E, U+2066–U+2069 (Trojan Source)
-    lone surrogates U+D800–U+DFFF            ⟨U+D800⟩  no terminal encoding can print them
-    invisible format characters              ⟨U+200B⟩  zero-width space and joiners, LRM, RLM, ALM, line and
-                                                        paragraph separators, BOM, soft hyphen
-
-`CONTROLS` is what a terminal would act on or cannot print (C0, DEL, C1, bidi, surrogates); `INVISIBLE` only
-hides text from a reader, so it is shown where the exact text matters (the diff a user approves) and kept
-elsewhere (a ZWJ joins an emoji). Each renderer takes its groups and the characters it keeps (tab,
-newline) with `translation`. Stdlib only and importing nothing, so the laptop side (`cb clip listen`)
-pays nothing for it.
+`CONTROLS`, what a terminal would act on or cannot print: C0 (ESC → "␛", the rest → "␀" … "␟"), DEL → "␡",
+C1 → "⟨U+009B⟩", the bidi embeddings, overrides and isolates of Trojan Source → "⟨U+202E⟩", lone surrogates
+→ "⟨U+D800⟩". `INVISIBLE`, what only hides text from a reader (zero-width space and joiners, LRM, RLM,
+ALM, line and paragraph separators, BOM, soft hyphen → "⟨U+200B⟩"): shown where the exact text matters (a
+diff to approve), kept elsewhere (a ZWJ joins an emoji). Each renderer takes its groups and the characters
+it keeps (tab, newline) with `translation`. Stdlib only and importing nothing (`cb clip listen` stays light).
 """
 
 from __future__ import annotations
