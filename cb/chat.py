@@ -3,25 +3,29 @@
 `Chat` ties the parts together: settings → a backend (the configured base URL, or the local `ulm serve`
 started on demand) → context assembled fresh from the session (open files, tab tails, workspace, piped
 stdin, conversation) → the answer streamed through the sanitising renderer → the turn appended to the
-session. It returns a `Turn` with the answer, usage, timing and what was cut from the context.
+session. It returns a `Turn` with the answer, usage, timing and what was cut from the context. A prompt the
+server refuses as too long for its context is cut further and sent again (`Chat._events`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cb import context, paths, server
-from cb.backend import Backend, BackendError, Delta, Done
+from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done
 from cb.config import Settings
 from cb.render import Out
 from cb.session import Session
 
 DEFAULT_CONTEXT = 2048
+OVERFLOW_RETRIES = 2
 
 
 @dataclass
@@ -104,26 +108,24 @@ class Chat:
             known = {}
         if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int):
             backend.model = str(known["model_id"])
-            self._context_length = int(self.settings.context_length) or known["context_length"]
+            self._context_length = self.settings.context_length or known["context_length"]
             return
         backend.use_served_model()
         length = backend.context_length() or DEFAULT_CONTEXT
-        self._context_length = int(self.settings.context_length) or length
+        self._context_length = self.settings.context_length or length
         record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length}),
                           encoding="utf-8")
 
     def set_model(self, model: str) -> None:
         """Switch models (the local server restarts with it on the next turn)."""
-        self.settings.values["model"] = model
-        self.settings.source["model"] = "session"
+        self.settings = self.settings.replaced("session", model=model)
         self.close()
         self._context_length = None
 
     def context_length(self) -> int:
         """The configured context length, else what the server reports, else DEFAULT_CONTEXT."""
         if self._context_length is None:
-            configured = int(self.settings.context_length)
-            self._context_length = configured or self.backend().context_length() or DEFAULT_CONTEXT
+            self._context_length = self.settings.context_length or self.backend().context_length() or DEFAULT_CONTEXT
         return self._context_length
 
     # --- context -----------------------------------------------------------------------------------------
@@ -137,7 +139,8 @@ class Chat:
             out.append(context.stdin_source(self.stdin_text))
         return out
 
-    def assemble(self, question: str, history: list[dict[str, str]] | None = None) -> context.Assembled:
+    def assemble(self, question: str, history: list[dict[str, str]] | None = None,
+                 correction: int = 0) -> context.Assembled:
         self.backend()
         assert self._counter is not None
         return context.assemble(
@@ -146,9 +149,10 @@ class Chat:
             sources=self.sources(),
             count=self._counter,
             context_length=self.context_length(),
-            max_tokens=int(self.settings.max_tokens),
+            max_tokens=self.settings.max_tokens,
             extra_system=self.settings.system_prompt,
             instructions=edit_instructions(),
+            correction=correction,
         )
 
     # --- a turn ------------------------------------------------------------------------------------------
@@ -162,12 +166,10 @@ class Chat:
         """
         turn = Turn(question)
         built = self.assemble(question, history)
-        turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
-        stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
-                                     temperature=float(self.settings.temperature))
         view = self.out.stream() if show else None
+        events = self._events(turn, built, history)
         try:
-            for event in stream:
+            for event in events:
                 if isinstance(event, Delta):
                     turn.answer += event.text
                     if view:
@@ -177,7 +179,7 @@ class Chat:
         except KeyboardInterrupt:
             turn.cancelled = True
         finally:
-            stream.close()
+            events.close()  # closing the stream is what tells the server to stop (and free the slot)
             if view:
                 with contextlib.suppress(Exception):
                     view.close()
@@ -186,6 +188,36 @@ class Chat:
             self.session.append("assistant", turn.answer)
         self.last = turn
         return turn
+
+    def _events(self, turn: Turn, built: context.Assembled,
+                history: list[dict[str, str]] | None) -> Iterator[Delta | Done]:
+        """The answer's events. A prompt the server refuses as too long for its context (the estimate of a
+        cut was low, or its context is smaller than configured) is assembled again with its counts, and sent
+        again, at most OVERFLOW_RETRIES times."""
+        for attempt in itertools.count():
+            turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
+            stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
+                                         temperature=self.settings.temperature)
+            try:
+                yield from stream
+                return
+            except ContextOverflow as exc:
+                if attempt == OVERFLOW_RETRIES:
+                    raise
+                try:
+                    built = self.assemble(turn.question, history, self._correction(built, exc))
+                except context.ContextError:
+                    raise exc from None  # not even the mandatory part fits: the server's word stands
+            finally:
+                stream.close()
+
+    def _correction(self, built: context.Assembled, exc: ContextOverflow) -> int:
+        """The correction for the next try after `exc`; a context smaller than assumed is learnt instead."""
+        if exc.n_ctx and exc.n_ctx < built.context_length:
+            self._context_length = exc.n_ctx
+            return built.correction
+        over = exc.n_prompt_tokens - built.prompt_tokens if exc.n_prompt_tokens else built.prompt_tokens // 4
+        return built.correction + max(over, 0) + built.context_length // 50
 
 
 def _safe(name: str) -> str:

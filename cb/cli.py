@@ -23,7 +23,7 @@ import typer
 import typer.main
 from typer.core import TyperGroup
 
-from cb.commands import common
+from cb import exits
 
 # Command name -> "module:attribute", a command function or a sub-app (a Typer), in `cb --help` order.
 COMMANDS: dict[str, str] = {
@@ -57,12 +57,12 @@ HELP = f"""cb: a terminal coding companion. Chat about the files you have open, 
 
 \b
 Exit codes:
-  {common.EXIT_OK}    done (edits applied, if any were proposed)
-  {common.EXIT_ERROR}    error: model server, config or file unusable (one line on stderr)
-  {common.EXIT_USAGE}    bad usage
-  {common.EXIT_EDITS_PENDING}    edits proposed and not applied (no terminal and no --yes, or declined)
-  {common.EXIT_EDITS_FAILED}    edits proposed and could not be applied (file changed, malformed edit)
-  {common.EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {exits.EXIT_OK}    done (edits applied, if any were proposed)
+  {exits.EXIT_ERROR}    error: model server, config or file unusable (one line on stderr)
+  {exits.EXIT_USAGE}    bad usage
+  {exits.EXIT_EDITS_PENDING}    edits proposed and not applied (no terminal and no --yes, or declined)
+  {exits.EXIT_EDITS_FAILED}    edits proposed and could not be applied (file changed, malformed edit)
+  {exits.EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
 

@@ -19,7 +19,7 @@ app = typer.Typer(
 app.command("generate")(generate.generate)
 app.command("chat")(chat.chat)
 app.command("info")(info.info)
-app.command("models")(models.models)
+app.add_typer(models.group, name="models")
 app.command("serve")(serve.serve)
 app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from cb import exits
 from cb.commands import common
 
 
@@ -21,7 +22,7 @@ def chat(
     /run /model /session).
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        common.fail("the chat REPL needs a terminal; for pipes use: cb \"question\"", common.EXIT_USAGE)
+        common.fail("the chat REPL needs a terminal; for pipes use: cb \"question\"", exits.EXIT_USAGE)
     from cb.repl import run
 
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,

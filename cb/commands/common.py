@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from cb import config, session
+from cb.exits import EXIT_ERROR
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (config key: model).",
                                               show_default=False)]
@@ -20,15 +21,6 @@ TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", hel
                                                       show_default=False)]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens in the answer.",
                                                   show_default=False)]
-
-# Exit codes, shared by every command (documented in `cb --help`).
-EXIT_OK = 0
-EXIT_ERROR = 1  # the model server, config or a file could not be used
-EXIT_USAGE = 2  # bad arguments
-EXIT_EDITS_PENDING = 3  # edits were proposed and not applied (no TTY and no --yes, or declined)
-EXIT_EDITS_FAILED = 4  # edits were proposed and could not be applied (stale file, malformed block)
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print `cb: message` on stderr (one line) and exit with `code`."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cb import config, paths
+from cb import config, exits, paths
 from cb.commands import common
 
 app = typer.Typer(help="Settings: defaults < user config < project .cb.toml < CB_* env vars < flags.",
@@ -20,7 +20,7 @@ def show() -> None:
     settings = common.settings()
     width = max(map(len, config.KEYS))
     for key in config.KEYS:
-        value = settings.values[key]
+        value = getattr(settings, key)
         shown = ("*" * 8 if value else "") if key == "api_key" else repr(value)
         typer.echo(f"{key:<{width}}  {shown:<24}  ({settings.source[key]})")
     typer.echo(f"\nuser config:    {paths.config_file()}")
@@ -42,5 +42,5 @@ def set_key(
     try:
         stored = config.set_value(key, value, target)
     except config.ConfigError as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
+        common.fail(str(exc), exits.EXIT_USAGE)
     typer.echo(f"{key} = {stored!r}  ({target})")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb import session as sessions
 from cb.commands import common
 
@@ -45,7 +46,7 @@ def close_files(
         except sessions.SessionError as exc:
             common.fail(str(exc))
     else:
-        common.fail("name the files to close, or --all", common.EXIT_USAGE)
+        common.fail("name the files to close, or --all", exits.EXIT_USAGE)
     for p in removed:
         typer.echo(f"closed {s.display(p)}")
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb.commands import common
 
 
@@ -46,7 +47,7 @@ def ask(
     piped = None if sys.stdin.isatty() else sys.stdin.read()
     if not text:
         if not piped or not piped.strip():
-            common.fail("no question given: cb \"question\", or pipe text into cb", common.EXIT_USAGE)
+            common.fail("no question given: cb \"question\", or pipe text into cb", exits.EXIT_USAGE)
         text, piped = piped.strip(), None
     out = Out(code_theme=settings.code_theme)
     session = common.current_session(settings)
@@ -54,11 +55,11 @@ def ask(
         try:
             turn = chat.ask(text, history=[] if fresh else None, show=not as_json)
         except KeyboardInterrupt:  # before the answer started (server start-up, context): nothing recorded
-            raise typer.Exit(common.EXIT_INTERRUPTED) from None
+            raise typer.Exit(exits.EXIT_INTERRUPTED) from None
         except Exception as exc:  # every failure of a turn becomes one line, never a traceback
             common.fail(describe_error(exc))
     if turn.cancelled:
-        raise typer.Exit(common.EXIT_INTERRUPTED)
+        raise typer.Exit(exits.EXIT_INTERRUPTED)
     for cut in turn.cuts:
         out.info(f"[… {cut}]")
     if not as_json:

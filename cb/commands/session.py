@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb import session as sessions
 from cb.commands import common
 from cb.sanitize import sanitize
@@ -92,4 +93,4 @@ def export_session(
         for m in s.messages():
             typer.echo(f"## {m['role']}\n\n{sanitize(m['content'])}\n")
     else:
-        common.fail(f"unknown format {fmt!r}: use markdown or jsonl", common.EXIT_USAGE)
+        common.fail(f"unknown format {fmt!r}: use markdown or jsonl", exits.EXIT_USAGE)

@@ -65,3 +65,19 @@ def test_config_set_and_show_round_trip(project: Path) -> None:
     assert "http://127.0.0.1:9/v1" in shown and "********" in shown and 'k"' not in shown
     bad = runner.invoke(app, ["config", "set", "max_tokens", "many"])
     assert bad.exit_code == 2 and "max_tokens must be a int" in bad.output
+
+
+def test_settings_are_frozen_and_typed_and_the_keys_come_from_their_fields(project: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    key = config.KEYS["max_tokens"]
+    assert (key.type, key.default, key.env) == (int, 1024, "CB_MAX_TOKENS") and key.help
+    assert list(config.KEYS) == [f.name for f in dataclasses.fields(config.Settings)][:len(config.KEYS)]
+    monkeypatch.setenv("CB_TIMEOUT", "30")
+    s = config.load()
+    assert s.timeout == 30.0 and isinstance(s.timeout, float) and s.source["timeout"] == "env CB_TIMEOUT"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.model = "other"  # type: ignore[misc]
+    switched = s.replaced("session", model="other")
+    assert (switched.model, switched.source["model"], s.model) == ("other", "session", "smollm2-135m")

@@ -66,6 +66,17 @@ def test_a_long_file_is_cut_visibly_and_fits(tmp_path: Path) -> None:
     assert f'shown="1-{2000 - n}"' in system and "x1 = 1" in system and "x2000 =" not in system
 
 
+def test_a_cut_is_estimated_without_asking_the_tokenizer_again(tmp_path: Path) -> None:
+    f = tmp_path / "big.py"
+    f.write_text("".join(f"x{i} = {i}  # some words here\n" for i in range(1, 2001)))
+    asked: list[str] = []
+    built = context.assemble(question="Q", history=[], sources=[context.file_source(f, "big.py")],
+                             count=lambda text: asked.append(text) or words(text), context_length=2048,
+                             max_tokens=512)
+    assert built.cuts and len(asked) == 3  # the system prompt, the question and the whole file, once each
+    assert not any("not shown]" in text for text in asked)
+
+
 def test_tabs_keep_their_tail_and_conversation_keeps_the_newest(tmp_path: Path) -> None:
     tail = "\n".join(f"log line {i} with words" for i in range(3000))
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " + "w " * 50}

@@ -342,7 +342,7 @@ def test_e15_escape_sequences_are_visible_in_the_diff_and_written_as_approved(ws
     result = apply_batch([SingleLineEdit("a.txt", v(f), 1, content)], ws, journal=journal,
                          confirm=lambda plan: shown.append(plan.changes[0].diff) or plan.proposals)
     assert "\x1b" not in shown[0] and "\r" not in shown[0] and "\u202e" not in shown[0]
-    assert "+ok␛[1A␛[2K␍hidden<U+202E>evil" in shown[0]
+    assert "+ok␛[1A␛[2K␍hidden⟨U+202E⟩evil" in shown[0]
     assert result.status == "applied"
     assert f.read_bytes() == content.encode() + b"\nrm -rf /\n"
 
