@@ -18,7 +18,7 @@ Tiers (a file Python cannot parse gives no tasks):
     rename    a module-level function, class or constant, every use in its file (comments and strings optional)
     import    add an import (anywhere in the leading import block)
     function  add a small function from data/functions.toml; checked by running tests on the edited module
-    delete    an unused import, or a module-level function nothing uses
+    delete    an unused import, or a small module-level function nothing uses
     rewrite   shorten a docstring to its first line, or stub a function body out (raise NotImplementedError)
     bugfix    one operator was flipped (`<` for `<=`, `+` for `-`, `and` for `or`): put it back
     two-file  rename a symbol defined in one file of the unit and imported by another
@@ -505,14 +505,16 @@ def _function_draft(src: PySource, spec: FunctionSpec, rng: random.Random) -> Dr
 DELETE_IMPORT = ("Remove the unused import of {name} from {path}.",
                  "{path} imports {name} but never uses it; delete that import.",
                  "Delete the line `{line}` from {path}: it is not needed.")
-DELETE_DEF = ("Delete the {kind} {name} from {path}; nothing uses it.", "Remove {name} from {path}, it is dead code.",
-              "{path}: the {kind} {name} is unused. Delete it.")
+MAX_DELETED_LINES = 25  # a function to delete is a small one, and not the only one of its file
+DELETE_DEF = ("Delete the function {name} from {path}; nothing uses it.", "Remove {name} from {path}, it is dead code.",
+              "{path}: the function {name} is unused. Delete it.")
 
 
 def _delete_candidates(unit: SourceUnit, sources: dict[str, PySource],
                        rng: random.Random) -> list[Callable[[], Draft | None]]:
     out: list[Callable[[], Draft | None]] = []
     for path, src in sources.items():
+        definitions = sum(isinstance(node, FunctionNode | ast.ClassDef) for node in src.tree.body)
         for node in src.tree.body:
             if isinstance(node, ast.Import | ast.ImportFrom) and len(node.names) == 1 and node.names[0].name != "*" \
                     and node.lineno == node.end_lineno:
@@ -524,7 +526,8 @@ def _delete_candidates(unit: SourceUnit, sources: dict[str, PySource],
                     and all(_imported_refs(o, module, bound) == [] for p, o in sources.items() if p != path)
                 if unused:
                     out.append(_bind(_delete_import_draft, src, node, bound, rng))
-            elif isinstance(node, FunctionNode | ast.ClassDef):
+            elif isinstance(node, FunctionNode) and (node.end_lineno or 0) - node.lineno < MAX_DELETED_LINES \
+                    and definitions > 1:
                 used = sum(len(o.name_tokens(node.name)) for o in sources.values())
                 mentioned = any(any(o.mentions(node.name).values()) for o in sources.values())
                 if used == 1 and not mentioned:
@@ -538,7 +541,7 @@ def _delete_import_draft(src: PySource, node: ast.stmt, bound: str, rng: random.
     return Draft(request, (src.path,), {src.path: solution}, [{src.path: solution}])
 
 
-def _delete_def_draft(src: PySource, node: FunctionNode | ast.ClassDef, rng: random.Random) -> Draft:
+def _delete_def_draft(src: PySource, node: FunctionNode, rng: random.Random) -> Draft:
     first, last = src.first_line(node), node.end_lineno or node.lineno
     comments = first
     while comments > 1 and src.is_comment(comments - 1):
@@ -560,8 +563,7 @@ def _delete_def_draft(src: PySource, node: FunctionNode | ast.ClassDef, rng: ran
     # (or, at the end of the file, from what precedes it)
     natural = splice_lines(src.lines, tops[0] - (blank_before if at_end else 0),
                            last + (blank_after if at_end else min(blank_after, 2)), [])
-    kind = "class" if isinstance(node, ast.ClassDef) else "function"
-    request = _say(rng, DELETE_DEF, kind=kind, name=node.name, path=src.path)
+    request = _say(rng, DELETE_DEF, name=node.name, path=src.path)
     return Draft(request, (src.path,), {src.path: natural}, _unique([{src.path: natural}, *alternatives]))
 
 
