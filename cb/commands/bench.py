@@ -111,7 +111,7 @@ def edits(
     try:
         with report.Progress(out, len(tasks)) as progress:
             results = run.run_tasks(tasks, conn, max_tokens=max_tokens, temperature=temperature,
-                                    progress=progress.step)
+                                    starting=progress.start, progress=progress.step)
     except KeyboardInterrupt:
         raise typer.Exit(common.EXIT_INTERRUPTED) from None
     except Exception as exc:

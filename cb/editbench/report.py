@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cb.editbench.score import TaskResult, TierRow
-from cb.editbench.tasks import SPLITS
+from cb.editbench.tasks import SPLITS, Task
 from cb.render import Out, is_terminal
 from cb.sanitize import sanitize
 
@@ -81,7 +81,8 @@ def as_json(split: str, rows: Sequence[TierRow], results: Sequence[TaskResult],
 
 
 class Progress:
-    """Progress of a run on stderr; `step(i, result)` after each task. A context manager."""
+    """Progress of a run on stderr; `start(i, task)` before each task, `step(i, result)` after. A context
+    manager."""
 
     def __init__(self, out: Out, total: int) -> None:
         self.out = out
@@ -99,6 +100,10 @@ class Progress:
             self._bar.start()
             self._task = self._bar.add_task("", total=self.total)
         return self
+
+    def start(self, i: int, task: Task) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=i - 1, description=f"{task.id} …")
 
     def step(self, i: int, result: TaskResult) -> None:
         verdict = sanitize("correct" if result.correct else result.reason or "wrong")

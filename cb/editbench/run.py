@@ -100,15 +100,17 @@ def _result(task: Task, outcome: Outcome, seconds: float, answer_seconds: float,
 
 
 def run_tasks(tasks: Sequence[Task], conn: wiring.Connection, *, max_tokens: int, temperature: float,
-              extra_body: ExtraBody = no_extra,
+              extra_body: ExtraBody = no_extra, starting: Callable[[int, Task], None] | None = None,
               progress: Callable[[int, TaskResult], None] | None = None) -> list[TaskResult]:
-    """Every task in order; `progress(i, result)` after each (i counts from 1)."""
+    """Every task in order; `starting(i, task)` before each and `progress(i, result)` after (i from 1)."""
     from cb.backend import BackendError
     from cb.context import ContextError
 
     results: list[TaskResult] = []
     failures_in_a_row = 0
     for i, task in enumerate(tasks, start=1):
+        if starting is not None:
+            starting(i, task)
         try:
             result = run_task(task, conn, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
             failures_in_a_row = 0

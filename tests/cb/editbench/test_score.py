@@ -140,13 +140,16 @@ def test_a_server_error_fails_its_task_and_three_in_a_row_stop_the_run(scripted:
                      *(Reply(status=500, error="boom") for _ in range(3)))
     conn = connect(scripted)
     seen: list[str] = []
+    started: list[tuple[int, str]] = []
     try:
         with pytest.raises(run.BenchError, match=r"3 server errors in a row.*boom"):
-            run.run_tasks(tasks, conn, max_tokens=64, temperature=0.0, progress=lambda i, r: seen.append(r.reason))
+            run.run_tasks(tasks, conn, max_tokens=64, temperature=0.0, progress=lambda i, r: seen.append(r.reason),
+                          starting=lambda i, t: started.append((i, t.id)))
     finally:
         conn.close()
     assert seen[0].startswith("server error: the server answered 400: the prompt is too long")
     assert seen[1] == "" and len(seen) == 4
+    assert started == [(i, t.id) for i, t in enumerate(tasks, start=1)]
 
 
 def test_connect_says_when_the_named_model_is_not_served(scripted: ScriptedServer) -> None:
