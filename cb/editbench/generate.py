@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import itertools
 import random
+import tokenize
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -99,19 +100,19 @@ def parsed_files(unit: SourceUnit) -> dict[str, PySource]:
             continue
         try:
             out[f.path] = PySource(f.path, f.data.decode("utf-8"))
-        except (UnicodeDecodeError, SyntaxError, ValueError):
+        except (UnicodeDecodeError, SyntaxError, ValueError, tokenize.TokenError):
             continue
     return out
 
 
-def to_task(draft: Draft, unit: SourceUnit, tier: str, task_id: str, origin: str = "generated") -> Task:
+def to_task(draft: Draft, unit: SourceUnit, tier: str, task_id: str) -> Task:
     texts = {f.path: f.data for f in unit.files}
     if draft.files is not None:
         texts.update({p: t.encode("utf-8") for p, t in draft.files.items()})
     check = Check(tuple({p: t.encode("utf-8") for p, t in alt.items()} for alt in draft.alternatives),
                   draft.script, draft.keep)
     return Task(task_id, tier, unit.name, texts, draft.open, draft.request, check,
-                {p: t.encode("utf-8") for p, t in draft.solution.items()}, origin=origin)
+                {p: t.encode("utf-8") for p, t in draft.solution.items()})
 
 
 def _say(rng: random.Random, phrasings: Sequence[str], **values: str) -> str:
