@@ -37,7 +37,7 @@ COMMANDS: dict[str, str] = {
     "models": "cb.commands.models:models",
     "status": "cb.commands.status:status",
     "copy": "cb.commands.clip:copy",
-    "bench": "cb.commands.bench:bench",
+    "bench": "cb.commands.bench:app",
     "paths": "cb.commands.info:show_paths",
     "version": "cb.commands.info:version",
     "session": "cb.commands.session:app",
