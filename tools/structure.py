@@ -1,0 +1,140 @@
+"""The edit format as data, for a grammar builder: every block as literal pieces and slots, per open file.
+
+cb (issue 15) sends `ulm serve` a grammar per request so the model can only write blocks that name an open
+file by its own path and version and copy lines that exist in it. This module says what such a block is,
+in the parser's own terms, so the grammar and `tools.parse` cannot drift apart:
+
+    files = [OpenFile.from_bytes("geo.py", data)]
+    s = format_structure(files)
+    for block in s.blocks:     # replace / insert after / before / top / end per file; create; run
+        block.pieces           # (Literal('<replace '), Literal('path="geo.py" version="1d96a4f2"'),
+                               #  Literal('>\n'), Literal('<old>\n'), Copied(lines=(...)), Literal('</old>\n'),
+                               #  Literal('<new>\n'), Text(forbidden=...), Literal('</new>\n'), Literal('</replace>'))
+
+A block is its pieces in order:
+- `Literal(text)`: exactly `text`;
+- `Copied(lines)`: one or more lines, each one of `lines` followed by "\n" (the distinct lines of that
+  block's file a part can hold, in file order). The plan further needs them consecutive in the file and
+  occurring there once; a grammar may leave that to the plan, which refuses with a message;
+- `Text(forbidden)`: zero or more lines of free text, each followed by "\n", in which the regex
+  `forbidden` (case-insensitive) matches nowhere: the closing tag of its part (`</new>`, also spelled
+  `</NEW>` or `</ new >`) and any block opening (`<replace ...>` and the other tags); a create's text
+  holds no part tag (`<new>`) either;
+- `Line(forbidden)`: one line of text with a non-space character and none of the characters `forbidden`
+  (a new file's path, a command).
+
+Between blocks is free prose in which `Structure.block_opening` (a regex, case-insensitive) matches
+nowhere. Every text these pieces allow parses to the one proposal it spells (the tests draw random
+fillings and parse them), with one exception: a Text whose first and last lines are a Markdown fence
+(```) parses to the lines between them. What `tools.parse` reads beyond this (v1 blocks, other quotes,
+case, whitespace) is tolerance, not structure. Files whose path a block cannot quote (holding `<`, `>`,
+a line break or both kinds of quote) get no blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tools.format import OPEN_TAG, SECTIONS, close_tag, quote_attr
+from tools.hashing import file_version
+from tools.textfile import TextFile
+
+# A create's body that starts with a part (<new>) is read as parts; its text holds none, to stay plain.
+_PART = r"<(?:" + "|".join(SECTIONS) + r")\s*/?>"
+
+
+@dataclass(frozen=True)
+class OpenFile:
+    """A file as the model was shown it: its path as named in the prompt, its version, its decoded lines."""
+
+    path: str
+    version: str
+    lines: tuple[str, ...]
+
+    @classmethod
+    def from_bytes(cls, path: str, data: bytes) -> OpenFile:
+        return cls(path, file_version(data), tuple(TextFile.parse(data).text_lines()))
+
+
+@dataclass(frozen=True)
+class Literal:
+    text: str
+
+
+@dataclass(frozen=True)
+class Copied:
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Text:
+    forbidden: str
+
+
+@dataclass(frozen=True)
+class Line:
+    forbidden: str
+
+
+Piece = Literal | Copied | Text | Line
+
+
+@dataclass(frozen=True)
+class Block:
+    """One form of block: `form` ("replace", "insert after", …), the open file it is for (None: any), its pieces."""
+
+    form: str
+    path: str | None
+    pieces: tuple[Piece, ...]
+
+
+@dataclass(frozen=True)
+class Structure:
+    blocks: tuple[Block, ...]
+    block_opening: str  # regex (case-insensitive) that prose, Text and Line must not match
+
+
+def format_structure(files: Iterable[OpenFile]) -> Structure:
+    """The blocks a model may write about `files` (see the module docstring); create and run need no file."""
+    blocks: list[Block] = []
+    for f in files:
+        if not _quotable(f.path) or not _quotable(f.version):
+            continue
+        head = Literal(f"path={quote_attr(f.path)} version={quote_attr(f.version)}")
+        new = _part("new", Text(_forbidden("new")))
+        if old := _copyable(f.lines, "old"):
+            blocks.append(Block("replace", f.path, (
+                Literal("<replace "), head, Literal(">\n"), *_part("old", Copied(old)), *new, Literal("</replace>"))))
+        for where in ("after", "before"):
+            if anchor := _copyable(f.lines, where):
+                blocks.append(Block(f"insert {where}", f.path, (
+                    Literal("<insert "), head, Literal(">\n"), *_part(where, Copied(anchor)), *new,
+                    Literal("</insert>"))))
+        for at in ("top", "end"):
+            blocks.append(Block(f"insert {at}", f.path, (
+                Literal("<insert "), head, Literal(f' at="{at}">\n'), *new, Literal("</insert>"))))
+    blocks.append(Block("create", None, (
+        Literal('<create path="'), Line('"<>'), Literal('">\n'), Text(_forbidden("create", _PART)),
+        Literal("</create>"))))
+    blocks.append(Block("run", None, (Literal("<run>"), Line("<"), Literal("</run>"))))
+    return Structure(tuple(blocks), OPEN_TAG.pattern)
+
+
+def _quotable(value: str) -> bool:
+    return not any(c in value for c in "<>\n\r") and not ('"' in value and "'" in value)
+
+
+def _forbidden(name: str, *more: str) -> str:
+    return "|".join((close_tag(name).pattern, OPEN_TAG.pattern, *more))
+
+
+def _part(name: str, inner: Piece) -> tuple[Piece, ...]:
+    return Literal(f"<{name}>\n"), inner, Literal(f"</{name}>\n")
+
+
+def _copyable(lines: Sequence[str], part: str) -> tuple[str, ...]:
+    """The distinct lines a part can hold: without its closing tag, a block opening or a carriage return."""
+    close = close_tag(part)
+    return tuple(dict.fromkeys(
+        line for line in lines if not close.search(line) and not OPEN_TAG.search(line) and "\r" not in line))
