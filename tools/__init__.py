@@ -11,10 +11,11 @@ The path of a model answer through this package (cb drives it; tools never print
 How cb shows a file to the model: `file_block(path, data)` (tools.numbered), whose header carries
 `file_version(data)` (tools.hashing), the version every edit must repeat. What the model is told:
 `INSTRUCTIONS` (tools.format: format v2, where an edit names its lines by copying them and the plan finds
-them, tools.anchors; the numbered format v1 is still read). What a grammar builder needs to constrain
-generation to blocks about the open files: `format_structure([OpenFile(path, version, lines), ...])`
-(tools.structure). The tools in one explicit tuple, with their OpenAI schemas derived from their
-signatures: `TOOLS` (all that are read), `tool_schemas()` (the ones offered: the v2 edits, create, run).
+them, tools.anchors; the numbered format v1 is still read), or `TOOL_CALL_INSTRUCTIONS` beside
+`tool_schemas()`. What a grammar builder needs to constrain generation to blocks about the open files:
+`format_structure([OpenFile(path, version, lines), ...])` (tools.structure). The tools in one explicit
+tuple, with their OpenAI schemas derived from their signatures: `TOOLS` (all that are read),
+`tool_schemas()` (the ones offered: the v2 edits, create, run).
 
 Modules, one job each: proposals (the dataclasses), ops/ (one module per tool + TOOLS), spec (schema from
 signature), format (the block format, INSTRUCTIONS, render), parse, structure (the format for grammars),
@@ -34,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ApplyResult", "Confirm", "accept_all", "accept_unwarned", "apply_batch", "refuse_all"),
                     "tools.apply"),
     "AnchorError": "tools.anchors",
-    **dict.fromkeys(("INSTRUCTIONS", "render"), "tools.format"),
+    **dict.fromkeys(("INSTRUCTIONS", "TOOL_CALL_INSTRUCTIONS", "render"), "tools.format"),
     "file_version": "tools.hashing",
     **dict.fromkeys(("Entry", "Journal", "UndoResult"), "tools.journal"),
     **dict.fromkeys(("file_block", "numbered_lines"), "tools.numbered"),

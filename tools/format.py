@@ -59,7 +59,8 @@ Rules (the parser in `tools.parse` is the reference; `tools.structure` gives the
 - Text outside blocks is free prose and is ignored.
 
 `INSTRUCTIONS` teaches v2 to the model, one example per form, with values that cannot be mistaken for
-the user's files (`EXAMPLE_PATH`, `EXAMPLE_VERSION`; the plan names them when a model copies them).
+the user's files (`EXAMPLE_PATH`, `EXAMPLE_VERSION`; the plan names them when a model copies them);
+`TOOL_CALL_INSTRUCTIONS` says the same for a request that offers the tools as OpenAI tool calls.
 `render()` writes a proposal back as a block (for editing a proposal in $EDITOR and for tests).
 '''
 
@@ -104,11 +105,18 @@ def close_tag(name: str) -> re.Pattern[str]:
     return re.compile(r"</\s*(?:" + "|".join(names) + r")\s*>", re.IGNORECASE)
 
 
+_COPYING = """\
+Copy a file's path and version from its header <file path="..." version="...">.
+Name the lines you change by copying them from the file exactly: whole lines, with their indentation,
+without the line numbers, and enough of them that they occur only once in the file.
+Write the new lines exactly as they should appear in the file."""
+
+_NO_PLACEHOLDERS = 'Never write "..." or "rest of code" in place of real lines.'
+
 INSTRUCTIONS = f"""\
-To change files, write edit blocks. Copy a file's path and version from its header
-<file path="..." version="...">. Name the lines you change by copying them from the file exactly:
-whole lines, with their indentation, without the line numbers, and enough of them that they occur only
-once in the file. Write the new lines exactly as they should appear in the file. One block per change:
+To change files, write edit blocks.
+{_COPYING}
+One block per change:
 
 Replace lines (an empty <new> part deletes them):
 <replace path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}">
@@ -146,8 +154,16 @@ the whole text of the new file
 Run a shell command (the user confirms first):
 <run>echo example</run>
 
-{EXAMPLE_PATH} and {EXAMPLE_VERSION} stand for the path and version of a file you were shown. Never write
-"..." or "rest of code" in place of real lines.
+{EXAMPLE_PATH} and {EXAMPLE_VERSION} stand for the path and version of a file you were shown.
+{_NO_PLACEHOLDERS}
+"""
+
+# For a request that sends the tools as OpenAI `tools` (tool_schemas()) instead of teaching the blocks.
+TOOL_CALL_INSTRUCTIONS = f"""\
+To change files, call the edit tools (search_replace_edit, anchored_insert_edit, create_file; run for a
+shell command, which the user confirms first).
+{_COPYING}
+{_NO_PLACEHOLDERS}
 """
 
 

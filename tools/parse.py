@@ -1,9 +1,12 @@
 """Model text → proposals: the block format of `tools.format`, and OpenAI tool-call JSON for the same tools.
 
-Pure functions, string in, result out. Nothing here touches files: checking versions and line ranges
-against the disk is `tools.plan`'s job. A malformed block becomes a `ParseError` naming the block, what
-is wrong and the line of the answer it starts on, so cb can show it or feed it back to the model; the
-well-formed blocks around it are still returned (the batch is all-or-nothing later, at apply time).
+Pure functions, string in, result out. Nothing here touches files: checking versions, line ranges and
+copied lines against the disk is `tools.plan`'s job. A malformed block becomes a `ParseError` naming the
+block, what is wrong and the line of the answer it starts on, so cb can show it or feed it back to the
+model; the well-formed blocks around it are still returned (the batch is all-or-nothing later, at apply
+time). Tool calls written as text are read when an answer holds no block: the whole answer as JSON,
+```json fences, or `<tool_call>` tags (how Qwen2.5's chat template writes them, should a server pass them
+on as text).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tools.spec import ToolSpec
 
 _FENCE_OPEN = re.compile(r"[ \t]*(`{3,}|~{3,})[\w+.-]*[ \t]*")
 _SPACE = re.compile(r"\s*")
+_TOOL_CALL_TAG = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)  # Qwen2.5's template, as plain text
 _JSON_FENCE = re.compile(r"^[ \t]*```(?:json)?[ \t]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
 
 
@@ -132,6 +136,8 @@ def _choose(name: str, attrs: dict[str, str], parts: dict[str, str] | None) -> T
     """The tool a block means: of the tools its tag names, the one its attributes and shape fit best."""
     found = candidates(name)
     assert found, name  # OPEN_TAG only matches known names
+    if parts is not None and not any(t.offered for t in found):  # <edit> with parts: read by its parts
+        found = [t for t in OFFERED if t.sections and set(parts) <= set(t.sections)] or found
 
     def fit(t: ToolSpec) -> tuple[int, bool]:
         named = sum(k in t.attributes or k in t.aliases for k in attrs)
@@ -235,9 +241,10 @@ def _unfence(body: str) -> str:
 
 def _parse_json_text(text: str) -> ParseResult:
     stripped = text.strip()
-    candidates = [stripped] if stripped[:1] in "{[" and stripped else []
-    candidates += [m.group(1) for m in _JSON_FENCE.finditer(text)]
-    results = [r for c in candidates if (r := _json_calls(c)) is not None]
+    texts = [stripped] if stripped[:1] in "{[" and stripped else []
+    texts += [m.group(1) for m in _JSON_FENCE.finditer(text)]
+    texts += [m.group(1) for m in _TOOL_CALL_TAG.finditer(text)]
+    results = [r for c in texts if (r := _json_calls(c)) is not None]
     return ParseResult(tuple(p for r in results for p in r.proposals), tuple(e for r in results for e in r.errors))
 
 

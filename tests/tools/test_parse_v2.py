@@ -224,3 +224,17 @@ def test_the_parser_never_raises_on_arbitrary_v2_shaped_text(text: str) -> None:
     parse_proposals('<replace path="a" version="v">\n<old>\n' + text)
     parse_proposals('<insert path="a" version="v">\n<after>\n' + text + "</after>\n<new>" + text + "</insert>")
     parse_proposals("<replace " + text + "><old>" + text + "</old></replace>")
+
+
+def test_an_edit_tag_written_with_parts_is_read_by_its_parts() -> None:
+    assert one('<edit path="a" version="v">\n<old>\nx\n</old>\n<new>\ny\n</new>\n</edit>') == SearchReplaceEdit(
+        "a", "v", "x\n", "y\n")
+    assert one('<edit path="a" version="v">\n<before>\nx\n</before>\n<new>\ny\n</new>\n</edit>') == \
+        AnchoredInsertEdit("a", "v", "before", "x\n", "y\n")
+
+
+def test_tool_calls_in_qwen_tool_call_tags_are_read_from_text() -> None:
+    call = {"name": "search_replace_edit", "arguments": {"path": "a", "version": "v", "old": "x", "new": "y"}}
+    text = f"I will fix it.\n<tool_call>\n{json.dumps(call)}\n</tool_call>\n<tool_call>\n" + json.dumps(
+        {"name": "run", "arguments": {"command": "ls"}}) + "\n</tool_call>"
+    assert parse_proposals(text).proposals == (SearchReplaceEdit("a", "v", "x\n", "y\n"), RunProposal("", "ls"))

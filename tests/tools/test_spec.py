@@ -71,3 +71,11 @@ def test_build_of_the_v2_tools_canonicalises_copied_and_new_text_and_names_missi
         insert.build({"path": "a", "version": "v", "after": "x", "at": "top", "new": "y"})
     with pytest.raises(ValueError, match=r"has at='middle'; write at=\"top\" or at=\"end\""):
         insert.build({"path": "a", "version": "v", "at": "middle", "new": "y"})
+
+
+def test_the_tool_call_instructions_name_exactly_the_offered_tools_and_hold_no_block() -> None:
+    from tools import TOOL_CALL_INSTRUCTIONS, parse_proposals
+
+    named = {t.name for t in TOOLS if t.name in TOOL_CALL_INSTRUCTIONS}
+    assert named == {t.name for t in OFFERED}
+    assert parse_proposals(TOOL_CALL_INSTRUCTIONS).proposals == ()
