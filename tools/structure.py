@@ -17,31 +17,45 @@ A block is its pieces in order:
   block's file a part can hold, in file order). The plan further needs them consecutive in the file and
   occurring there once; a grammar may leave that to the plan, which refuses with a message;
 - `Text(forbidden)`: zero or more lines of free text, each followed by "\n", in which the regex
-  `forbidden` (case-insensitive) matches nowhere: the closing tag of its part (`</new>`, also spelled
-  `</NEW>` or `</ new >`) and any block opening (`<replace ...>` and the other tags); a create's text
-  holds no part tag (`<new>`) either;
+  `forbidden` matches nowhere: the closing tag of its part (`</new>`, also spelled `</NEW>` or
+  `</ new >`) and any block opening (`<replace ...>` and the other tags); a create's text holds no part
+  tag (`<new>`) either;
 - `Line(forbidden)`: one line of text with a non-space character and none of the characters `forbidden`
   (a new file's path, a command).
 
-Between blocks is free prose in which `Structure.block_opening` (a regex, case-insensitive) matches
-nowhere. Every text these pieces allow parses to the one proposal it spells (the tests draw random
-fillings and parse them), with one exception: a Text whose first and last lines are a Markdown fence
-(```) parses to the lines between them. What `tools.parse` reads beyond this (v1 blocks, other quotes,
+Between blocks is free prose in which the regex `Structure.block_opening` matches nowhere. The regexes
+use no flags, word boundaries or lookarounds (case is spelled out: `[Nn][Ee][Ww]`), so they suit the
+Rust `regex` dialect of llguidance as they are.
+
+Every text these pieces allow parses to the one proposal it spells (the tests draw random fillings and
+parse them), with one exception: a Text whose first and last lines are a Markdown fence (```) parses to
+the lines between them. What `tools.parse` reads beyond this (v1 blocks, other quotes,
 case, whitespace) is tolerance, not structure. Files whose path a block cannot quote (holding `<`, `>`,
 a line break or both kinds of quote) get no blocks.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tools.format import OPEN_TAG, SECTIONS, close_tag, quote_attr
+from tools.format import LONG_NAMES, OPEN_TAG, SECTIONS, TAGS, close_tag, quote_attr
 from tools.hashing import file_version
 from tools.textfile import TextFile
 
+
+def _anycase(words: Iterable[str]) -> str:
+    """An alternation of `words` in any case, as character classes ([Nn][Ee][Ww]): no regex flags needed."""
+    return "(?:" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w)
+                            for w in sorted(words, key=len, reverse=True)) + ")"
+
+
+# The parser's patterns (tools.format) spelled without flags, word boundaries or lookarounds, so that a
+# grammar engine's regex dialect (llguidance: Rust `regex` syntax, no lookarounds) takes them as they are.
+BLOCK_OPENING = "<" + _anycase({*TAGS, *LONG_NAMES}) + r"(?:[^\w<>][^<>]*)?>"
 # A create's body that starts with a part (<new>) is read as parts; its text holds none, to stay plain.
-_PART = r"<(?:" + "|".join(SECTIONS) + r")\s*/?>"
+_PART = "<" + _anycase(SECTIONS) + r"\s*/?>"
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ class Block:
 @dataclass(frozen=True)
 class Structure:
     blocks: tuple[Block, ...]
-    block_opening: str  # regex (case-insensitive) that prose, Text and Line must not match
+    block_opening: str  # regex that prose and Text must not match anywhere
 
 
 def format_structure(files: Iterable[OpenFile]) -> Structure:
@@ -118,7 +132,7 @@ def format_structure(files: Iterable[OpenFile]) -> Structure:
         Literal('<create path="'), Line('"<>'), Literal('">\n'), Text(_forbidden("create", _PART)),
         Literal("</create>"))))
     blocks.append(Block("run", None, (Literal("<run>"), Line("<"), Literal("</run>"))))
-    return Structure(tuple(blocks), OPEN_TAG.pattern)
+    return Structure(tuple(blocks), BLOCK_OPENING)
 
 
 def _quotable(value: str) -> bool:
@@ -126,7 +140,8 @@ def _quotable(value: str) -> bool:
 
 
 def _forbidden(name: str, *more: str) -> str:
-    return "|".join((close_tag(name).pattern, OPEN_TAG.pattern, *more))
+    names = [n for n, short in LONG_NAMES.items() if short == name] + [name]
+    return "|".join((r"</\s*" + _anycase(names) + r"\s*>", BLOCK_OPENING, *more))
 
 
 def _part(name: str, inner: Piece) -> tuple[Piece, ...]:

@@ -18,7 +18,8 @@ from tools import (
     format_structure,
     parse_proposals,
 )
-from tools.structure import Copied, Line, Literal, Text
+from tools.format import OPEN_TAG, close_tag
+from tools.structure import BLOCK_OPENING, Copied, Line, Literal, Text
 
 
 def test_each_open_file_gets_the_five_edit_forms_and_create_and_run_come_once() -> None:
@@ -57,6 +58,25 @@ def test_a_file_whose_path_a_block_cannot_quote_gets_no_blocks() -> None:
         "path=\"it's.txt\" version=\"0123abcd\"")
 
 
+tag_soup = st.text(st.sampled_from(list("<>/ _=\"aAbcdeEfilnNoOprRstTuwx1")), max_size=30) | st.sampled_from(
+    ["<replace>", "<REPLACE path='a'>", "<replacer>", "<run>", "<run_x>", "<edit-x>", "<insert\n>", "</ NeW >",
+     "</new >x", "</create_file>", "< new>"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(tag_soup)
+def test_the_flagless_patterns_match_exactly_where_the_parsers_patterns_do(text: str) -> None:
+    assert bool(re.search(BLOCK_OPENING, text)) == bool(OPEN_TAG.search(text))
+    new_text = format_structure([OpenFile("a", "0123abcd", ("x",))]).blocks[0].pieces[7]
+    create_text = format_structure([]).blocks[0].pieces[3]
+    assert bool(re.search(new_text.forbidden, text)) == bool(close_tag("new").search(text) or OPEN_TAG.search(text))
+    part = re.search(r"<(?:old|new|after|before)\s*/?>", text, re.IGNORECASE)
+    assert bool(re.search(create_text.forbidden, text)) == bool(
+        close_tag("create").search(text) or OPEN_TAG.search(text) or part)
+    for pattern in (BLOCK_OPENING, new_text.forbidden, create_text.forbidden):
+        assert "\\b" not in pattern and "(?=" not in pattern and "(?!" not in pattern and "(?i" not in pattern
+
+
 # --- any filling of the structure parses to what it spells ------------------------------------------------
 
 # Markdown fences (a Text opening and closing with ```) are the one documented exception: no ` or ~ here.
@@ -73,7 +93,7 @@ def filling(draw: st.DrawFn, piece: object) -> str:
     if isinstance(piece, Copied):
         return "".join(draw(st.sampled_from(piece.lines)) + "\n" for _ in range(draw(st.integers(1, 3))))
     if isinstance(piece, Text):
-        pattern = re.compile(piece.forbidden, re.IGNORECASE)
+        pattern = re.compile(piece.forbidden)
         lines = draw(st.lists(text_line, max_size=4))
         text = "".join(line + "\n" for line in lines)
         return text if not pattern.search(text) else ""
