@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.support import tree_state
+from tests.tools.support import apply_text, tree_state, v, write
 from tools import (
     AnchoredInsertEdit,
     Journal,
@@ -18,7 +18,6 @@ from tools import (
     SearchReplaceEdit,
     accept_all,
     apply_batch,
-    file_version,
     parse_proposals,
     plan_batch,
     refuse_all,
@@ -27,14 +26,8 @@ from tools import (
 GEO = b"import os\n\ndef area(r):\n    return 3.14 * r * r\n\ndef perimeter(r):\n    return 2 * 3.14 * r\n"
 
 
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
-def v(path: Path) -> str:
-    return file_version(path.read_bytes())
 
 
 def replace(path: Path, old: str, new: str, version: str | None = None) -> str:
@@ -42,10 +35,6 @@ def replace(path: Path, old: str, new: str, version: str | None = None) -> str:
             "</replace>\n")
 
 
-def apply_text(root: Path, text: str, journal: Journal, confirm=accept_all):
-    parsed = parse_proposals(text)
-    assert parsed.errors == ()
-    return apply_batch(parsed.proposals, root, journal=journal, confirm=confirm)
 
 
 def refused(root: Path, text: str, journal: Journal) -> str:

@@ -8,6 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.tools.support import errors, one
 from tools import (
     CreateFile,
     InsertAfterEdit,
@@ -18,17 +19,6 @@ from tools import (
     parse_tool_calls,
     render,
 )
-
-
-def one(text: str):
-    result = parse_proposals(text)
-    assert result.errors == (), result.errors
-    assert len(result.proposals) == 1, result.proposals
-    return result.proposals[0]
-
-
-def errors(text: str) -> list[str]:
-    return [str(e) for e in parse_proposals(text).errors]
 
 
 def test_each_operation_parses_with_its_attributes_and_exact_body() -> None:

@@ -8,6 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.tools.support import errors, one
 from tools import (
     INSTRUCTIONS,
     AnchoredInsertEdit,
@@ -20,17 +21,6 @@ from tools import (
     render,
 )
 from tools.format import EXAMPLE_PATH, EXAMPLE_VERSION
-
-
-def one(text: str):
-    result = parse_proposals(text)
-    assert result.errors == (), result.errors
-    assert len(result.proposals) == 1, result.proposals
-    return result.proposals[0]
-
-
-def errors(text: str) -> list[str]:
-    return [str(e) for e in parse_proposals(text).errors]
 
 
 def test_each_form_parses_with_its_copied_and_new_lines() -> None:
