@@ -14,13 +14,16 @@ first that finds the lines at all decides, and it must find them exactly once:
 1. exact;
 2. trailing whitespace ignored;
 3. one consistent indentation shift: every copied line is its file line with the same leading whitespace
-   removed (or added), blank lines match blank lines.
+   removed (or added), blank lines match blank lines;
+4. part of a line: the copy, as text, occurs in the file's text exactly once but not as whole lines (a
+   model that copied `3.14 * r * r` out of `    return 3.14 * r * r`); the range is the lines it
+   touches, and the new text takes the rest of the first and last of them.
 
 A tolerance applied to the copy is applied to the new text too (the prefixes come off, the indentation
-shifts back), so the new lines sit where the model meant them. Found more than once: refused as
-ambiguous, saying where. Not found: refused, naming the first copied line the file lacks and the file's
-closest lines (difflib), or where the copied run stops matching. The messages are short and concrete:
-they go back to the model in a retry.
+shifts back, the rest of a partly copied line is kept), so the new lines sit where the model meant them.
+Found more than once: refused as ambiguous, saying where. Not found: refused, naming the first copied
+line the file lacks and the file's closest lines (difflib), or where the copied run stops matching. The
+messages are short and concrete: they go back to the model in a retry.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def find_run(lines: Sequence[str], copied: Sequence[str], part: str) -> Run:
     if all(NUMBER_PREFIX.match(c) or not c.strip() for c in copied) and any(c.strip() for c in copied):
         copies.append(([NUMBER_PREFIX.sub("", c) for c in copied], _drop_numbers, "line numbers removed"))
     for copy, adapt_numbers, numbers_note in copies:
-        for compare in (_exact, _trailing, _indent):
+        for compare in (_exact, _trailing, _indent, _fragment):
             starts, adapt_indent, note = compare(lines, copy)
             how = ", ".join(n for n in (numbers_note, note) if n)
             if len(starts) == 1:
@@ -138,6 +141,38 @@ def _indent(lines: Sequence[str], copy: list[str]) -> tuple[list[int], Adapt, st
         return [found[0][0]], lambda new: [prefix + n if n.strip() else n for n in new], \
             f"indentation shifted by {prefix!r}"
     return [found[0][0]], lambda new: [n.removeprefix(prefix) for n in new], f"indentation shifted by -{prefix!r}"
+
+
+def _fragment(lines: Sequence[str], copy: list[str]) -> tuple[list[int], Adapt, str]:
+    needle = "\n".join(copy)
+    if not needle.strip():
+        return [], _same, ""
+    text = "\n".join(lines)
+    found: list[int] = []
+    at = text.find(needle)
+    while at >= 0:
+        found.append(at)
+        at = text.find(needle, at + 1)
+    if len(found) != 1:
+        return [text.count("\n", 0, f) for f in found], _same, "part of a line"
+    first = text.count("\n", 0, found[0])
+    prefix = text[text.rfind("\n", 0, found[0]) + 1:found[0]]
+    end = found[0] + len(needle)
+    line_end = text.find("\n", end)
+    suffix = text[end:line_end if line_end >= 0 else len(text)]
+    shown = f"line {first + 1}" if len(copy) == 1 else f"lines {first + 1}-{first + len(copy)}"
+    return [first], lambda new: _embed(prefix, new, suffix), f"copied as part of {shown}"
+
+
+def _embed(prefix: str, new: list[str], suffix: str) -> list[str]:
+    """New lines in place of a partly copied run: the first gets the line's start, the last its end."""
+    if not new:
+        rest = prefix + suffix
+        return [rest] if rest.strip() else []
+    out = list(new)
+    out[0] = prefix + out[0]
+    out[-1] += suffix
+    return out
 
 
 def _shift(file: Sequence[str], copy: Sequence[str]) -> tuple[str, str] | None:

@@ -136,3 +136,29 @@ def test_resolve_turns_each_form_into_the_numbered_edit_of_the_found_range() -> 
 def test_an_insert_into_an_empty_file_is_told_to_use_the_top() -> None:
     with pytest.raises(AnchorError, match=r'^the file is empty, so it has no <after> line; insert with at="top"$'):
         resolve(AnchoredInsertEdit("e", "v", "after", "x\n", "y\n"), [])
+
+
+def test_part_of_a_line_copied_once_replaces_that_part_and_keeps_the_rest_of_the_line() -> None:
+    lines = ["def area(r):", "    return 3.14 * r * r  # m2", "x = 1"]
+    run = find_run(lines, ["3.14 * r * r"], "<old>")
+    assert (run.start, run.end, run.how) == (1, 2, "copied as part of line 2")
+    assert run.adapt(["math.pi * r * r"]) == ["    return math.pi * r * r  # m2"]
+    assert run.adapt(["(", "  math.pi)"]) == ["    return (", "  math.pi)  # m2"]
+    assert run.adapt([]) == ["    return   # m2"]
+    span = find_run(lines, ["(r):", "    return 3.14"], "<old>")
+    assert (span.start, span.end) == (0, 2)
+    assert span.adapt(["(d):", "    return d"]) == ["def area(d):", "    return d * r * r  # m2"]
+    whole_rest = find_run(["    x = 1"], ["x = 1"], "<old>")
+    assert whole_rest.how.startswith("indentation")  # a whole line without its indent is not a part
+
+
+def test_deleting_the_whole_text_of_a_partly_copied_line_removes_the_line() -> None:
+    run = find_run(["x", "  a", "b  ", "y"], [" a", "b "], "<old>")
+    assert (run.start, run.end, run.how) == (1, 3, "copied as part of lines 2-3")
+    assert run.adapt([]) == []
+
+
+def test_a_part_of_a_line_found_more_than_once_is_ambiguous() -> None:
+    assert refusal(["3.14"]) == (
+        "the <old> line '3.14' occurs 3 times (part of a line) (lines 4, 7, 10); copy the line before or after it "
+        "too, so that the copied lines occur once")
