@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb.commands import common
 
 app = typer.Typer(
@@ -92,12 +93,12 @@ def edits(
         everything = corpus.load()
         tasks = corpus.select(everything, split, tier or (), limit)
     except ValueError as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
+        common.fail(str(exc), exits.EXIT_USAGE)
     if list_only:
         report.corpus_table(out, corpus.counts(tasks), corpus.fingerprint(everything))
         return
     if not tasks:
-        common.fail("no tasks match that selection", common.EXIT_USAGE)
+        common.fail("no tasks match that selection", exits.EXIT_USAGE)
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
                                max_tokens=max_tokens)
     from cb.chat import describe_error
@@ -105,7 +106,7 @@ def edits(
     try:
         conn = run.connect(settings)
     except KeyboardInterrupt:
-        raise typer.Exit(common.EXIT_INTERRUPTED) from None
+        raise typer.Exit(exits.EXIT_INTERRUPTED) from None
     except Exception as exc:  # one line, never a traceback
         common.fail(describe_error(exc) if not isinstance(exc, run.BenchError) else str(exc))
     try:
@@ -113,7 +114,7 @@ def edits(
             results = run.run_tasks(tasks, conn, max_tokens=max_tokens, temperature=temperature,
                                     starting=progress.start, progress=progress.step)
     except KeyboardInterrupt:
-        raise typer.Exit(common.EXIT_INTERRUPTED) from None
+        raise typer.Exit(exits.EXIT_INTERRUPTED) from None
     except Exception as exc:
         common.fail(describe_error(exc) if not isinstance(exc, run.BenchError) else str(exc))
     finally:
