@@ -34,13 +34,13 @@ def markdown(value: str) -> str:
 
 
 def diff(value: str) -> str:
-    """A unified diff (already `visible`) as a <pre> with one classed span per line."""
+    """A unified diff (already `visible`) as a <pre> with one classed span per line (its newline inside)."""
     rows = []
     for line in value.splitlines():
         kind = ("head" if line.startswith(("+++", "---")) else "hunk" if line.startswith("@@")
                 else "add" if line.startswith("+") else "del" if line.startswith("-") else "ctx")
-        rows.append(f'<span class="{kind}">{html.escape(line)}</span>')
-    return '<pre class="diff">' + "\n".join(rows) + "</pre>"
+        rows.append(f'<span class="{kind}">{html.escape(line)}\n</span>')
+    return '<pre class="diff">' + "".join(rows) + "</pre>"
 
 
 @functools.cache

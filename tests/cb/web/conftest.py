@@ -22,28 +22,12 @@ from typing import Any
 
 import pytest
 
+from cb.web.bench import CHROMEDRIVER, CHROMIUM, chromium
 from tests.cb.scripted_server import ScriptedServer
 from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[3]
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1280,900")
 URL = re.compile(r"(http://127\.0\.0\.1:(\d+))/\?token=(\S+)")
-
-
-def chromium(profile: Path) -> Any:
-    """A headless Chromium (Debian's, as root) in the fresh profile dir `profile`."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
 @pytest.fixture(scope="session")
