@@ -94,8 +94,8 @@ def batch_html(batch: Batch) -> str:
     """One answer's proposals: a card per file (diff, Apply / Decline / Edit), the commands, the outcome."""
     url = f"/api/batch/{batch.id}"
     target = f"batch-{batch.id}"
-    parts = [f'<section class="batch {batch.status}" id="{target}"><h3>Proposed changes '
-             f'<span class="badge">{html.escape(batch.status)}</span></h3>']
+    status = f' <span class="badge">{html.escape(batch.status)}</span>' if batch.cards or batch.errors else ""
+    parts = [f'<section class="batch {batch.status}" id="{target}"><h3>Proposed changes{status}</h3>']
     parts += [f'<p class="error">✗ {markup.exact(e)}</p>' for e in batch.errors]
     for i, card in enumerate(batch.cards):
         c = card.change

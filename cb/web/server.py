@@ -188,8 +188,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise Refusal(404, f"no page {path}")
         except Refusal as exc:
             self._refuse(exc)
-        except SessionError as exc:
-            self._refuse(Refusal(500, str(exc)))
+        except Exception as exc:  # one line on the page, never a traceback
+            self._refuse(Refusal(500, describe_error(exc)))
 
     def do_POST(self) -> None:
         if not self._guarded():

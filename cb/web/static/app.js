@@ -62,7 +62,7 @@ document.addEventListener("click", async (event) => {
     document.getElementById(button.dataset.reveal).hidden = false;
   } else if (button.dataset.conceal) {
     document.getElementById(button.dataset.conceal).hidden = true;
-  } else if (button.dataset.post && !button.form) {
+  } else if (button.dataset.post && button.type === "button") {
     handle(await post(button.dataset.post, JSON.parse(button.dataset.body || "{}")), button.dataset.target);
   }
 });

@@ -144,3 +144,21 @@ def test_a_turn_streams_from_a_real_ulm_serve(browser: Any, ulm_server: str,
     assert page.text(".msg.assistant .md")
     assert len({s for s in seen if s}) >= 2  # the text grew while it streamed (tiny model, 20 ms a token)
     page.shot("chat-ulm-serve")
+
+
+def test_sessions_switch_and_clear_like_the_cli(page: Page, scripted: ScriptedServer, project: Path) -> None:
+    scripted.enqueue(Reply(["first answer"]))
+    page.ask("first question")
+    page.answered()
+    first = page.find("#session").get_attribute("value")
+    page.click("button[data-post='/api/session/new']")
+    page.until(lambda: page.find("#session").get_attribute("value") != first)
+    assert not page.find_all(".msg")
+    assert first not in CliRunner().invoke(app, ["session", "show"]).output  # the CLI follows: a new current one
+    page.driver.execute_script("const s = document.getElementById('session'); s.value = arguments[0];"
+                               "s.dispatchEvent(new Event('change', {bubbles: true}))", first)
+    page.until(lambda: page.find_all(".msg.assistant") and page.find("#session").get_attribute("value") == first)
+    assert page.text(".msg.assistant .md") == "first answer"
+    page.click("button[data-post='/api/clear']")
+    page.until(lambda: not page.find_all(".msg"))
+    assert "first answer" not in CliRunner().invoke(app, ["session", "show"]).output
