@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,41 @@ def start_web(project: Path, cb_home: Path) -> Iterator[Callable[..., WebProcess
 @pytest.fixture
 def web(scripted: ScriptedServer, start_web: Callable[..., WebProcess]) -> WebProcess:
     return start_web(scripted.base_url)
+
+
+class OtherSite:
+    """A web server on another port of 127.0.0.1 (another origin, same site) that answers every GET with
+    `body` and records the paths asked for; a context manager."""
+
+    def __init__(self, body: bytes = b"", kind: str = "text/html") -> None:
+        self.hits: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.hits.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> OtherSite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class Page:

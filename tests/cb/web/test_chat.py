@@ -6,10 +6,8 @@ Run: .venv/bin/python -m pytest tests/cb/web/test_chat.py -q
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from typer.testing import CliRunner
 
 from cb.cli import app
 from tests.cb.scripted_server import Reply, ScriptedServer
-from tests.cb.web.conftest import Page, WebProcess
+from tests.cb.web.conftest import OtherSite, Page, WebProcess
 
 pytestmark = pytest.mark.integration
 
@@ -50,39 +48,9 @@ def test_an_answer_streams_in_as_it_is_generated(page: Page, scripted: ScriptedS
     assert page.find(".msg.assistant .md strong").text == "math.pi"
 
 
-class Tracker:
-    """A local web server that counts the requests it gets: an image the page must not load."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.hits.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/gif")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_scripts_escape_sequences_and_images_in_an_answer_stay_inert_text(page: Page,
                                                                           scripted: ScriptedServer) -> None:
-    tracker = Tracker()
-    try:
+    with OtherSite(kind="image/gif") as tracker:
         evil = ("<script>window.pwned = 1</script> <img src=x onerror=\"window.pwned = 2\">\n\n"
                 "\x1b]52;c;aGk=\x07 and \x1b[2J\x1b[1;1H cleared?\n\n"
                 f"![tracking pixel]({tracker.url}/pixel.gif) [click me](javascript:window.pwned=3) "
@@ -106,8 +74,6 @@ def test_scripts_escape_sequences_and_images_in_an_answer_stay_inert_text(page: 
         assert page.driver.execute_script("return window.pwned === undefined")
         time.sleep(0.3)
         assert tracker.hits == []  # the image was never fetched
-    finally:
-        tracker.close()
 
 
 def test_a_server_error_is_one_line_and_nothing_is_recorded(page: Page, scripted: ScriptedServer) -> None:

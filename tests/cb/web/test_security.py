@@ -10,10 +10,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,7 @@ from typer.testing import CliRunner
 from cb import session as sessions
 from cb.cli import app
 from cb.web.security import BindRefused, check_bind
-from tests.cb.web.conftest import Page, WebProcess
+from tests.cb.web.conftest import OtherSite, Page, WebProcess
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +109,9 @@ def test_a_rebinding_host_name_is_refused(web: WebProcess) -> None:
     assert call(web, "GET", "/", {"Cookie": cookie, "Host": f"localhost:{web.port}"})[0] == 200
 
 
-class Hostile:
-    """A page on another port of 127.0.0.1 that tries every way a page can to act on `cb web` and read it."""
-
-    def __init__(self, target: str) -> None:
-        page = f"""<!doctype html><html><body>
+def hostile_page(target: str) -> bytes:
+    """A page that tries every way a page can to act on `cb web` at `target` and to read it."""
+    return f"""<!doctype html><html><body>
 <form id="f" method="POST" action="{target}/api/files/open"><input name="path" value="app.py"></form>
 <iframe id="frame" src="{target}/"></iframe>
 <script>
@@ -131,33 +127,10 @@ fetch("{target}/", {{credentials: "include"}})
 setTimeout(() => document.getElementById("f").submit(), 500);
 </script></body></html>""".encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 def test_a_page_on_another_origin_can_neither_act_nor_read(page: Page, web: WebProcess, project: Path) -> None:
-    hostile = Hostile(web.base)
-    try:
-        page.driver.get(hostile.url)
+    with OtherSite(hostile_page(web.base)) as hostile:
+        page.driver.get(hostile.url + "/")
         page.until(lambda: len(page.driver.execute_script("return Object.keys(window.results)")) == 3)
         results = page.driver.execute_script("return window.results")
         assert results["read"] == "failed"  # no CORS: the page cannot read cb web's answers
@@ -167,8 +140,6 @@ def test_a_page_on_another_origin_can_neither_act_nor_read(page: Page, web: WebP
         page.shot("refused-cross-origin")
         time.sleep(0.2)
         assert open_files(project) == []  # none of the attempts opened the file
-    finally:
-        hostile.close()
     # the framed page was refused too (frame-ancestors 'none' / X-Frame-Options), and our own page still works
     page.open("/files")
     assert page.find("#files")

@@ -6,24 +6,15 @@ Run: .venv/bin/python -m pytest tests/cb/web/test_tabs.py -q
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.agentshell.conftest import RunningDaemon, tab_processes, wait_until
+from tests.agentshell.conftest import RunningDaemon, wait_until
 from tests.cb.scripted_server import Reply, ScriptedServer
 from tests.cb.web.conftest import Page
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def daemon(cb_home: Path) -> Iterator[RunningDaemon]:
-    d = RunningDaemon(cb_home)
-    yield d
-    d.stop()
-    assert not tab_processes(cb_home)
 
 
 def test_a_tabs_output_appears_on_the_page_as_it_is_written(page: Page, daemon: RunningDaemon) -> None:
