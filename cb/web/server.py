@@ -58,11 +58,11 @@ class WebServer(ThreadingHTTPServer):
 
     def __init__(self, host: str, port: int, state: WebState, guard_key: str | None, verbose: bool) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.stop = threading.Event()
         super().__init__((host, port), Handler)
         self.state = state
         self.guard = Guard(host, int(self.server_address[1]), guard_key)
         self.verbose = verbose
-        self.stop = threading.Event()
         theme = state.settings.code_theme
         self.static = {
             "/static/app.js": ("text/javascript; charset=utf-8", (STATIC / "app.js").read_bytes()),

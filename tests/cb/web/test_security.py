@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -159,3 +160,14 @@ def test_a_remote_bind_needs_a_key(start_web: Callable[..., WebProcess], browser
     assert web.token == "a-long-secret-key-123"
     assert call(web, "GET", "/?token=a-long-secret-key-123")[0] == 303
     Page(browser, web, tmp_path).sign_in()
+
+
+def test_a_port_in_use_is_one_line(project: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["web", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"cb: cannot listen on 127.0.0.1:{port} (Address already in use); "
+                                     "pick another with --port")
