@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,10 @@ from cb.session import Session
 
 DEFAULT_CONTEXT = 2048
 OVERFLOW_RETRIES = 2
+
+
+class TurnCancelled(Exception):
+    """Raised by an `on_text` callback to cancel the turn, as Ctrl-C does on a terminal (cb web: the page left)."""
 
 
 @dataclass
@@ -158,11 +162,12 @@ class Chat:
     # --- a turn ------------------------------------------------------------------------------------------
 
     def ask(self, question: str, *, history: list[dict[str, str]] | None = None, record: bool = True,
-            show: bool = True) -> Turn:
-        """Ask one question; stream the answer to the terminal when `show`; record it in the session.
+            show: bool = True, on_text: Callable[[str], None] | None = None) -> Turn:
+        """Ask one question; stream the answer to the terminal when `show`, and to `on_text` (each raw,
+        unsanitised piece as it arrives) when given; record it in the session.
 
-        KeyboardInterrupt during the answer cancels it (the connection is closed, the server stops
-        generating); the turn comes back with `cancelled=True` and nothing is recorded.
+        KeyboardInterrupt during the answer, or TurnCancelled from `on_text`, cancels it (the connection is
+        closed, the server stops generating); the turn comes back with `cancelled=True` and nothing is recorded.
         """
         turn = Turn(question)
         built = self.assemble(question, history)
@@ -174,9 +179,11 @@ class Chat:
                     turn.answer += event.text
                     if view:
                         view.write(event.text)
+                    if on_text:
+                        on_text(event.text)
                 else:
                     turn.done = event
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TurnCancelled):
             turn.cancelled = True
         finally:
             events.close()  # closing the stream is what tells the server to stop (and free the slot)

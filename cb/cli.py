@@ -29,6 +29,7 @@ from cb import exits
 COMMANDS: dict[str, str] = {
     "ask": "cb.commands.oneshot:ask",
     "chat": "cb.commands.chat:chat",
+    "web": "cb.commands.web:web",
     "open": "cb.commands.files:open_files",
     "close": "cb.commands.files:close_files",
     "files": "cb.commands.files:list_files",

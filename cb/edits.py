@@ -115,19 +115,20 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
 
 
 def apply_edits(edits: Sequence[Proposal], root: Path, console: Any, *, yes: bool,
-                force: bool = False) -> tuple[ApplyResult, int]:
-    """Apply a batch the one way `cb ask` and `cb apply` both do; returns the result and its exit code.
+                force: bool = False, confirm: Confirm | None = None) -> tuple[ApplyResult, int]:
+    """Apply a batch the one way `cb ask`, `cb apply` and `cb web` do; returns the result and its exit code.
 
     With `yes`, nothing is asked: every change applies, unless one carries a warning (then nothing does,
-    or, with `force`, everything). Otherwise cb.confirm asks on the user's terminal (no terminal: nothing
-    applies). Applied batches go to the undo journal.
+    or, with `force`, everything). With a `confirm` of the caller's (cb web: the choices made on the page),
+    it decides. Otherwise cb.confirm asks on the user's terminal (no terminal: nothing applies). Applied
+    batches go to the undo journal.
     """
     from tools import Journal, accept_all, accept_unwarned, apply_batch
 
     terminal = None
     if yes:
-        confirm: Confirm = accept_all if force else accept_unwarned
-    else:
+        confirm = accept_all if force else accept_unwarned
+    elif confirm is None:
         from cb.confirm import Confirmer, open_terminal
 
         terminal = open_terminal()
@@ -180,18 +181,26 @@ def _handle_runs(proposals: Any, out: Out, *, interactive: bool, quiet: bool) ->
         if (answer or "").strip().lower() not in ("y", "yes"):
             out.info("not run")
             continue
-        from agentshell.client import Client
-        from agentshell.protocol import AgentshellError, NoSuchTab
+        from agentshell.protocol import AgentshellError
 
         try:
-            with Client.connect(timeout=10.0, client_name="cb") as sh:
-                try:
-                    sh.run_command(tab, p.command)
-                except NoSuchTab:
-                    sh.run(p.command, name=tab)
+            send_to_tab(tab, p.command)
             out.info(f"sent to tab {tab}")
         except AgentshellError as exc:
             out.error(str(exc))
+
+
+def send_to_tab(tab: str, command: str) -> None:
+    """Run a confirmed command in agentshell tab `tab`: typed into it, or in a new tab of that name when there
+    is none (the daemon is started if needed). Raises AgentshellError."""
+    from agentshell.client import Client
+    from agentshell.protocol import NoSuchTab
+
+    with Client.connect(timeout=10.0, client_name="cb") as sh:
+        try:
+            sh.run_command(tab, command)
+        except NoSuchTab:
+            sh.run(command, name=tab)
 
 
 def undo_last(session: Session) -> str:

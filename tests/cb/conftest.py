@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cb.server import healthy
+from tests.agentshell.conftest import RunningDaemon, tab_processes
 from tests.cb.scripted_server import ScriptedServer
 from tests.support.processes import stop_process
 
@@ -24,6 +25,15 @@ from tests.support.processes import stop_process
 def scripted() -> Iterator[ScriptedServer]:
     with ScriptedServer() as server:
         yield server
+
+
+@pytest.fixture
+def daemon(cb_home: Path) -> Iterator[RunningDaemon]:
+    """A real agentshell daemon in the test's CB_HOME; no tab process may outlive the test."""
+    d = RunningDaemon(cb_home)
+    yield d
+    d.stop()
+    assert not tab_processes(cb_home)
 
 
 @pytest.fixture
