@@ -20,7 +20,7 @@ from typing import Any
 
 from cb import context, paths, server
 from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done
-from cb.config import Settings
+from cb.config import KEYS, Settings
 from cb.render import Out
 from cb.session import Session
 
@@ -83,7 +83,10 @@ class Chat:
                 base_url = info.base_url
             else:
                 base_url = s.base_url
-            api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
+            api_key = s.api_key
+            if self.local and s.source.get("api_key") == f"env {KEYS['api_key'].fallback_env}":
+                api_key = ""  # an OpenAI key is not the local server's: it is never sent there
+            api_key = api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
             backend = Backend(base_url, api_key, s.model, s.timeout)
             try:
                 if info is not None:
@@ -130,9 +133,13 @@ class Chat:
 
     # --- context -----------------------------------------------------------------------------------------
 
+    def file_paths(self) -> list[str]:
+        """The files the model sees: the project's instruction files (AGENTS.md, …) first, then the open ones."""
+        return [*self.session.instruction_files(self.settings.instruction_files.split()), *self.session.files]
+
     def sources(self) -> list[context.Source]:
         """Everything the model should see besides the conversation, read fresh now."""
-        out = [context.file_source(Path(p), self.session.display(p)) for p in self.session.files]
+        out = [context.file_source(Path(p), self.session.display(p)) for p in self.file_paths()]
         out += [context.tab_source(name, text) for name, text in tab_tails(self.settings.tab_lines)]
         out.append(context.workspace_source(Path.cwd(), Path(self.session.project)))
         if self.stdin_text:

@@ -2,7 +2,8 @@
 
     system   cb's instructions + the edit tools' instructions (tools.INSTRUCTIONS)
              then the context sections, each only when present:
-             open files (numbered lines, version hash) · agentshell tab tails · cwd + git summary · piped stdin
+             open files (the project's AGENTS.md / CONVENTIONS.md first; numbered lines, version hash) ·
+             agentshell tab tails · cwd + git summary · piped stdin
     then     the conversation so far, and the new user message.
 
 Budgets: the prompt may use the server's context length minus the room reserved for the answer (max_tokens,
