@@ -83,11 +83,7 @@ class Chat:
                 base_url = info.base_url
             else:
                 base_url = s.base_url
-            api_key = s.api_key
-            if self.local and s.source.get("api_key") == f"env {KEYS['api_key'].fallback_env}":
-                api_key = ""  # an OpenAI key is not the local server's: it is never sent there
-            api_key = api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
-            backend = Backend(base_url, api_key, s.model, s.timeout)
+            backend = Backend(base_url, api_key(s, self.local), s.model, s.timeout)
             try:
                 if info is not None:
                     self._learn_local(backend, info)
@@ -225,6 +221,14 @@ class Chat:
             return built.correction
         over = exc.n_prompt_tokens - built.prompt_tokens if exc.n_prompt_tokens else built.prompt_tokens // 4
         return built.correction + max(over, 0) + built.context_length // 50
+
+
+def api_key(settings: Settings, local: bool) -> str:
+    """The key to send: the configured one; for the local server ULM_API_KEY when none is, and never the
+    OPENAI_API_KEY fallback (a key for another service)."""
+    if local and settings.source.get("api_key") == f"env {KEYS['api_key'].fallback_env}":
+        return os.environ.get("ULM_API_KEY", "")
+    return settings.api_key or (os.environ.get("ULM_API_KEY", "") if local else "")
 
 
 def _safe(name: str) -> str:
