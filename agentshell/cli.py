@@ -17,6 +17,7 @@ import typer
 
 from agentshell import protocol as p
 from agentshell.output import JSON, emit, one_line_errors
+from cb import package_version
 
 app = typer.Typer(
     name="agentshell",
@@ -36,6 +37,18 @@ app = typer.Typer(
 )
 
 TAB = typer.Argument(..., help="Tab id or name.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentshell {package_version() or '(not installed: no package metadata)'}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", help="Print agentshell's version and exit.",
+                                      is_eager=True, callback=_print_version)) -> None:
+    """Keep the app a command group, whatever number of commands it has."""
 
 
 def _client() -> Any:

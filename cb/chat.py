@@ -20,7 +20,7 @@ from typing import Any
 
 from cb import context, paths, server
 from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done
-from cb.config import Settings
+from cb.config import KEYS, Settings
 from cb.render import Out
 from cb.session import Session
 
@@ -87,8 +87,7 @@ class Chat:
                 base_url = info.base_url
             else:
                 base_url = s.base_url
-            api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
-            backend = Backend(base_url, api_key, s.model, s.timeout)
+            backend = Backend(base_url, api_key(s, self.local), s.model, s.timeout)
             try:
                 if info is not None:
                     self._learn_local(backend, info)
@@ -134,9 +133,13 @@ class Chat:
 
     # --- context -----------------------------------------------------------------------------------------
 
+    def file_paths(self) -> list[str]:
+        """The files the model sees: the project's instruction files (AGENTS.md, …) first, then the open ones."""
+        return [*self.session.instruction_files(self.settings.instruction_files.split()), *self.session.files]
+
     def sources(self) -> list[context.Source]:
         """Everything the model should see besides the conversation, read fresh now."""
-        out = [context.file_source(Path(p), self.session.display(p)) for p in self.session.files]
+        out = [context.file_source(Path(p), self.session.display(p)) for p in self.file_paths()]
         out += [context.tab_source(name, text) for name, text in tab_tails(self.settings.tab_lines)]
         out.append(context.workspace_source(Path.cwd(), Path(self.session.project)))
         if self.stdin_text:
@@ -225,6 +228,14 @@ class Chat:
             return built.correction
         over = exc.n_prompt_tokens - built.prompt_tokens if exc.n_prompt_tokens else built.prompt_tokens // 4
         return built.correction + max(over, 0) + built.context_length // 50
+
+
+def api_key(settings: Settings, local: bool) -> str:
+    """The key to send: the configured one; for the local server ULM_API_KEY when none is, and never the
+    OPENAI_API_KEY fallback (a key for another service)."""
+    if local and settings.source.get("api_key") == f"env {KEYS['api_key'].fallback_env}":
+        return os.environ.get("ULM_API_KEY", "")
+    return settings.api_key or (os.environ.get("ULM_API_KEY", "") if local else "")
 
 
 def _safe(name: str) -> str:

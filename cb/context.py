@@ -2,7 +2,8 @@
 
     system   cb's instructions + the edit tools' instructions (tools.INSTRUCTIONS)
              then the context sections, each only when present:
-             open files (numbered lines, version hash) · agentshell tab tails · cwd + git summary · piped stdin
+             open files (the project's AGENTS.md / CONVENTIONS.md first; numbered lines, version hash) ·
+             agentshell tab tails · cwd + git summary · piped stdin
     then     the conversation so far, and the new user message.
 
 Budgets: the prompt may use the server's context length minus the room reserved for the answer (max_tokens,
@@ -260,12 +261,14 @@ def assemble(*, question: str, history: list[dict[str, str]], sources: list[Sour
     report: list[tuple[str, int]] = []
     for kind, group in by_kind.items():
         left = grants.get(kind, 0)
+        used_by: dict[int, int] = {}
+        # smallest first, each taking at most an even split of what is left: a source needing less passes the
+        # rest on, so only sources bigger than their share are cut (the prompt keeps the group's order)
+        for n, i in enumerate(sorted(range(len(group)), key=lambda i: counter(group[i].text()))):
+            used_by[i] = _fit(group[i], max(left // (len(group) - n) - 2, 0), counter) + 2
+            left -= used_by[i]
         for i, s in enumerate(group):
-            # later sources of a kind get what earlier ones left over, split evenly among those remaining
-            share = left // (len(group) - i)
-            used = _fit(s, max(share - 2, 0), counter) + 2
-            left -= used
-            report.append((s.label, used))
+            report.append((s.label, used_by[i]))
             if s.cut_lines:
                 cuts.append(f"{s.cut_lines} {'earlier ' if s.keep == 'tail' else ''}lines of {s.label} not shown")
     kept: list[dict[str, str]] = []

@@ -1,11 +1,14 @@
 """The `ulm` command line: the root Typer app. Each command lives in its own module under
 `ulm/commands/` and is registered below; command modules import torch only inside the command body,
-so `ulm --help` stays fast."""
+so `ulm --help` stays fast. `ulm --version` reads the versions from package metadata (torch is not imported)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from cb import package_version
 from ulm.commands import bench, bench_serve, chat, generate, info, models, serve
 
 app = typer.Typer(
@@ -24,8 +27,19 @@ app.command("serve")(serve.serve)
 app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        torch = package_version("torch")
+        typer.echo(f"ulm {package_version() or '(not installed: no package metadata)'} "
+                   f"({f'torch {torch}' if torch else 'torch not installed'})")
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    show_version: Annotated[bool, typer.Option("--version", help="Print the versions of ulm and torch and exit.",
+                                               is_eager=True, callback=_print_version)] = False,
+) -> None:
     """Keep the app a command group, whatever number of commands it has."""
 
 

@@ -26,6 +26,9 @@ def ask(
                                           "usage.")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Leave the session's conversation out of the "
                                         "prompt (open files still count).")] = False,
+    system: common.SystemOpt = None,
+    session_ref: common.SessionOpt = None,
+    resume: common.ContinueOpt = False,
     model: common.ModelOpt = None,
     base_url: common.BaseUrlOpt = None,
     api_key: common.ApiKeyOpt = None,
@@ -42,7 +45,7 @@ def ask(
     from cb.render import Out
 
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
-                               max_tokens=max_tokens)
+                               max_tokens=max_tokens, system_prompt=system)
     text = " ".join(question or []).strip()
     piped = None if sys.stdin.isatty() else sys.stdin.read()
     if not text:
@@ -50,7 +53,7 @@ def ask(
             common.fail("no question given: cb \"question\", or pipe text into cb", exits.EXIT_USAGE)
         text, piped = piped.strip(), None
     out = Out(code_theme=settings.code_theme)
-    session = common.current_session(settings)
+    session = common.current_session(settings, session_ref, resume)
     with Chat(settings, session, out, stdin_text=piped) as chat:
         try:
             turn = chat.ask(text, history=[] if fresh else None, show=not as_json)

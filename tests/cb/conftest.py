@@ -21,6 +21,13 @@ from tests.cb.scripted_server import ScriptedServer
 from tests.support.processes import stop_process
 
 
+@pytest.fixture(autouse=True)
+def no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cb reads OPENAI_API_KEY / OPENAI_BASE_URL as fallbacks: the developer's own must not reach a test."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture
 def scripted() -> Iterator[ScriptedServer]:
     with ScriptedServer() as server:

@@ -139,11 +139,12 @@ def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_st
     monkeypatch.setenv("CB_MODEL", str(tiny_model_2k))
     monkeypatch.setenv("CB_MAX_TOKENS", "8")
     runner = CliRunner()
+    assert runner.invoke(app, ["models", "alias", "tiny", str(tiny_model_2k)]).exit_code == 0
     try:
-        started = runner.invoke(app, ["server", "start"])
+        started = runner.invoke(app, ["server", "start", "-m", "tiny"])  # the alias names ulm serve's --model
         assert started.exit_code == 0, started.output
         info = server.read_info()
-        assert info is not None and f"pid {info.pid}" in started.stdout
+        assert info is not None and f"pid {info.pid}" in started.stdout and info.model == str(tiny_model_2k)
         again = runner.invoke(app, ["server", "start"])
         assert again.exit_code == 0 and f"pid {info.pid}" in again.stdout
         answer = runner.invoke(app, ["hi"])  # no base_url: the managed server answers

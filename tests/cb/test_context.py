@@ -103,6 +103,20 @@ def test_small_sources_pass_their_share_to_big_ones(tmp_path: Path) -> None:
     assert int(cut.split()[0]) < 200
 
 
+def test_files_that_fit_together_are_not_cut_whatever_their_order(tmp_path: Path) -> None:
+    big, small = tmp_path / "big.md", tmp_path / "small.py"
+    big.write_text("".join(f"rule {i} of the project\n" for i in range(30)))
+    small.write_text("x = 1\n")
+    sources = [context.file_source(big, "big.md"), context.file_source(small, "small.py")]
+    built = context.assemble(question="Q", history=[], sources=sources, count=words, context_length=100_000,
+                             max_tokens=100)
+    assert built.cuts == [] and [label for label, _ in built.sources] == ["big.md", "small.py", "conversation"]
+    tight = context.assemble(question="Q", history=[], sources=sources, count=words, context_length=180,
+                             max_tokens=40)
+    (cut,) = tight.cuts  # too little room for both: the big one is cut, the small one stays whole
+    assert cut.endswith("lines of big.md not shown") and "1| x = 1" in tight.messages[0]["content"]
+
+
 def test_a_question_too_long_for_the_context_is_a_clear_error() -> None:
     with pytest.raises(context.ContextError, match=r"need \d+ tokens, but only"):
         context.assemble(question="w " * 5000, history=[], sources=[], count=words, context_length=2048,
