@@ -11,22 +11,24 @@
  * Q4_K/Q5_K sub-blocks of 32 weights share a (sc, m); Q6_K sub-blocks of 16 an sc.
  *
  * The tile layout: 32 output rows at a time ("a tile"), each GGUF block column of the 32 rows stored as one
- * tile block of 32 × block-bytes bytes, i.e. exactly the file's size. A tile block holds, in order:
- *   d [32] f16 (row order), then for Q4_K/Q5_K dmin [32] f16 and the scale bytes as 12 planes of 32 (plane
- *   b, byte r = row r's scales[b], unpacked in registers for 32 rows at once); Q6_K: scales as 16 planes
- *   of 32 int8 (one per sub-block of 16);
- *   the low 4 bits of every value as "nibble quads": per quad of k (k = 4c .. 4c + 3), 64 bytes whose byte
- *   4j + t holds row j's value at k = 4c + t in its low nibble and row 16 + j's in its high nibble: one
- *   64-byte load and two masks give two registers of 16 rows × 4 consecutive k, what vpdpbusd sums (the
- *   int4 kernel's layout, ulm_int4.c);
+ * tile block of 32 × block-bytes bytes, i.e. exactly the file's size. The values are stored as
+ *   "nibble quads": their low 4 bits per quad of k (k = 4c .. 4c + 3) in 64 bytes whose byte 4j + t holds
+ *   row j's value at k = 4c + t in its low nibble and row 16 + j's in its high nibble: one 64-byte load and
+ *   two masks give two registers of 16 rows × 4 consecutive k, what vpdpbusd sums (the int4 kernel's
+ *   layout, ulm_int4.c);
  *   Q5_K/Q5_0 fifth bits: per quad, two 64-bit masks (rows 0-15, rows 16-31), bit 4j + t for row j (or
  *   16 + j) at k = 4c + t: AVX-512 byte masks that add 16 to the nibbles;
  *   Q6_K high 2 bits: per pair of quads (2p, 2p + 1), 64 bytes whose byte 4j + t holds, from bit 0 up, the
  *   2-bit fields of (row j, quad 2p), (row 16 + j, quad 2p), (row j, quad 2p + 1), (row 16 + j, quad 2p + 1)
  *   at k offset t: shifts and one masked or each put them at bits 4-5 of the nibbles;
  *   Q8_0 values as bytes q + 128 (unsigned, as vpdpbusd multiplies), per quad and half 64 bytes, byte
- *   4j + t = row 16·half + j at k = 4c + t.
- * Byte offsets within a tile block are the KQ_* constants below. Rows past N are zero (d = 0: they add 0).
+ *   4j + t = row 16·half + j at k = 4c + t;
+ * the scales as planes of 32 bytes, byte r for row r: d [32] f16 first; Q4_K/Q5_K dmin [32] f16 and the 12
+ * packed scale bytes (plane b = every row's scales[b], unpacked in registers for 32 rows at once); Q6_K the
+ * int8 scales of each sub-block of 16, just before its values. Each tile block reads front to back as one
+ * stream (measured: Q6_K streamed at 11.5 GB/s a thread with its 2-bit fields and nibbles in two planes
+ * 2 KB apart, at the int4 kernel's ~25 GB/s interleaved).
+ * Byte offsets within a tile block are in ulm_kquant_layout.h. Rows past N are zero (d = 0: they add 0).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -140,40 +142,40 @@ static void tile_block(int64_t type, const uint8_t *const *rows, uint8_t *dst, u
             memcpy(dst + KQ_DMIN + 2 * r, b + 2, 2);
             for (int p = 0; p < 12; p++) dst[KQ_SCALES + 32 * p + r] = b[4 + p];
         } else if (type == ULM_Q6_K) {
-            for (int u = 0; u < 16; u++) dst[Q6K_SCALES + 32 * u + r] = b[192 + u];
+            for (int u = 0; u < 16; u++) dst[q6k_scales(u) + r] = b[192 + u];
         }
     }
     const int64_t quads = size / 4;
-    uint8_t *nibbles = dst + (type == ULM_Q4_K ? Q4K_QS : type == ULM_Q5_K ? Q5K_QS : type == ULM_Q6_K ? Q6K_QL
-                              : type == ULM_Q5_0 ? Q50_QS : Q80_Q);
     for (int64_t c = 0; c < quads; c++)
         for (int j = 0; j < 16; j++)
             for (int t = 0; t < 4; t++) {
                 const int64_t k = 4 * c + t;
-                if (type == ULM_Q8_0) {
-                    nibbles[(2 * c) * 64 + 4 * j + t] = lo[j][k];
-                    nibbles[(2 * c + 1) * 64 + 4 * j + t] = lo[16 + j][k];
-                } else {
-                    nibbles[c * 64 + 4 * j + t] = (uint8_t)(lo[j][k] | lo[16 + j][k] << 4);
+                const uint8_t nibbles = (uint8_t)(lo[j][k] | lo[16 + j][k] << 4);
+                switch (type) {
+                case ULM_Q4_K: case ULM_Q5_K: dst[kq_quad(type == ULM_Q5_K, c) + 4 * j + t] = nibbles; break;
+                case ULM_Q6_K: dst[q6k_pair(c / 2) + 64 * (1 + c % 2) + 4 * j + t] = nibbles; break;
+                case ULM_Q5_0: dst[Q50_QS + 64 * c + 4 * j + t] = nibbles; break;
+                default:
+                    dst[Q80_Q + 128 * c + 4 * j + t] = lo[j][k];
+                    dst[Q80_Q + 128 * c + 64 + 4 * j + t] = lo[16 + j][k];
                 }
             }
     if (type == ULM_Q5_K || type == ULM_Q5_0) {
-        uint8_t *bits = dst + (type == ULM_Q5_K ? Q5K_QH : Q50_QH);
         for (int64_t c = 0; c < quads; c++)
             for (int half = 0; half < 2; half++) {
                 uint64_t mask = 0;
                 for (int j = 0; j < 16; j++)
                     for (int t = 0; t < 4; t++) mask |= (uint64_t)hi[16 * half + j][4 * c + t] << (4 * j + t);
-                for (int i = 0; i < 8; i++) bits[(2 * c + half) * 8 + i] = (uint8_t)(mask >> (8 * i));
+                uint8_t *at = dst + (type == ULM_Q5_K ? kq_mask(c, half) : Q50_QH + 16 * c + 8 * half);
+                for (int i = 0; i < 8; i++) at[i] = (uint8_t)(mask >> (8 * i));
             }
     } else if (type == ULM_Q6_K) {
-        uint8_t *pairs = dst + Q6K_QH;
         for (int64_t p = 0; p < quads / 2; p++)
             for (int j = 0; j < 16; j++)
                 for (int t = 0; t < 4; t++) {
                     const int64_t k = 8 * p + t;
-                    pairs[p * 64 + 4 * j + t] = (uint8_t)(hi[j][k] | hi[16 + j][k] << 2 | hi[j][k + 4] << 4
-                                                          | hi[16 + j][k + 4] << 6);
+                    dst[q6k_pair(p) + 4 * j + t] = (uint8_t)(hi[j][k] | hi[16 + j][k] << 2 | hi[j][k + 4] << 4
+                                                             | hi[16 + j][k + 4] << 6);
                 }
     }
 }

@@ -117,7 +117,7 @@ INLINE void tile_q4k(const int R, const int five, const acts *a, int64_t m0, con
     const __m512i sixteen = _mm512_set1_epi8(16);
     for (int r = 0; r < R; r++) tot[r][0] = tot[r][1] = _mm512_setzero_ps();
     for (int64_t s = 0; s < K / 256; s++) {
-        const uint8_t *b = tile + s * step, *qs = b + (five ? Q5K_QS : Q4K_QS), *qh = b + Q5K_QH;
+        const uint8_t *b = tile + s * step;
         const __m512 d[2] = {half16(b + KQ_D), half16(b + KQ_D + 32)};
         const __m512 dmin[2] = {half16(b + KQ_DMIN), half16(b + KQ_DMIN + 32)};
         __m256i sc[8], mn[8];
@@ -127,11 +127,11 @@ INLINE void tile_q4k(const int R, const int five, const acts *a, int64_t m0, con
             for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
             for (int c = 0; c < 8; c++) {
                 const int quad = 8 * j + c;
-                const __m512i v = _mm512_loadu_si512(qs + quad * 64);
+                const __m512i v = _mm512_loadu_si512(b + kq_quad(five, quad));
                 __m512i lo = low_nibbles(v), hi = high_nibbles(v);
                 if (five) {
-                    lo = _mm512_mask_add_epi8(lo, mask_at(qh + quad * 16), lo, sixteen);
-                    hi = _mm512_mask_add_epi8(hi, mask_at(qh + quad * 16 + 8), hi, sixteen);
+                    lo = _mm512_mask_add_epi8(lo, mask_at(b + kq_mask(quad, 0)), lo, sixteen);
+                    hi = _mm512_mask_add_epi8(hi, mask_at(b + kq_mask(quad, 1)), hi, sixteen);
                 }
                 for (int r = 0; r < R; r++) {
                     const __m512i x = quad_of(a->q + (m0 + r) * K + s * 256 + 4 * quad);
@@ -155,9 +155,10 @@ INLINE void tile_q4k(const int R, const int five, const acts *a, int64_t m0, con
     }
 }
 
-/* Q6_K: the 2-bit fields of a quad pair (w) over the nibbles of its two quads (v0, v1) → the four value
+/* Q6_K: a pair of quads (its 2-bit fields w, then the nibbles v0, v1 of its two quads) → the four value
  * registers [quad][half] (ternlog 0xEA: (a & b) | c). */
-INLINE void q6_values(__m512i w, __m512i v0, __m512i v1, __m512i q[2][2]) {
+INLINE void q6_pair(const uint8_t *pair, __m512i q[2][2]) {
+    const __m512i w = _mm512_loadu_si512(pair), v0 = _mm512_loadu_si512(pair + 64), v1 = _mm512_loadu_si512(pair + 128);
     const __m512i top = _mm512_set1_epi8(0x30);
     q[0][0] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(w, 4), top, low_nibbles(v0), 0xEA);
     q[0][1] = _mm512_ternarylogic_epi32(_mm512_slli_epi16(w, 2), top, high_nibbles(v0), 0xEA);
@@ -179,8 +180,7 @@ INLINE void tile_q6k(const int R, const acts *a, int64_t m0, const uint8_t *tile
                 for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
                 for (int p = 2 * u; p < 2 * u + 2; p++) {
                     __m512i q[2][2];
-                    q6_values(_mm512_loadu_si512(b + Q6K_QH + p * 64), _mm512_loadu_si512(b + Q6K_QL + 2 * p * 64),
-                              _mm512_loadu_si512(b + Q6K_QL + (2 * p + 1) * 64), q);
+                    q6_pair(b + q6k_pair(p), q);
                     for (int r = 0; r < R; r++) {
                         const int8_t *xq = a->q + (m0 + r) * K + s * 256 + 8 * p;
                         const __m512i x0 = quad_of(xq), x1 = quad_of(xq + 4);
@@ -188,8 +188,8 @@ INLINE void tile_q6k(const int R, const acts *a, int64_t m0, const uint8_t *tile
                         acc[r][1] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r][1], q[0][1], x0), q[1][1], x1);
                     }
                 }
-                const __m512i sc[2] = {_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + Q6K_SCALES + 32 * u))),
-                                       _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + Q6K_SCALES + 32 * u + 16)))};
+                const __m512i sc[2] = {_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + q6k_scales(u)))),
+                                       _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + q6k_scales(u) + 16)))};
                 for (int r = 0; r < R; r++) {
                     const __m512i off = _mm512_set1_epi32(32 * a->s16[(m0 + r) * 2 * G + s * 16 + u]);
                     for (int h = 0; h < 2; h++)
@@ -392,15 +392,15 @@ static void unpack_tile(const ulm_kq_linear *L, const ulm_kq_part *part, int64_t
     if (part->type == ULM_Q4_K || part->type == ULM_Q5_K) {
         const int five = part->type == ULM_Q5_K;
         for (int64_t s = 0; s < K / 256; s++) {
-            const uint8_t *b = tile + s * (five ? Q5K_BLOCK : Q4K_BLOCK), *qs = b + (five ? Q5K_QS : Q4K_QS);
+            const uint8_t *b = tile + s * (five ? Q5K_BLOCK : Q4K_BLOCK);
             __m512 scale[8][2], offset[8][2];
             q4k_affine(b, scale, offset);
             for (int j = 0; j < 8; j++) {
                 for (int quad = 8 * j; quad < 8 * j + 8; quad++) {
-                    const __m512i v = _mm512_loadu_si512(qs + quad * 64);
+                    const __m512i v = _mm512_loadu_si512(b + kq_quad(five, quad));
                     __m512i u[2] = {low_nibbles(v), high_nibbles(v)};
                     for (int h = 0; h < 2; h++) {
-                        if (five) u[h] = _mm512_mask_add_epi8(u[h], mask_at(b + Q5K_QH + quad * 16 + 8 * h), u[h], sixteen);
+                        if (five) u[h] = _mm512_mask_add_epi8(u[h], mask_at(b + kq_mask(quad, h)), u[h], sixteen);
                         unpack_quad(u[h], scale[j][h], offset[j][h], out, N, s * 256 + 4 * quad, n + 16 * h, keep[h]);
                     }
                 }
@@ -411,12 +411,11 @@ static void unpack_tile(const ulm_kq_linear *L, const ulm_kq_part *part, int64_t
             const uint8_t *b = tile + s * Q6K_BLOCK;
             for (int p = 0; p < 32; p++) {
                 __m512i q[2][2];
-                q6_values(_mm512_loadu_si512(b + Q6K_QH + p * 64), _mm512_loadu_si512(b + Q6K_QL + 2 * p * 64),
-                          _mm512_loadu_si512(b + Q6K_QL + (2 * p + 1) * 64), q);
+                q6_pair(b + q6k_pair(p), q);
                 const int u = p / 2; /* the sub-block of 16 this pair of quads is in */
                 for (int h = 0; h < 2; h++) {
                     const __m512 scale = _mm512_mul_ps(
-                        i8_ps(_mm_loadu_si128((const __m128i *)(b + Q6K_SCALES + 32 * u + 16 * h))), half16(b + KQ_D + 32 * h));
+                        i8_ps(_mm_loadu_si128((const __m128i *)(b + q6k_scales(u) + 16 * h))), half16(b + KQ_D + 32 * h));
                     const __m512 offset = _mm512_mul_ps(scale, _mm512_set1_ps(-32.0f));
                     for (int i = 0; i < 2; i++)
                         unpack_quad(q[i][h], scale, offset, out, N, s * 256 + 4 * (2 * p + i), n + 16 * h, keep[h]);

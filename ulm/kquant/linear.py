@@ -159,7 +159,7 @@ class KQuantLinear(nn.Module):
         if self.layout == "rows":
             y = self._reference(x2)
         elif x2.shape[0] >= DENSE_MIN_ROWS:
-            y = self._dense(x2)
+            y = self.dense_matmul(x2)
         else:
             y = self.matmul(x2, self.out_dtype)
         return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
@@ -193,8 +193,9 @@ class KQuantLinear(nn.Module):
         step = max(TILE, DENSE_CHUNK_BYTES // bytes_per_column // TILE * TILE)
         return [(lo, min(lo + step, self.out_features)) for lo in range(0, self.out_features, step)]
 
-    def _dense(self, x: Tensor) -> Tensor:
-        """Many rows: bf16 GEMMs over column chunks of the unpacked weight."""
+    def dense_matmul(self, x: Tensor) -> Tensor:
+        """x [M, K] → x @ Wᵀ + b [M, N] bf16 (tiles layout): bf16 GEMMs over column chunks of the unpacked weight,
+        the path for many rows."""
         xb = x.to(torch.bfloat16)
         y = torch.empty(x.shape[0], self.out_features, dtype=torch.bfloat16)
         for lo, hi in self._chunks(2 * self.in_features):

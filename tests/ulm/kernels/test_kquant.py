@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support.kquant_blocks import TYPES, random_blocks
 from ulm.kernels import native
 from ulm.kquant import FORMATS, KQuantLinear, dequantize, kernels_available
+from ulm.kquant.samples import TYPES, random_blocks
 
 vnni = pytest.mark.skipif(not kernels_available(), reason="no native kernels for AVX-512 VNNI here: torch runs")
 

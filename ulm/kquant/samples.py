@@ -1,4 +1,4 @@
-"""Seeded random GGUF block tensors of the types ulm.kquant runs, for its kernel and module tests.
+"""Seeded random GGUF block tensors of the types ulm.kquant runs, for its tests and its benchmark.
 
 `random_blocks(ggml_type, n, k, seed)` gives a `RawTensor` (the loader's BlockTensor shape: type, (N, K),
 uint8 rows). Q8_0 and Q5_0 are quantised from random floats by the gguf package; the K-quants (which gguf
