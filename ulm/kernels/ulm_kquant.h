@@ -33,6 +33,7 @@ typedef struct {
     int64_t n_parts;
     const ulm_kq_part *parts;
     const float *bias;         /* [N] fp32, or NULL */
+    int64_t precise;           /* 1: activations quantised to int16 (two int8 planes), 0: to int8 */
 } ulm_kq_linear;
 
 /* Portable (any CPU): sizes, the repack, and rows dequantised from the GGUF layout. */

@@ -48,7 +48,7 @@ class _Linear(ctypes.Structure):
     """ulm_kq_linear of ulm_kquant.h."""
 
     _fields_ = [("N", ctypes.c_int64), ("K", ctypes.c_int64), ("n_parts", ctypes.c_int64), ("parts", ctypes.c_void_p),
-                ("bias", ctypes.c_void_p)]
+                ("bias", ctypes.c_void_p), ("precise", ctypes.c_int64)]
 
 
 def kernels_available() -> bool:
@@ -77,11 +77,14 @@ class KQuantLinear(nn.Module):
     as fp32) → [..., N] in `out_dtype`.
 
     spec: (GGML type, rows) per part, in output order; data: uint8, the parts' bytes one after the other
-    in `layout` ("tiles": ceil(rows / 32) tiles each, "rows": the GGUF rows); bias: [N] (kept fp32).
+    in `layout` ("tiles": ceil(rows / 32) tiles each, "rows": the GGUF rows); bias: [N] (kept fp32);
+    precise: the kernel quantises activations to int16 (two int8 planes: twice its dot products, the same
+    bytes read) instead of int8, for linears whose inputs have outlier channels (ulm_kquant_mm.c has the
+    figures: on Qwen2.5-Coder-1.5B, int16 on w_gate_up and w_down lifts top-1 agreement from 96.5% to 98.8%).
     """
 
     def __init__(self, spec: Sequence[tuple[str, int]], in_features: int, data: Tensor, layout: str,
-                 bias: Tensor | None = None, out_dtype: torch.dtype = torch.bfloat16) -> None:
+                 bias: Tensor | None = None, out_dtype: torch.dtype = torch.bfloat16, precise: bool = False) -> None:
         super().__init__()
         if layout not in ("tiles", "rows"):
             raise ValueError(f"unknown layout {layout!r}: expected 'tiles' or 'rows'")
@@ -91,7 +94,7 @@ class KQuantLinear(nn.Module):
         if not self.spec or any(n <= 0 for _, n in self.spec):
             raise ValueError(f"a linear needs parts of at least one row each, not {self.spec}")
         self.in_features, self.out_features = in_features, sum(n for _, n in self.spec)
-        self.layout, self.out_dtype = layout, out_dtype
+        self.layout, self.out_dtype, self.precise = layout, out_dtype, precise
         self._offsets = np.cumsum([0] + [_part_bytes(t, n, in_features, layout) for t, n in self.spec]).tolist()
         if data.dtype != torch.uint8 or data.numel() != self._offsets[-1]:
             raise ValueError(f"{layout} data for {self.spec} × {in_features} is {self._offsets[-1]} bytes of uint8, "
@@ -100,11 +103,11 @@ class KQuantLinear(nn.Module):
             raise ValueError(f"bias of shape {tuple(bias.shape)} for {self.out_features} outputs")
         self.register_buffer("data", data.reshape(-1).contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
-        self._bound: tuple[int, int] | None = None
+        self._bound: tuple[int, int, bool] | None = None
 
     @classmethod
     def from_blocks(cls, parts: Sequence[BlockTensor], bias: Tensor | None = None,
-                    out_dtype: torch.dtype = torch.bfloat16) -> KQuantLinear:
+                    out_dtype: torch.dtype = torch.bfloat16, precise: bool = False) -> KQuantLinear:
         """The linear of GGUF tensors stacked along N (each [N_i, K], the same K), repacked for the native
         kernels where they run."""
         if not parts:
@@ -135,14 +138,14 @@ class KQuantLinear(nn.Module):
                     raise MemoryError(f"no memory to repack a {ggml_type} weight") if rc == -2 else \
                         ValueError(f"cannot repack {ggml_type} {n}×{k}")
             at += size
-        return cls(spec, k, data, layout, bias, out_dtype)
+        return cls(spec, k, data, layout, bias, out_dtype, precise)
 
     @property
     def descriptor(self) -> int:
         """The address of this linear's `ulm_kq_linear` (tiles layout only), rebuilt if its buffers moved."""
         if self.layout != "tiles":
             raise ValueError("only the tiles layout has a native descriptor")
-        key = (self.data.data_ptr(), 0 if self.bias is None else self.bias.data_ptr())
+        key = (self.data.data_ptr(), 0 if self.bias is None else self.bias.data_ptr(), self.precise)
         if self._bound != key:
             parts = (_Part * len(self.spec))()
             n0 = 0
@@ -150,7 +153,7 @@ class KQuantLinear(nn.Module):
                 part.type, part.n0, part.N, part.tiles = FORMATS[ggml_type].ggml_id, n0, n, self.data.data_ptr() + at
                 n0 += n
             self._struct = _Linear(self.out_features, self.in_features, len(parts), ctypes.addressof(parts),
-                                   key[1] or None)
+                                   key[1] or None, int(self.precise))
             self._parts, self._bound = parts, key  # the struct points into parts
         return ctypes.addressof(self._struct)
 
@@ -224,4 +227,4 @@ class KQuantLinear(nn.Module):
     def extra_repr(self) -> str:
         parts = ", ".join(f"{t}×{n}" for t, n in self.spec)
         return (f"in_features={self.in_features}, out_features={self.out_features}, parts=[{parts}], "
-                f"layout={self.layout}")
+                f"layout={self.layout}, precise={self.precise}")
