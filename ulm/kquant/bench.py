@@ -1,7 +1,7 @@
 """Microbenchmark of the block-quant kernels: µs and GB/s per linear, beside µLM's int4 kernel and torch's
 bf16 matmul on the same shapes, in the same run.
 
-    python -m ulm.kquant.bench [--model FILE.gguf] [--rows 1,4] [--threads 2] [--repeats 9] [--prefill]
+    python -m ulm.kquant.bench [--model FILE.gguf] [--rows 1,4] [--threads 2] [--repeats 9] [--precise] [--prefill]
 
 Without --model, the linears of Qwen2.5-Coder-1.5B are built from seeded random blocks of the types its
 Q4_K_M file holds; with --model, from that file's own tensors (every layer's, so that each call reads
@@ -9,8 +9,9 @@ memory the previous one did not, as a decode step does). Each engine cycles over
 weight to exceed the last-level cache, so the figures are those of weights streaming from memory. Within
 a repeat the engines run one after another on the same inputs, so a noisy spell of a shared machine hits
 them alike; each figure is the median over repeats and copies. GB/s counts the weight bytes one call
-reads (int4: 4-bit values and bf16 scale/zero pairs, 5 bits a weight; bf16: 16). `--prefill` adds the
-kernel against the dense path (bf16 unpacking + GEMM) at 16-512 rows, which sets DENSE_MIN_ROWS.
+reads (int4: 4-bit values and bf16 scale/zero pairs, 5 bits a weight; bf16: 16). `--precise` runs the
+kernel with int16 activations; `--prefill` adds the kernel (int8, int16) against the dense path (bf16
+unpacking + GEMM) at 16-512 rows, which sets DENSE_MIN_ROWS.
 """
 
 from __future__ import annotations
@@ -142,21 +143,22 @@ def decode_rows(linears: list[Linear], rows: Sequence[int], repeats: int) -> Non
 
 
 def prefill_rows(linears: list[Linear], repeats: int) -> None:
-    """ms per call at prefill sizes: the kernel (int8 activations) against bf16 unpacking + dense GEMM."""
-    print(f"{'linear':22s} {'rows':>4s} | {'ms kernel':>9s} {'dense':>7s}")
+    """ms per call at prefill sizes: the kernel with int8 and with int16 activations against bf16 unpacking +
+    dense GEMM (the fastest of the repeats: compute-bound work, where the slow ones are the machine's noise)."""
+    print(f"{'linear':22s} {'rows':>4s} | {'ms int8':>7s} {'int16':>7s} {'dense':>7s}")
     for lin in linears:
         if lin.name.startswith("lm_head"):
             continue  # a prefill runs the head on its last token only
         a = lin.copies[0]
+        int8, int16 = a, KQuantLinear(a.spec, a.in_features, a.data, a.layout, precise=True)
         for m in PREFILL_ROWS:
             x = torch.randn(m, a.in_features).bfloat16()
-            kernel: list[float] = []
-            dense: list[float] = []
+            runs: list[list[float]] = [[], [], []]
             for _ in range(repeats):
-                kernel.append(_time(a.matmul, x))
-                dense.append(_time(a.dense_matmul, x))
-            print(f"{lin.name:22s} {m:4d} | {statistics.median(kernel) * 1e3:9.2f} "
-                  f"{statistics.median(dense) * 1e3:7.2f}")
+                runs[0].append(_time(int8.matmul, x))
+                runs[1].append(_time(int16.matmul, x))
+                runs[2].append(_time(a.dense_matmul, x))
+            print(f"{lin.name:22s} {m:4d} | " + " ".join(f"{min(t) * 1e3:7.2f}" for t in runs))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -165,12 +167,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rows", default="1,4", help="rows per call, comma-separated (default 1,4)")
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenMP threads (default 2)")
     parser.add_argument("--repeats", type=int, default=9, help="rounds over every engine (default 9)")
+    parser.add_argument("--precise", action="store_true", help="int16 activations in the decode figures")
     parser.add_argument("--prefill", action="store_true", help="also time the kernel against the dense path")
     args = parser.parse_args(argv)
     if not kernels_available():
         raise SystemExit("the native block-quant kernels are not available here (AVX-512 VNNI and a C compiler)")
     torch.set_num_threads(args.threads)
     linears = model_linears(args.model) if args.model else synthetic_linears()
+    for lin in linears:
+        for copy in lin.copies:
+            copy.precise = args.precise
     decode_rows(linears, [int(r) for r in args.rows.split(",")], args.repeats)
     if args.prefill:
         prefill_rows(linears, args.repeats)

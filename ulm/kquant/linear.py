@@ -6,12 +6,14 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
   `GGUFTensor`). Where the native kernels are built for AVX-512 VNNI, each part is repacked once into the
   kernels' "tile" layout (same values, scales and byte count as the file; `layout == "tiles"`); elsewhere
   the GGUF rows are kept as they are (`layout == "rows"`).
-- forward, few rows (decode steps, chunks below DENSE_MIN_ROWS): the VNNI kernel, int8 activations per
-  group of 32, bias added in the kernel, bf16 or fp32 out. Many rows (long prefills): Wᵀ unpacked to bf16
-  in column chunks of about DENSE_CHUNK_BYTES and multiplied by torch's dense GEMM, so a 151936-row LM
-  head never has its whole bf16 table in memory. With the rows layout (ULM_NATIVE=0, no compiler, no
-  VNNI): the reference dequantisation (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32
-  matmul, slow but right.
+- forward: the VNNI kernel (activations int8 per group of 32, or int16 for a `precise` linear; bias added
+  in the kernel; bf16 or fp32 out) at any number of rows for int8 linears: it beats unpacking to bf16 and
+  torch's dense GEMM up to 512 rows and more (1.2-1.5× at 512, measured on the 1.5B's shapes), and a row's
+  result never depends on the others. Precise linears with DENSE_MIN_ROWS rows or more (long prefills),
+  where the int16 kernel's doubled dot products fall behind, unpack Wᵀ to bf16 in column chunks of about
+  DENSE_CHUNK_BYTES (a 151936-row LM head never has its whole bf16 table in memory) for the dense GEMM.
+  With the rows layout (ULM_NATIVE=0, no compiler, no VNNI): the reference dequantisation
+  (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32 matmul, slow but right.
 - `descriptor` is the address of the C `ulm_kq_linear` (ulm_kquant.h) that runs it, for native code that
   calls `ulm_kq_mm` itself (a fused decode step); it stays valid while the module and its buffers live.
 - `spec` ((type, rows) per part), `in_features` and the `data` buffer are all it needs to be rebuilt
@@ -32,9 +34,10 @@ from ulm.kquant.formats import FORMATS, block_format, dequantize
 from ulm.quant import BlockTensor
 
 TILE = 32  # output rows per tile of the native layout
-# Inputs with at least this many rows unpack the weight to bf16 and run a dense GEMM (see DESIGN in the
-# report: at 1536×1536 / 17920×1536 / 1536×8960 the kernel wins up to ~128 rows, the GEMM from 256).
-DENSE_MIN_ROWS = 192
+# Precise (int16) linears given at least this many rows unpack the weight to bf16 and run a dense GEMM:
+# measured on one thread at the 1.5B's 17920×1536 / 1536×8960 / 1536×1536 shapes, the int16 kernel takes
+# 0.77-0.87× the dense path's time at 64 rows, 0.9-1.2× at 128, 1.1-1.4× at 256 (the int8 kernel 0.6-0.9×).
+DENSE_MIN_ROWS = 128
 DENSE_CHUNK_BYTES = 16 << 20  # bf16 Wᵀ columns unpacked at a time by the dense path
 
 
@@ -161,7 +164,7 @@ class KQuantLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features)  # [M, K]
         if self.layout == "rows":
             y = self._reference(x2)
-        elif x2.shape[0] >= DENSE_MIN_ROWS:
+        elif self.precise and x2.shape[0] >= DENSE_MIN_ROWS:
             y = self.dense_matmul(x2)
         else:
             y = self.matmul(x2, self.out_dtype)
@@ -198,7 +201,7 @@ class KQuantLinear(nn.Module):
 
     def dense_matmul(self, x: Tensor) -> Tensor:
         """x [M, K] → x @ Wᵀ + b [M, N] bf16 (tiles layout): bf16 GEMMs over column chunks of the unpacked weight,
-        the path for many rows."""
+        a precise linear's path for many rows."""
         xb = x.to(torch.bfloat16)
         y = torch.empty(x.shape[0], self.out_features, dtype=torch.bfloat16)
         for lo, hi in self._chunks(2 * self.in_features):
