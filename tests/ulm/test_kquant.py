@@ -16,7 +16,8 @@ import torch
 from gguf import GGMLQuantizationType, quants
 
 from ulm.kernels import native
-from ulm.kquant import FORMATS, KQuantLinear, dequantize, kernels_available, linear
+from ulm.kquant import FORMATS, KQuantLinear, dequantize, huge_pages_buffer, kernels_available, linear
+from ulm.kquant.memory import HUGE_PAGE
 from ulm.kquant.samples import TYPES, RawTensor, random_blocks
 
 vnni = pytest.mark.skipif(not kernels_available(), reason="no native kernels for AVX-512 VNNI here: torch runs")
@@ -115,6 +116,16 @@ def test_forward_keeps_leading_dims_and_casts_to_the_output_dtype() -> None:
     y = lin(x)
     assert y.shape == (2, 3, 96) and y.dtype == torch.float32
     assert torch.equal(y.view(6, 96), lin.matmul(x.view(6, 64).float(), torch.float32))
+
+
+def test_huge_page_buffers_are_aligned_and_outlive_every_other_reference() -> None:
+    big = huge_pages_buffer(3 * HUGE_PAGE + 5)
+    assert big.dtype == torch.uint8 and big.numel() == 3 * HUGE_PAGE + 5 and big.data_ptr() % HUGE_PAGE == 0
+    tail = big[-10:]
+    del big  # the view alone keeps the mapping
+    tail.fill_(7)
+    assert tail.sum().item() == 70
+    assert huge_pages_buffer(100).numel() == 100  # small ones are plain tensors
 
 
 def test_bad_blocks_are_refused_with_one_clear_line() -> None:

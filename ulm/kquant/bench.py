@@ -8,7 +8,8 @@ Q4_K_M file holds; with --model, from that file's own tensors (every layer's, so
 memory the previous one did not, as a decode step does). Each engine cycles over enough copies of a
 weight to exceed the last-level cache, so the figures are those of weights streaming from memory. Within
 a repeat the engines run one after another on the same inputs, so a noisy spell of a shared machine hits
-them alike; each figure is the median over repeats and copies. GB/s counts the weight bytes one call
+them alike; each figure is the median over repeats and copies. Every engine's weights sit in transparent
+huge pages (`ulm.kquant.memory`), as the block-quant ones do in µLM. GB/s counts the weight bytes one call
 reads (int4: 4-bit values and bf16 scale/zero pairs, 5 bits a weight; bf16: 16). `--precise` runs the
 kernel with int16 activations; `--prefill` adds the kernel (int8, int16) against the dense path (bf16
 unpacking + GEMM) at 16-512 rows, which sets DENSE_MIN_ROWS.
@@ -25,8 +26,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from ulm.kquant.linear import KQuantLinear, kernels_available
+from ulm.kquant.memory import huge_pages_buffer
 from ulm.kquant.samples import random_blocks
 from ulm.quant import BlockTensor, Int4Linear, int4_from_float
 
@@ -58,9 +61,15 @@ class Linear:
         return self.copies[0].out_features, self.copies[0].in_features
 
 
+def _huge_copy(t: Tensor) -> Tensor:
+    """t copied into huge pages (every engine's weights sit in them, as the block-quant ones do)."""
+    nbytes = t.numel() * t.element_size()
+    return huge_pages_buffer(nbytes).view(t.dtype).view(t.shape).copy_(t)
+
+
 def _synthetic(name: str, spec: list[tuple[str, int]], k: int, per_step: int, seed: int) -> Linear:
     first = KQuantLinear.from_blocks([random_blocks(t, n, k, seed=seed + i) for i, (t, n) in enumerate(spec)])
-    copies = [first] + [KQuantLinear(first.spec, k, first.data.clone(), first.layout)
+    copies = [first] + [KQuantLinear(first.spec, k, _huge_copy(first.data), first.layout)
                         for _ in range(_copies(first.data.numel()) - 1)]
     return Linear(name, copies, per_step)
 
@@ -99,9 +108,9 @@ def model_linears(path: Path) -> list[Linear]:
 def _int4_copies(n: int, k: int) -> list[Int4Linear]:
     lin = Int4Linear.quantize(int4_from_float(torch.randn(n, k) * 0.02))
     lin.use_native_kernel()
-    out = [lin]
-    for _ in range(_copies(lin.packed.numel() + 2 * lin.scales_zeros.numel()) - 1):
-        other = Int4Linear(lin.packed.clone(), lin.scales_zeros.clone())
+    out = []
+    for _ in range(_copies(lin.packed.numel() + 2 * lin.scales_zeros.numel())):
+        other = Int4Linear(_huge_copy(lin.packed), _huge_copy(lin.scales_zeros))
         other.layout = lin.layout
         out.append(other)
     return out
@@ -121,7 +130,7 @@ def decode_rows(linears: list[Linear], rows: Sequence[int], repeats: int) -> Non
     for lin in linears:
         n, k = lin.shape
         int4 = _int4_copies(n, k)
-        dense = [torch.randn(n, k).bfloat16() for _ in range(_copies(2 * n * k))]
+        dense = [_huge_copy(torch.randn(n, k).bfloat16()) for _ in range(_copies(2 * n * k))]
         sizes = (lin.copies[0].data.numel(), int4[0].packed.numel() + 2 * int4[0].scales_zeros.numel(), 2 * n * k)
         for m in rows:
             x = torch.randn(m, k).bfloat16()

@@ -5,7 +5,8 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
 - `KQuantLinear.from_blocks(parts, bias)` builds one from GGUF tensors (`BlockTensor`s, e.g. the loader's
   `GGUFTensor`). Where the native kernels are built for AVX-512 VNNI, each part is repacked once into the
   kernels' "tile" layout (same values, scales and byte count as the file; `layout == "tiles"`); elsewhere
-  the GGUF rows are kept as they are (`layout == "rows"`).
+  the GGUF rows are kept as they are (`layout == "rows"`). Either way in transparent huge pages
+  (`ulm.kquant.memory`: they nearly double the streaming bandwidth here).
 - forward: the VNNI kernel (activations int8 per group of 32, or int16 for a `precise` linear; bias added
   in the kernel; bf16 or fp32 out) at any number of rows for int8 linears: it beats unpacking to bf16 and
   torch's dense GEMM up to 512 rows and more (1.2-1.5× at 512, measured on the 1.5B's shapes), and a row's
@@ -17,7 +18,8 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
 - `descriptor` is the address of the C `ulm_kq_linear` (ulm_kquant.h) that runs it, for native code that
   calls `ulm_kq_mm` itself (a fused decode step); it stays valid while the module and its buffers live.
 - `spec` ((type, rows) per part), `in_features` and the `data` buffer are all it needs to be rebuilt
-  (`KQuantLinear(spec, in_features, data, layout, bias)`), e.g. from a cache of the repacked tiles.
+  (`KQuantLinear(spec, in_features, data, layout, bias)`), e.g. from a cache of the repacked tiles read
+  into a `huge_pages_buffer` arena of the whole model, each linear's data a view into it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 
 from ulm.kernels.native import library
 from ulm.kquant.formats import FORMATS, block_format, dequantize
+from ulm.kquant.memory import huge_pages_buffer
 from ulm.quant import BlockTensor
 
 TILE = 32  # output rows per tile of the native layout
@@ -126,7 +129,7 @@ class KQuantLinear(nn.Module):
                 raise ValueError(f"{p.ggml_type} blocks of shape {r.shape} do not encode a {n}×{k} weight ({want})")
         spec = [(p.ggml_type, s[0]) for p, s in zip(parts, shapes, strict=True)]
         layout = "tiles" if kernels_available() else "rows"
-        data = torch.empty(sum(_part_bytes(t, n, k, layout) for t, n in spec), dtype=torch.uint8)
+        data = huge_pages_buffer(sum(_part_bytes(t, n, k, layout) for t, n in spec))
         at = 0
         lib = library()
         for (ggml_type, n), r in zip(spec, rows, strict=True):
