@@ -97,17 +97,22 @@ static void block_values(int64_t type, const uint8_t *b, uint8_t *lo, uint8_t *h
     switch (type) {
     case ULM_Q4_K: case ULM_Q5_K: {
         const uint8_t *qs = b + (type == ULM_Q4_K ? 16 : 48), *qh = b + 16;
-        for (int i = 0; i < 256; i++) {
-            lo[i] = (uint8_t)((qs[32 * (i / 64) + i % 32] >> (4 * ((i / 32) & 1))) & 15);
-            hi[i] = type == ULM_Q5_K ? (uint8_t)((qh[i % 32] >> (i / 32)) & 1) : 0;
-        }
+        for (int c = 0; c < 4; c++) /* weight 64c + i: low nibble of qs[32c + i]; 64c + 32 + i: its high one */
+            for (int i = 0; i < 32; i++) {
+                lo[64 * c + i] = qs[32 * c + i] & 15;
+                lo[64 * c + 32 + i] = qs[32 * c + i] >> 4;
+            }
+        for (int j = 0; j < 8; j++) /* weight 32j + i: bit j of qh[i] */
+            for (int i = 0; i < 32; i++) hi[32 * j + i] = type == ULM_Q5_K ? (uint8_t)((qh[i] >> j) & 1) : 0;
         break;
     }
     case ULM_Q6_K:
-        for (int i = 0; i < 256; i++) {
-            const int half = i / 128, j = i % 128;
-            lo[i] = (uint8_t)((b[64 * half + j % 64] >> (4 * (j / 64))) & 15);
-            hi[i] = (uint8_t)((b[128 + 32 * half + j % 32] >> (2 * (j / 32))) & 3);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = b + 64 * half, *qh = b + 128 + 32 * half;
+            uint8_t *l = lo + 128 * half, *h = hi + 128 * half;
+            for (int i = 0; i < 64; i++) l[i] = ql[i] & 15, l[64 + i] = ql[i] >> 4;
+            for (int f = 0; f < 4; f++)
+                for (int i = 0; i < 32; i++) h[32 * f + i] = (uint8_t)((qh[i] >> (2 * f)) & 3);
         }
         break;
     case ULM_Q8_0:
@@ -146,20 +151,18 @@ static void tile_block(int64_t type, const uint8_t *const *rows, uint8_t *dst, u
         }
     }
     const int64_t quads = size / 4;
-    for (int64_t c = 0; c < quads; c++)
+    for (int64_t c = 0; c < quads; c++) {
+        if (type == ULM_Q8_0) {
+            uint8_t *q = dst + Q80_Q + 128 * c;
+            for (int j = 0; j < 16; j++)
+                for (int t = 0; t < 4; t++) q[4 * j + t] = lo[j][4 * c + t], q[64 + 4 * j + t] = lo[16 + j][4 * c + t];
+            continue;
+        }
+        uint8_t *q = dst + (type == ULM_Q6_K ? q6k_pair(c / 2) + 64 * (1 + c % 2)
+                            : type == ULM_Q5_0 ? Q50_QS + 64 * c : kq_quad(type == ULM_Q5_K, c));
         for (int j = 0; j < 16; j++)
-            for (int t = 0; t < 4; t++) {
-                const int64_t k = 4 * c + t;
-                const uint8_t nibbles = (uint8_t)(lo[j][k] | lo[16 + j][k] << 4);
-                switch (type) {
-                case ULM_Q4_K: case ULM_Q5_K: dst[kq_quad(type == ULM_Q5_K, c) + 4 * j + t] = nibbles; break;
-                case ULM_Q6_K: dst[q6k_pair(c / 2) + 64 * (1 + c % 2) + 4 * j + t] = nibbles; break;
-                case ULM_Q5_0: dst[Q50_QS + 64 * c + 4 * j + t] = nibbles; break;
-                default:
-                    dst[Q80_Q + 128 * c + 4 * j + t] = lo[j][k];
-                    dst[Q80_Q + 128 * c + 64 + 4 * j + t] = lo[16 + j][k];
-                }
-            }
+            for (int t = 0; t < 4; t++) q[4 * j + t] = (uint8_t)(lo[j][4 * c + t] | lo[16 + j][4 * c + t] << 4);
+    }
     if (type == ULM_Q5_K || type == ULM_Q5_0) {
         for (int64_t c = 0; c < quads; c++)
             for (int half = 0; half < 2; half++) {
