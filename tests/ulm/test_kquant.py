@@ -16,7 +16,15 @@ import torch
 from gguf import GGMLQuantizationType, quants
 
 from ulm.kernels import native
-from ulm.kquant import FORMATS, KQuantLinear, dequantize, huge_pages_buffer, kernels_available, linear
+from ulm.kquant import (
+    FORMATS,
+    KQuantEmbedding,
+    KQuantLinear,
+    dequantize,
+    huge_pages_buffer,
+    kernels_available,
+    linear,
+)
 from ulm.kquant.memory import HUGE_PAGE
 from ulm.kquant.samples import TYPES, RawTensor, random_blocks
 
@@ -116,6 +124,27 @@ def test_forward_keeps_leading_dims_and_casts_to_the_output_dtype() -> None:
     y = lin(x)
     assert y.shape == (2, 3, 96) and y.dtype == torch.float32
     assert torch.equal(y.view(6, 96), lin.matmul(x.view(6, 64).float(), torch.float32))
+
+
+@pytest.mark.parametrize("native_on", [True, False], ids=["native", "torch"])
+@pytest.mark.parametrize("ggml_type", ["Q4_K", "Q5_0", "Q6_K"])
+def test_an_embedding_looks_up_its_rows_dequantised_from_the_blocks(ggml_type: str, native_on: bool,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    if not native_on:
+        monkeypatch.setenv("ULM_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        raw = random_blocks(ggml_type, 50, 512, seed=18)
+        emb = KQuantEmbedding.from_blocks(raw)
+        assert np.shares_memory(emb.rows.numpy(), raw.blocks)  # the table is not copied
+        ids = torch.tensor([[0, 49, 7], [7, 3, 0]])
+        got = emb(ids)
+        assert got.shape == (2, 3, 512) and got.dtype == torch.float32
+        assert torch.equal(got, dequantize(ggml_type, raw.blocks, 512)[ids])
+        with pytest.raises(IndexError, match=r"0\.\.49"):
+            emb(torch.tensor([50]))
+    finally:
+        native.library.cache_clear()
 
 
 def test_huge_page_buffers_are_aligned_and_outlive_every_other_reference() -> None:
