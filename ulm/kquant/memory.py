@@ -20,13 +20,15 @@ HUGE_PAGE = 2 << 20
 
 def huge_pages_buffer(nbytes: int) -> Tensor:
     """An uninitialised uint8 tensor [nbytes] backed by transparent huge pages where the OS has them (the
-    tensor keeps its mapping alive)."""
+    tensor keeps its mapping alive). Only its whole 2 MiB pages are advised, so a buffer's tail never
+    holds a mostly unused huge page (the resident size stays nbytes, rounded to 4 KiB): one buffer for
+    many tensors (an arena of the whole model) wastes least."""
     advise = getattr(mmap, "MADV_HUGEPAGE", None)
     private = getattr(mmap, "MAP_PRIVATE", None)
     if nbytes < HUGE_PAGE or advise is None or private is None:
         return torch.empty(nbytes, dtype=torch.uint8)
     region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=private | mmap.MAP_ANONYMOUS)  # private: not shmem
-    region.madvise(advise)
     whole = torch.frombuffer(region, dtype=torch.uint8)  # holds a reference to the mapping
     start = -whole.data_ptr() % HUGE_PAGE
+    region.madvise(advise, start, nbytes // HUGE_PAGE * HUGE_PAGE)
     return whole[start:start + nbytes]
