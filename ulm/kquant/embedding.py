@@ -29,12 +29,11 @@ class KQuantEmbedding(nn.Module):
 
     @classmethod
     def from_blocks(cls, raw: BlockTensor) -> KQuantEmbedding:
-        """The embedding of a GGUF tensor [V, D], sharing its rows' memory where they are contiguous uint8."""
+        """The embedding of a GGUF tensor [V, D], its rows copied: holding a view would keep the whole file
+        mapped, and every page a load touched resident, after the load."""
         v, d = (int(s) for s in raw.shape)
-        rows = np.asarray(raw.blocks)
-        if rows.dtype != np.uint8 or not rows.flags.c_contiguous:
-            rows = np.ascontiguousarray(rows, dtype=np.uint8)
-        return cls(raw.ggml_type, torch.from_numpy(rows).view(v, -1), d)
+        rows = np.ascontiguousarray(raw.blocks, dtype=np.uint8)
+        return cls(raw.ggml_type, torch.from_numpy(rows).view(v, -1).clone(), d)
 
     def forward(self, ids: Tensor) -> Tensor:
         flat = ids.reshape(-1).long().contiguous()  # [n]
