@@ -19,7 +19,8 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
   calls `ulm_kq_mm` itself (a fused decode step); it stays valid while the module and its buffers live.
 - `spec` ((type, rows) per part), `in_features` and the `data` buffer are all it needs to be rebuilt
   (`KQuantLinear(spec, in_features, data, layout, bias)`), e.g. from a cache of the repacked tiles read
-  into a `huge_pages_buffer` arena of the whole model, each linear's data a view into it.
+  into a `huge_pages_buffer` arena of the whole model, each linear's data a view into it (keyed by
+  LAYOUT_VERSION).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from ulm.kquant.memory import huge_pages_buffer
 from ulm.quant import BlockTensor
 
 TILE = 32  # output rows per tile of the native layout
+# The tile layout's version (ulm/kernels/ulm_kquant.c, ulm_kquant_layout.h): part of any cache key of repacked
+# tiles, raised with every change to the layout.
+LAYOUT_VERSION = 1
 # Precise (int16) linears given at least this many rows unpack the weight to bf16 and run a dense GEMM:
 # measured on one thread at the 1.5B's 17920×1536 / 1536×8960 / 1536×1536 shapes, the int16 kernel takes
 # 0.77-0.87× the dense path's time at 64 rows, 0.9-1.2× at 128, 1.1-1.4× at 256 (the int8 kernel 0.6-0.9×).
