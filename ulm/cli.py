@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import bench, bench_serve, chat, generate, info, models, serve
+from ulm.commands import bench, bench_serve, chat, data, generate, info, models, serve, train
 
 app = typer.Typer(
     name="ulm",
-    help="µLM: cb's own small-language-model engine. Run, inspect, serve and benchmark local models.",
+    help="µLM: cb's own small-language-model engine. Run, inspect, serve, benchmark, train and convert local models.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -22,6 +22,8 @@ app.command("info")(info.info)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
 app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
 
 
 @app.callback()
