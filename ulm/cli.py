@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import bench, bench_serve, chat, data, generate, info, models, serve, train
+from ulm.commands import bench, bench_serve, chat, convert, data, generate, info, models, serve, train
 
 app = typer.Typer(
     name="ulm",
@@ -24,6 +24,7 @@ app.command("serve")(serve.serve)
 app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
+app.add_typer(convert.app, name="convert")
 
 
 @app.callback()

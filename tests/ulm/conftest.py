@@ -1,5 +1,5 @@
-"""Fixtures shared by µLM's pipeline tests (data, train, convert): a small real corpus (standard-library source)
-and a small tokenizer learned from it, so a tiny model trains in seconds."""
+"""Fixtures shared by µLM's pipeline tests (data, train, convert): a small real corpus (standard-library source),
+a small tokenizer learned from it (so a tiny model trains in seconds), and the dataset built from both."""
 
 from __future__ import annotations
 
@@ -34,3 +34,13 @@ def small_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, stdlib_corpus:
 
     texts = [p.read_text(encoding="utf-8") for p in sorted(stdlib_corpus.rglob("*.py"))]
     return save_small_bpe(tmp_path_factory.mktemp("small_tokenizer"), texts)
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, stdlib_corpus: Path, small_tokenizer_dir: Path) -> Path:
+    """The corpus built with the 512-token tokenizer, a fifth of the documents held out."""
+    from ulm.data.build import BuildOptions, build_dataset
+
+    out = tmp_path_factory.mktemp("datasets") / "stdlib"
+    build_dataset([str(stdlib_corpus)], out, BuildOptions(tokenizer=str(small_tokenizer_dir), val_fraction=0.2))
+    return out

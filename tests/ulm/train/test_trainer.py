@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.ulm.train.conftest import tiny_run
+from tests.ulm.train.runs import tiny_run
 from ulm.config import ConfigError
 from ulm.data.errors import DataError
 from ulm.train.logs import read_metrics
