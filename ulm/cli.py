@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-from ulm.commands import bench, bench_serve, chat, convert, data, generate, info, models, serve, train
+from ulm.commands import bench, bench_serve, bench_train, chat, convert, data, generate, info, models, serve, train
 
 app = typer.Typer(
     name="ulm",
@@ -21,7 +21,9 @@ app.command("chat")(chat.chat)
 app.command("info")(info.info)
 app.command("models")(models.models)
 app.command("serve")(serve.serve)
-app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
+bench_app = bench_serve.bench_group(bench.bench)  # `ulm bench` and `ulm bench serve`
+bench_app.command("train")(bench_train.bench_train)
+app.add_typer(bench_app, name="bench")
 app.add_typer(data.app, name="data")
 app.command("train")(train.train)
 app.add_typer(convert.app, name="convert")

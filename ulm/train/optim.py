@@ -18,7 +18,7 @@ from torch import nn
 
 from ulm.train.config import TrainConfig
 
-NO_DECAY_NAMES = ("embed.weight",)
+NO_DECAY_NAMES = ("embed.weight", "embed_tokens.weight")  # µLM's and HF's token embedding
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

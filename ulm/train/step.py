@@ -45,6 +45,8 @@ def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextMana
 def to_device(batch: MicroBatch, device: torch.device) -> MicroBatch:
     """A micro-batch on `device` (pinned and copied asynchronously to a GPU)."""
     ids, targets = batch
+    if ids.device == device:
+        return ids, targets
     if device.type == "cuda":
         return ids.pin_memory().to(device, non_blocking=True), targets.pin_memory().to(device, non_blocking=True)
     return ids, targets
