@@ -122,7 +122,7 @@ class _Run:
     run: RunConfig
     model: Any
     optimizer: torch.optim.Optimizer
-    inner: torch.nn.Module  # LossModule, compiled or not
+    inner: torch.nn.Module  # LossModule, compiled or not: what validation runs (eager on CPU, see _build)
     module: torch.nn.Module  # `inner`, DDP-wrapped under torchrun
     bf16: bool
     step: int = 0
@@ -205,14 +205,15 @@ def _build(spec: RunSpec, d: Dist) -> _Run:
     train.grad_accum(d.world)  # the global batch must split over the ranks
     bf16 = train.dtype == "bf16" or (train.dtype == "auto" and d.device.type == "cuda")
     optimizer = build_optimizer(model, train, d.device)
-    inner: torch.nn.Module = LossModule(model)
-    if train.compile if train.compile is not None else d.device.type == "cuda":
-        inner = torch.compile(inner)
-    module = inner
+    eager: torch.nn.Module = LossModule(model)
+    module = torch.compile(eager) if (train.compile if train.compile is not None else d.device.type == "cuda") \
+        else eager
+    # Validation runs without grad, where a CPU model takes µLM's native kernels, which compiled graphs break on.
+    inner = module if d.device.type == "cuda" else eager
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        module = DistributedDataParallel(inner, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+        module = DistributedDataParallel(module, device_ids=[d.device.index] if d.device.type == "cuda" else None,
                                          broadcast_buffers=False)
     state = _Run(spec, d, dataset, run, model, optimizer, inner, module, bf16, notes=notes)
     if restored is not None:
