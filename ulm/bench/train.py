@@ -45,7 +45,8 @@ def hf_model(config: ModelConfig, canonical: dict[str, torch.Tensor], device: to
     """transformers' model of `config` holding the canonical weights (fp32, train mode, SDPA attention)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ulm.convert.hf_config import hf_config_dict, hf_name
+    from ulm.convert.hf_config import hf_config_dict
+    from ulm.convert.names import hf_name
 
     data = hf_config_dict(config)
     hf_config = AutoConfig.for_model(data.pop("model_type"), **data)

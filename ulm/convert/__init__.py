@@ -3,7 +3,8 @@
 Module layout (one job each):
 
     errors.py      ConvertError: a model that cannot take the asked-for form; the message says why
-    hf_config.py   ModelConfig → an HF config.json dict (Llama, Mistral or Qwen2 form) and HF tensor names
+    names.py       canonical tensor names → HF's and llama.cpp's (the loaders' tables, inverted)
+    hf_config.py   ModelConfig → an HF config.json dict (Llama, Mistral or Qwen2 form)
     modeldir.py    a µLM model directory: config.json (HF form + the exact µLM config under "ulm_config"),
                    model.safetensors under the canonical names, the tokenizer's files; what `ulm train`
                    writes, `ulm convert gqa` makes and `ulm.load` reads (through ulm/loading/hf.py)

@@ -26,23 +26,13 @@ import torch
 from ulm.config import ModelConfig, RopeScaling
 from ulm.convert.errors import ConvertError
 from ulm.convert.hf_config import unsupported_by_hf
+from ulm.convert.names import gguf_name
 from ulm.convert.source import Source
 from ulm.layers.rope import inv_freq_and_scale
-from ulm.loading.gguf import _GLOBAL_NAMES, _LAYER_NAMES, ROPE_FREQS  # the one table of GGUF ↔ canonical names
+from ulm.loading.gguf import ROPE_FREQS
 
 FTYPES = ("f32", "f16", "bf16")
-_TO_GGUF_LAYER = {v: k for k, v in _LAYER_NAMES.items()}
-_TO_GGUF_GLOBAL = {v: k for k, v in _GLOBAL_NAMES.items()}
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED = 1, 3, 4, 5
-
-
-def gguf_name(canonical: str) -> str:
-    """llama.cpp's tensor name of a canonical name: layers.3.attn.wq.weight → blk.3.attn_q.weight."""
-    stem, _, kind = canonical.rpartition(".")
-    if stem in _TO_GGUF_GLOBAL:
-        return f"{_TO_GGUF_GLOBAL[stem]}.{kind}"
-    _, index, rest = stem.split(".", 2)
-    return f"blk.{index}.{_TO_GGUF_LAYER[rest]}.{kind}"
 
 
 def permute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -126,6 +116,14 @@ def pre_tokenizer_name(tokenizer_dir: Path) -> str:
     return "default"
 
 
+def _write_ids(w: Any, bos: int | None, eos: int | None, unk: int | None = None, pad: int | None = None) -> None:
+    """The special token ids that are set."""
+    for setter, token_id in ((w.add_bos_token_id, bos), (w.add_eos_token_id, eos), (w.add_unk_token_id, unk),
+                             (w.add_pad_token_id, pad)):
+        if token_id is not None:
+            setter(int(token_id))
+
+
 def _write_tokenizer(w: Any, src: Source) -> None:
     from transformers import AutoTokenizer
 
@@ -137,10 +135,7 @@ def _write_tokenizer(w: Any, src: Source) -> None:
     w.add_token_list(tokens)
     w.add_token_types(types)
     w.add_token_merges(merges)
-    for setter, token_id in ((w.add_bos_token_id, tok.bos_token_id), (w.add_eos_token_id, tok.eos_token_id),
-                             (w.add_unk_token_id, tok.unk_token_id), (w.add_pad_token_id, tok.pad_token_id)):
-        if token_id is not None:
-            setter(int(token_id))
+    _write_ids(w, tok.bos_token_id, tok.eos_token_id, tok.unk_token_id, tok.pad_token_id)
     w.add_add_bos_token(bool(getattr(tok, "add_bos_token", False)))
     if getattr(tok, "chat_template", None):
         w.add_chat_template(tok.chat_template)
@@ -197,10 +192,7 @@ def export_gguf(src: Source, out: Path, ftype: str = "f32", with_tokenizer: bool
     if with_tokenizer:
         _write_tokenizer(w, src)
     else:
-        for setter, token_id in ((w.add_bos_token_id, config.bos_token_id),
-                                 (w.add_eos_token_id, config.eos_token_ids[0] if config.eos_token_ids else None)):
-            if token_id is not None:
-                setter(int(token_id))
+        _write_ids(w, config.bos_token_id, config.eos_token_ids[0] if config.eos_token_ids else None)
     for name, tensor in src.state.items():
         if name == "lm_head.weight" and config.tie_embeddings:
             continue

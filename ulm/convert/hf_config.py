@@ -7,8 +7,6 @@
   (ntk ↔ dynamic, whose max_position_embeddings HF gives before the extension). With strict, a config HF
   cannot express (LayerNorm, a GELU MLP, explicit rope frequency divisors) is a ConvertError; without, the
   closest form is written (a µLM model directory adds the exact config beside it).
-- `hf_name(canonical)`: `layers.3.attn.wq.weight` → `model.layers.3.self_attn.q_proj.weight`; the inverse
-  of ulm/loading/hf.py's table.
 """
 
 from __future__ import annotations
@@ -17,20 +15,8 @@ from typing import Any
 
 from ulm.config import ModelConfig, RopeScaling
 from ulm.convert.errors import ConvertError
-from ulm.loading.hf import _GLOBAL_NAMES, _LAYER_NAMES  # the one table of HF ↔ canonical names
 
-_TO_HF_LAYER = {v: k for k, v in _LAYER_NAMES.items()}
-_TO_HF_GLOBAL = {v: k for k, v in _GLOBAL_NAMES.items()}
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-
-
-def hf_name(canonical: str) -> str:
-    """The HF tensor name of a canonical state-dict name."""
-    stem, _, kind = canonical.rpartition(".")
-    if stem in _TO_HF_GLOBAL:
-        return f"{_TO_HF_GLOBAL[stem]}.{kind}"
-    _, index, rest = stem.split(".", 2)
-    return f"model.layers.{index}.{_TO_HF_LAYER[rest]}.{kind}"
 
 
 def model_type(config: ModelConfig) -> str:

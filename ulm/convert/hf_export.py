@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from ulm.convert.errors import ConvertError
-from ulm.convert.hf_config import hf_config_dict, hf_name
+from ulm.convert.hf_config import hf_config_dict
 from ulm.convert.modeldir import copy_tokenizer, save_weights
+from ulm.convert.names import hf_name
 from ulm.convert.source import Source
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
