@@ -5,9 +5,9 @@
 2. The model: the checkpoint's weights (resume), another model's (`init`: `ulm train --init DIR`), or a
    seeded initialisation; a dataset vocabulary larger than the config's widens it (to a multiple of 64),
    and the dataset's BOS/EOS ids fill a config that has none.
-3. AdamW (optim.py); LossModule (step.py), torch.compile'd when asked (the default on GPU), DDP-wrapped
-   under torchrun (gradients all-reduced once per step, no buffer broadcasts: the rotary tables are the
-   same everywhere).
+3. AdamW (optim.py); LossModule (step.py), DDP-wrapped under torchrun (gradients all-reduced once per step,
+   no buffer broadcasts: the rotary tables are the same everywhere), then torch.compile'd when asked (the
+   default on GPU).
 4. Each step: this rank's micro-batches (batches.py), `optimizer_step`; every log_every steps the global
    loss, gradient norm, tokens/s and MFU (flops.py) go to the logs (logs.py), every eval_every steps the
    validation loss, every save_every steps a checkpoint (checkpoint.py).
@@ -122,8 +122,8 @@ class _Run:
     run: RunConfig
     model: Any
     optimizer: torch.optim.Optimizer
-    inner: torch.nn.Module  # LossModule, compiled or not: what validation runs (eager on CPU, see _build)
-    module: torch.nn.Module  # `inner`, DDP-wrapped under torchrun
+    inner: torch.nn.Module  # what validation runs: `module` on a GPU, the eager LossModule on CPU (see _build)
+    module: torch.nn.Module  # LossModule, DDP-wrapped under torchrun, then compiled when asked
     bf16: bool
     step: int = 0
     sequences: int = 0
@@ -206,15 +206,18 @@ def _build(spec: RunSpec, d: Dist) -> _Run:
     bf16 = train.dtype == "bf16" or (train.dtype == "auto" and d.device.type == "cuda")
     optimizer = build_optimizer(model, train, d.device)
     eager: torch.nn.Module = LossModule(model)
-    module = torch.compile(eager) if (train.compile if train.compile is not None else d.device.type == "cuda") \
-        else eager
-    # Validation runs without grad, where a CPU model takes µLM's native kernels, which compiled graphs break on.
-    inner = module if d.device.type == "cuda" else eager
+    module = eager
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
-        module = DistributedDataParallel(module, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+        module = DistributedDataParallel(eager, device_ids=[d.device.index] if d.device.type == "cuda" else None,
                                          broadcast_buffers=False)
+    if train.compile if train.compile is not None else d.device.type == "cuda":
+        # Compiling DDP (not DDP around a compiled module) lets DDP's optimizer split the graph at its gradient
+        # buckets, so the all-reduce of one bucket overlaps the backward of the next.
+        module = torch.compile(module)
+    # Validation runs without grad, where a CPU model takes µLM's native kernels, which compiled graphs break on.
+    inner = module if d.device.type == "cuda" else eager
     state = _Run(spec, d, dataset, run, model, optimizer, inner, module, bf16, notes=notes)
     if restored is not None:
         optimizer.load_state_dict(restored.optimizer)
