@@ -11,11 +11,12 @@ autocast when asked). So the engines differ only in the model's own code:
     hf           transformers' model, eager (its SDPA attention)
     hf-compile   transformers' model, torch.compile'd
 
-Each engine runs `warmup` untimed steps (compilation happens in the first, whose time is reported), then
-`steps` timed ones, the device synchronised after each; the figures are medians over the timed steps:
-tokens/s = batch · seq_len / step time; MFU as ulm/train/flops.py defines it (6·N + attention FLOPs per token
-against the device's peak). The first step's loss of every engine is reported too: equal weights and batch
-give equal losses, which shows they train the same model.
+With `rounds` > 1 every round runs each engine once, so a noisy spell of a shared machine hits them alike; each
+engine's row is its median round. Each engine runs `warmup` untimed steps (compilation happens in the first,
+whose time is reported), then `steps` timed ones, the device synchronised after each; the figures are
+medians over the timed steps: tokens/s = batch · seq_len / step time; MFU as ulm/train/flops.py defines it
+(6·N + attention FLOPs per token against the device's peak). The first step's loss of every engine is
+reported too: equal weights and batch give equal losses, which shows they train the same model.
 
     python -m ulm bench train                                   # CPU: tiny preset, fp32, small batch
     python -m ulm bench train --preset smollm2-135m --seq-len 1024 --batch 16 --dtype bf16   # a GPU
@@ -114,7 +115,8 @@ def _sync(device: torch.device) -> None:
 
 
 def run_train_bench(preset_name: str, seq_len: int, batch: int, steps: int, warmup: int, engines: Sequence[str],
-                    device_name: str = "auto", dtype: str = "auto", echo: Any = None) -> dict[str, Any]:
+                    device_name: str = "auto", dtype: str = "auto", rounds: int = 1,
+                    echo: Any = None) -> dict[str, Any]:
     """Every engine's figures (see the module docstring), with the run's settings."""
     from ulm.train.distributed import pick_device
 
@@ -127,11 +129,16 @@ def run_train_bench(preset_name: str, seq_len: int, batch: int, steps: int, warm
     ids = torch.randint(0, config.vocab_size, (batch, seq_len + 1), generator=torch.Generator().manual_seed(0))
     fpt = flops_per_token(config, seq_len)
     peak, peak_source = peak_flops(device, bf16)
+    runs: dict[str, list[dict[str, Any]]] = {engine: [] for engine in engines}
+    for round_ in range(rounds):
+        for engine in engines:
+            if echo is not None:
+                echo(f"round {round_ + 1}/{rounds}, {engine}: {warmup} warm-up + {steps} timed steps ...")
+            runs[engine].append(bench_engine(engine, config, ids.to(device), device, bf16, steps, warmup))
     rows = []
-    for engine in engines:
-        if echo is not None:
-            echo(f"{engine}: {warmup} warm-up + {steps} timed steps ...")
-        row = bench_engine(engine, config, ids.to(device), device, bf16, steps, warmup)
+    for results in runs.values():
+        row = dict(sorted(results, key=lambda r: r["tokens_per_s"])[len(results) // 2])  # the median round
+        row["rounds_tokens_per_s"] = [r["tokens_per_s"] for r in results]
         row["mfu"] = mfu(row["tokens_per_s"], fpt, peak)
         rows.append(row)
     base = next((r for r in rows if r["engine"] == BASELINE), None)
@@ -139,17 +146,23 @@ def run_train_bench(preset_name: str, seq_len: int, batch: int, steps: int, warm
         row["vs_hf"] = row["tokens_per_s"] / base["tokens_per_s"] if base else None
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return {"preset": preset_name, "params": config.n_params(), "seq_len": seq_len, "batch": batch, "steps": steps,
-            "warmup": warmup, "device": name, "bf16": bf16, "flops_per_token": fpt, "peak_flops": peak,
-            "peak_source": peak_source, "torch": torch.__version__, "results": rows}
+            "warmup": warmup, "rounds": rounds, "device": name, "bf16": bf16, "flops_per_token": fpt,
+            "peak_flops": peak, "peak_source": peak_source, "torch": torch.__version__, "results": rows}
+
+
+def _flops(per_s: float) -> str:
+    return f"{per_s / 1e12:.1f} TFLOP/s" if per_s >= 1e12 else f"{per_s / 1e9:.0f} GFLOP/s"
 
 
 def render(report: dict[str, Any]) -> str:
     """The results as a text table."""
     head = (f"ulm bench train: {report['preset']} ({report['params'] / 1e6:.1f} M params), batch {report['batch']} × "
             f"seq {report['seq_len']}, {'bf16 autocast' if report['bf16'] else 'fp32'}, {report['device']}, torch "
-            f"{report['torch']}\nMFU against {report['peak_flops'] / 1e12:.1f} TFLOP/s ({report['peak_source']}); "
+            f"{report['torch']}\nMFU against {_flops(report['peak_flops'])} ({report['peak_source']}); "
             f"{report['flops_per_token'] / 1e6:.1f} MFLOP per token; medians of {report['steps']} steps after "
             f"{report['warmup']} warm-up")
+    if report["rounds"] > 1:
+        head += f"; each engine's median of {report['rounds']} interleaved rounds"
     cols = ("engine", "tokens/s", "MFU", "step ms", "vs hf", "first loss", "1st step s", "peak GiB")
     lines = [head, "", "  ".join(f"{c:>11}" for c in cols)]
     for r in report["results"]:

@@ -18,6 +18,8 @@ def bench_train(
                                "(default: 2 CPU, 8 GPU)."),
     engines: str = typer.Option(None, "--engines", "-e", help="Comma-separated: ulm (compiled), ulm-eager, hf "
                                 "(eager), hf-compile (default: ulm-eager,hf on CPU; ulm,hf,hf-compile on a GPU)."),
+    rounds: int = typer.Option(1, "--rounds", "-r", min=1, help="Rounds over the engines (each runs once per "
+                               "round); each engine's median round is reported."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", "--dtype", help="auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
@@ -47,5 +49,5 @@ def bench_train(
     with user_errors():
         report = run_train_bench(preset_name or ("smollm2-135m" if gpu else "tiny"), seq_len or (1024 if gpu else 256),
                                  batch or (16 if gpu else 8), steps or (20 if gpu else 5), warmup or (8 if gpu else 2),
-                                 names, device, dtype, echo=lambda msg: typer.echo(msg, err=True))
+                                 names, device, dtype, rounds, echo=lambda msg: typer.echo(msg, err=True))
     typer.echo(json.dumps(report, indent=2) if as_json else render(report))
