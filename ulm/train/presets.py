@@ -3,7 +3,7 @@
 | preset        | shape                                       | params | meant for                              |
 |---------------|---------------------------------------------|--------|----------------------------------------|
 | tiny          | 2 layers, dim 64, 4/2 heads (ulm/config.py)  | 3.2 M  | tests and CPU smoke runs (seconds)     |
-| small         | 6 layers, dim 256, 8/4 heads                 | 16 M   | CPU runs that learn something (minutes)|
+| small         | 6 layers, dim 256, 8/4 heads                 | 17 M   | CPU runs that learn something (minutes)|
 | smollm2-135m  | SmolLM2-135M: 30 layers, dim 576, 9/3 heads  | 135 M  | one GPU; bf16, sequence 1024           |
 | smollm2-360m  | SmolLM2-360M: 32 layers, dim 960, 15/5 heads | 362 M  | one or more GPUs                       |
 
