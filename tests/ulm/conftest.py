@@ -30,7 +30,7 @@ def stdlib_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory, stdlib_corpus: Path) -> Path:
     """A 512-token byte-level BPE (ChatML template) learned from the corpus."""
-    from tests.support.tokenizers import save_small_bpe
+    from tests.support.small_tokenizer import save_small_bpe
 
     texts = [p.read_text(encoding="utf-8") for p in sorted(stdlib_corpus.rglob("*.py"))]
     return save_small_bpe(tmp_path_factory.mktemp("small_tokenizer"), texts)
