@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 
 from cb import package_version
-from ulm.commands import bench, bench_serve, chat, generate, info, models, serve
+from ulm.commands import bench, bench_serve, bench_train, chat, convert, data, generate, info, models, serve, train
 
 app = typer.Typer(
     name="ulm",
-    help="µLM: cb's own small-language-model engine. Run, inspect, serve and benchmark local models.",
+    help="µLM: cb's own small-language-model engine. Run, inspect, serve, benchmark, train and convert local models.",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -24,7 +24,12 @@ app.command("chat")(chat.chat)
 app.command("info")(info.info)
 app.add_typer(models.group, name="models")
 app.command("serve")(serve.serve)
-app.add_typer(bench_serve.bench_group(bench.bench), name="bench")  # `ulm bench` and `ulm bench serve`
+bench_app = bench_serve.bench_group(bench.bench)  # `ulm bench` and `ulm bench serve`
+bench_app.command("train")(bench_train.bench_train)
+app.add_typer(bench_app, name="bench")
+app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.add_typer(convert.app, name="convert")
 
 
 def _print_version(value: bool) -> None:
