@@ -25,7 +25,10 @@ Module layout (each module owns one job; arrows are imports):
     api.py           load(ref, device, dtype, quant) → Model (.config .tokenizer .logits .generate .stream)
     engine/          the server's worker: slots, bounded queue, batched decode, cancellation
     server/          FastAPI app: OpenAI-compatible endpoints, SSE, errors, metrics
-    bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`
+    bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`, `ulm bench train`
+    data/            `ulm data`: sources → de-duplicated, split token shards + manifest; the reader training uses
+    train/           `ulm train`: run configs and presets, AdamW + schedules, the step, checkpoints, logs, DDP
+    convert/         `ulm convert`: µLM model directories, HF and GGUF export, MHA → GQA
     commands/        one module per `ulm` command, registered in cli.py
 
 The contract between them:

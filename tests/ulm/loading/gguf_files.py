@@ -1,8 +1,8 @@
 """Write small GGUF files for loader tests, the way llama.cpp's converter does (gguf.GGUFWriter).
 
 `write_gguf(path, arch, config_overrides, state, types)` takes a canonical state dict (HF row order),
-permutes llama's Q/K rows into llama.cpp's order, quantises each tensor to the GGML type `types` names
-for it (default F32) and writes the metadata a llama.cpp loader reads.
+permutes llama's Q/K rows into llama.cpp's order (ulm.convert's names and permutation), quantises each tensor
+to the GGML type `types` names for it (default F32) and writes the metadata a llama.cpp loader reads.
 """
 
 from __future__ import annotations
@@ -16,24 +16,8 @@ import numpy as np
 import torch
 
 from ulm.config import ModelConfig
-
-_LAYER = {"attn_norm": "attn_norm", "attn.wq": "attn_q", "attn.wk": "attn_k", "attn.wv": "attn_v",
-          "attn.wo": "attn_output", "mlp_norm": "ffn_norm", "mlp.w_gate": "ffn_gate", "mlp.w_up": "ffn_up",
-          "mlp.w_down": "ffn_down"}
-_GLOBAL = {"embed": "token_embd", "norm": "output_norm", "lm_head": "output"}
-
-
-def gguf_name(canonical: str) -> str:
-    stem, _, kind = canonical.rpartition(".")
-    if stem in _GLOBAL:
-        return f"{_GLOBAL[stem]}.{kind}"
-    _, i, rest = stem.split(".", 2)
-    return f"blk.{i}.{_LAYER[rest]}.{kind}"
-
-
-def permute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's convert_hf_to_gguf `permute`: each head's two halves → interleaved pairs."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+from ulm.convert.gguf_export import permute_rows
+from ulm.convert.names import gguf_name
 
 
 def write_gguf(path: Path, config: ModelConfig, state: dict[str, torch.Tensor], types: dict[str, str] | None = None,
