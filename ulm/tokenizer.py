@@ -4,7 +4,8 @@
   - an HF dir: its own tokenizer files (tokenizer.json, tokenizer_config.json, chat template);
   - a GGUF file: the tokenizer built by transformers from the GGUF's metadata (about 6 s), converted once
     and kept as HF tokenizer files in the file's model cache entry (`ulm.loading.cache`: `tokenizer/`,
-    written atomically; a damaged copy is built again), so later loads take ~0.2 s.
+    written atomically; a damaged copy is built again; `cached_tokenizer_dir(source)` is where), so later
+    loads take ~0.2 s.
 - `encode_prompt(tok, text)` encodes raw text the way the tokenizer's config says (BOS when it adds one).
 - `render_chat(tok, messages)` renders messages with the checkpoint's chat template (text, generation
   prompt added); `encode_chat(tok, messages)` encodes that text *without* adding special tokens again (the
@@ -46,14 +47,22 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:
         return _from_dir(source.path)
     from ulm.loading import cache
 
-    cached = cache.artefact(source, TOKENIZER)
-    if cached is not None and (cached / "tokenizer.json").is_file():
+    cached = cached_tokenizer_dir(source)
+    if cached is not None:
         with contextlib.suppress(ModelLoadError):  # damaged: built again below
             return _from_dir(cached)
     tok = _from_gguf(source.path)
     with contextlib.suppress(OSError):  # the cache is only an optimisation: the tokenizer in memory is still good
         cache.save_artefact(source, TOKENIZER, lambda where: tok.save_pretrained(str(where)))
     return tok
+
+
+def cached_tokenizer_dir(source: ModelSource) -> Path | None:
+    """The tokenizer files kept for a GGUF source (a dir with tokenizer.json), None when there are none yet."""
+    from ulm.loading import cache
+
+    cached = cache.artefact(source, TOKENIZER)
+    return cached if cached is not None and (cached / "tokenizer.json").is_file() else None
 
 
 def _from_dir(path: Path) -> PreTrainedTokenizerFast:

@@ -15,6 +15,7 @@ import gguf
 import numpy as np
 import torch
 
+from tests.support.small_tokenizer import CHATML, SPECIAL
 from ulm.config import ModelConfig
 from ulm.convert.gguf_export import permute_rows
 from ulm.convert.names import gguf_name
@@ -70,15 +71,14 @@ def _byte_chars() -> list[str]:
 
 
 def add_byte_level_tokenizer(w: gguf.GGUFWriter, vocab_size: int = 320) -> None:
-    """A small byte-level BPE tokenizer (special tokens 0-2, the 256 bytes, a few merges, padding to
+    """A small byte-level BPE tokenizer (`SPECIAL` tokens 0-2, the 256 bytes, a few merges, padding to
     `vocab_size`) with a ChatML template, as `write_gguf`'s `extra_kv`: transformers builds it from the
     metadata as it does for llama.cpp's files."""
     merges = ["Ġ t", "h e", "Ġt he", "i n", "e r"]
-    tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *_byte_chars(), *(m.replace(" ", "") for m in merges)]
+    tokens = [*SPECIAL, *_byte_chars(), *(m.replace(" ", "") for m in merges)]
     tokens += [f"<extra_{i}>" for i in range(vocab_size - len(tokens))]
     w.add_tokenizer_model("gpt2")
     w.add_token_list(tokens)
     w.add_token_types([gguf.TokenType.CONTROL] * 3 + [gguf.TokenType.NORMAL] * (len(tokens) - 3))
     w.add_token_merges(merges)
-    w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-                        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    w.add_chat_template(CHATML)
