@@ -9,7 +9,20 @@ from typing import Annotated
 import typer
 
 from cb import package_version
-from ulm.commands import bench, bench_serve, bench_train, chat, convert, data, generate, info, models, serve, train
+from ulm.commands import (
+    bench,
+    bench_serve,
+    bench_train,
+    cache,
+    chat,
+    convert,
+    data,
+    generate,
+    info,
+    models,
+    serve,
+    train,
+)
 
 app = typer.Typer(
     name="ulm",
@@ -24,6 +37,7 @@ app.command("chat")(chat.chat)
 app.command("info")(info.info)
 app.add_typer(models.group, name="models")
 app.command("serve")(serve.serve)
+app.add_typer(cache.app, name="cache")
 bench_app = bench_serve.bench_group(bench.bench)  # `ulm bench` and `ulm bench serve`
 bench_app.command("train")(bench_train.bench_train)
 app.add_typer(bench_app, name="bench")

@@ -39,15 +39,13 @@ def load_source(ref: str) -> Source:
     from ulm.loading import load_checkpoint
     from ulm.model import build_model, to_canonical
     from ulm.registry import resolve
-    from ulm.tokenizer import load_tokenizer, tokenizer_cache_dir
+    from ulm.tokenizer import cached_tokenizer_dir, load_tokenizer
 
     source = resolve(ref)
     config, fused = load_checkpoint(source, torch.float32)
     state = dict(to_canonical(build_model(config, fused, torch.float32)))
     if source.kind == "gguf":
         load_tokenizer(source)  # converts and caches the tokenizer files on first use
-        cached = tokenizer_cache_dir(source.path)
-        return Source(source.name, config, state, cached if (cached / "tokenizer.json").is_file() else None,
-                      _gguf_pre(source.path))
+        return Source(source.name, config, state, cached_tokenizer_dir(source), _gguf_pre(source.path))
     has_tokenizer = (source.path / "tokenizer.json").is_file()
     return Source(source.name, config, state, source.path if has_tokenizer else None)

@@ -15,6 +15,7 @@ import gguf
 import numpy as np
 import torch
 
+from tests.support.small_tokenizer import CHATML, SPECIAL
 from ulm.config import ModelConfig
 from ulm.convert.gguf_export import permute_rows
 from ulm.convert.names import gguf_name
@@ -60,3 +61,24 @@ def write_gguf(path: Path, config: ModelConfig, state: dict[str, torch.Tensor], 
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2's byte → printable character table (what byte-level BPE vocabularies are spelled in)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b if b in printable else next(extra)) for b in range(256)]
+
+
+def add_byte_level_tokenizer(w: gguf.GGUFWriter, vocab_size: int = 320) -> None:
+    """A small byte-level BPE tokenizer (`SPECIAL` tokens 0-2, the 256 bytes, a few merges, padding to
+    `vocab_size`) with a ChatML template, as `write_gguf`'s `extra_kv`: transformers builds it from the
+    metadata as it does for llama.cpp's files."""
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "e r"]
+    tokens = [*SPECIAL, *_byte_chars(), *(m.replace(" ", "") for m in merges)]
+    tokens += [f"<extra_{i}>" for i in range(vocab_size - len(tokens))]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL] * 3 + [gguf.TokenType.NORMAL] * (len(tokens) - 3))
+    w.add_token_merges(merges)
+    w.add_chat_template(CHATML)
