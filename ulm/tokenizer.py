@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:
     if cached is not None:
         with contextlib.suppress(ModelLoadError):  # damaged: built again below
             return _from_dir(cached)
-    tok = _from_gguf(source.path)
+    tok = _from_gguf(source)
     with contextlib.suppress(OSError):  # the cache is only an optimisation: the tokenizer in memory is still good
         cache.save_artefact(source, TOKENIZER, lambda where: tok.save_pretrained(str(where)))
     return tok
@@ -74,13 +75,24 @@ def _from_dir(path: Path) -> PreTrainedTokenizerFast:
         raise ModelLoadError(f"{path}: cannot load the tokenizer: {_first_line(exc)}") from exc
 
 
-def _from_gguf(path: Path) -> PreTrainedTokenizerFast:
+def _from_gguf(source: ModelSource) -> PreTrainedTokenizerFast:
+    """Built by transformers from the GGUF's metadata alone: µLM's reader copies the metadata into a small
+    tensor-less GGUF in a temp dir (a model in pieces has no one file to give transformers, and reading
+    only the metadata spares transformers' slow parse of the whole file), which transformers converts."""
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-    except Exception as exc:  # transformers raises many types for a bad GGUF; all mean "unusable file"
-        raise ModelLoadError(f"{path}: cannot read the tokenizer from the GGUF metadata: {_first_line(exc)}") from exc
+    from ulm.loading.gguf import open_gguf
+    from ulm.loading.gguf_file import write_metadata_only
+
+    where = source.name if source.parts else source.path
+    gf = open_gguf(source)
+    with tempfile.TemporaryDirectory(prefix="ulm-tokenizer-") as tmp:
+        try:
+            write_metadata_only(gf, Path(tmp) / "metadata.gguf")
+            return AutoTokenizer.from_pretrained(tmp, gguf_file="metadata.gguf", local_files_only=True)
+        except Exception as exc:  # transformers raises many types for a bad GGUF; all mean "unusable file"
+            raise ModelLoadError(f"{where}: cannot read the tokenizer from the GGUF metadata: "
+                                 f"{_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

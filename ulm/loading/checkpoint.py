@@ -4,6 +4,10 @@ A GGUF is read (gguf.py), fused (`ulm.model.fuse_state_dict`: q/k/v and gate/up 
 tensors) and kept in its model cache entry as config.json + model.safetensors (`ulm.loading.cache`); later
 loads map that file in milliseconds, and `build_model` uses the mapped tensors without copying. An entry
 that cannot be read back is converted again. HF directories are memory-mapped where they are (hf.py).
+
+A model in pieces (the coder models, 0.5-1.5 B parameters) never gets such an fp32 copy: it would take
+3.4-7 GB of disk for a file of 0.5-1.1 GB. Its exact mode (the reference) dequantises from the mapped
+pieces at each load instead; its fast mode runs the blocks themselves.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def load_checkpoint(source: ModelSource, dtype: torch.dtype | None = torch.float
     built model gives canonical names back). GGUF files go through the model cache unless `use_cache` is
     False."""
     if source.kind == "gguf":
-        config, state = _cached(source) if use_cache else read_gguf(source)
+        config, state = _cached(source) if use_cache and not source.parts else read_gguf(source)
     elif source.kind == "hf":
         config, state = read_hf(source.path)
     else:
