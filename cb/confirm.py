@@ -177,21 +177,35 @@ class Confirmer:
         """Edit the change's proposals as blocks; returns the re-planned change(s) to ask about, or the original."""
         from rich.text import Text
 
-        text = "\n\n".join(render(p) for p in change.proposals) + "\n"
         try:
-            edited = self.editor(text)
+            edited = self.editor(editable(change))
         except OSError as exc:
             self.console.print(Text(f"could not run the editor ({exc}); answer again", style="red"))
             return [change]
-        parsed = parse_proposals(edited)
-        edits = [p for p in parsed.proposals if not isinstance(p, RunProposal)]
-        if parsed.errors or not edits:
-            reason = "; ".join(str(e) for e in parsed.errors) or "no edit blocks left"
-            self.console.print(Text(f"the edited proposal was not used ({visible(reason)}); answer again", style="red"))
+        try:
+            return replan_edited(edited, self.root)
+        except EditRejected as exc:
+            self.console.print(Text(f"{visible(str(exc))}; answer again", style="red"))
             return [change]
-        replanned = plan_batch(edits, self.root)
-        if replanned.errors:
-            self.console.print(Text("the edited proposal was not used: " + visible("; ".join(replanned.errors)),
-                                    style="red"))
-            return [change]
-        return list(replanned.changes)
+
+
+class EditRejected(ValueError):
+    """An edited proposal that cannot be used; the message says why, in one line."""
+
+
+def editable(change: FileChange) -> str:
+    """A change's proposals as the blocks a person edits ($EDITOR in the terminal, a text box in cb web)."""
+    return "\n\n".join(render(p) for p in change.proposals) + "\n"
+
+
+def replan_edited(text: str, root: Path) -> list[FileChange]:
+    """The changes the edited blocks `text` make, checked against the files now; EditRejected when unusable."""
+    parsed = parse_proposals(text)
+    edits = [p for p in parsed.proposals if not isinstance(p, RunProposal)]
+    if parsed.errors or not edits:
+        reason = "; ".join(str(e) for e in parsed.errors) or "no edit blocks left"
+        raise EditRejected(f"the edited proposal was not used ({reason})")
+    replanned = plan_batch(edits, root)
+    if replanned.errors:
+        raise EditRejected("the edited proposal was not used: " + "; ".join(replanned.errors))
+    return list(replanned.changes)

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cb import paths
-from cb.commands.common import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK
+from cb.exits import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK
 from cb.render import Out
 from cb.session import Session
+
+if TYPE_CHECKING:
+    from tools import ApplyResult, Confirm, Proposal
 
 
 @dataclass
@@ -70,7 +74,7 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
                          runs=[describe(p) for p in parsed.proposals if p.kind == "run"])
     if not parsed.proposals and not parsed.errors:
         return result
-    from tools import Journal, accept_unwarned, apply_batch, plan_batch
+    from tools import plan_batch
 
     if interactive is None:
         interactive = _can_ask()
@@ -78,7 +82,6 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
     result.errors = [f"malformed edit at answer {e}" for e in parsed.errors]
     edits = [p for p in parsed.proposals if p.kind != "run"]
     root = Path(session.project)
-    journal = Journal(paths.undo_dir())
     if edits:
         plan = plan_batch(edits, root)
         result.diff = "".join(c.diff for c in plan.changes)
@@ -90,45 +93,53 @@ def handle_edits(answer: str, session: Session, out: Out, *, yes: bool, interact
                     say(f"{c.path}: {c.summary}")
                 for w in plan.warnings:
                     out.info(f"warning: {w}", style="bold yellow")
-        if result.errors:
-            for e in result.errors:
-                out.error(e)
-            result.exit_code = EXIT_EDITS_FAILED
-        elif yes or interactive:
-            terminal = None
-            if yes:
-                confirm: Any = accept_unwarned
-            else:
-                from cb.confirm import Confirmer, open_terminal
-
-                terminal = open_terminal()
-                confirm = Confirmer(out.console, terminal, root)
-            try:
-                applied = apply_batch(edits, root, journal=journal, confirm=confirm)
-            finally:
-                if terminal is not None:
-                    terminal.close()
-            result.applied = applied.status == "applied"
-            result.written = list(applied.written)
-            result.errors += list(applied.errors)
-            say(applied.message())
-            if applied.status in ("refused", "failed"):
-                result.exit_code = EXIT_EDITS_FAILED
-            elif applied.status == "declined":
-                result.exit_code = EXIT_EDITS_PENDING
-                if yes and plan.warnings:
-                    out.info("not applied with --yes because of the warning above; review it with: cb apply "
-                             f"{save_answer(session, answer)}")
-        else:
-            result.saved = str(save_answer(session, answer))
-            say(f"edits not applied (no terminal, no --yes); apply them with: cb apply {result.saved}")
-            result.exit_code = EXIT_EDITS_PENDING
-    elif result.errors:
+    if result.errors:
         for e in result.errors:
             out.error(e)
         result.exit_code = EXIT_EDITS_FAILED
+    elif edits and (yes or interactive):
+        applied, result.exit_code = apply_edits(edits, root, out.console, yes=yes)
+        result.applied = applied.status == "applied"
+        result.written = list(applied.written)
+        result.errors += list(applied.errors)
+        say(applied.message())
+        if applied.status == "declined" and yes and plan.warnings:
+            out.info("not applied with --yes because of the warning above; review it with: cb apply "
+                     f"{save_answer(session, answer)}")
+    elif edits:
+        result.saved = str(save_answer(session, answer))
+        say(f"edits not applied (no terminal, no --yes); apply them with: cb apply {result.saved}")
+        result.exit_code = EXIT_EDITS_PENDING
     _handle_runs(parsed.proposals, out, interactive=interactive and not yes, quiet=quiet)
     return result
+
+
+def apply_edits(edits: Sequence[Proposal], root: Path, console: Any, *, yes: bool,
+                force: bool = False, confirm: Confirm | None = None) -> tuple[ApplyResult, int]:
+    """Apply a batch the one way `cb ask`, `cb apply` and `cb web` do; returns the result and its exit code.
+
+    With `yes`, nothing is asked: every change applies, unless one carries a warning (then nothing does,
+    or, with `force`, everything). With a `confirm` of the caller's (cb web: the choices made on the page),
+    it decides. Otherwise cb.confirm asks on the user's terminal (no terminal: nothing applies). Applied
+    batches go to the undo journal.
+    """
+    from tools import Journal, accept_all, accept_unwarned, apply_batch
+
+    terminal = None
+    if yes:
+        confirm = accept_all if force else accept_unwarned
+    elif confirm is None:
+        from cb.confirm import Confirmer, open_terminal
+
+        terminal = open_terminal()
+        confirm = Confirmer(console, terminal, root)
+    try:
+        result = apply_batch(edits, root, journal=Journal(paths.undo_dir()), confirm=confirm)
+    finally:
+        if terminal is not None:
+            terminal.close()
+    return result, {"applied": EXIT_OK, "nothing": EXIT_OK, "declined": EXIT_EDITS_PENDING}.get(
+        result.status, EXIT_EDITS_FAILED)
 
 
 def _can_ask() -> bool:
@@ -170,18 +181,26 @@ def _handle_runs(proposals: Any, out: Out, *, interactive: bool, quiet: bool) ->
         if (answer or "").strip().lower() not in ("y", "yes"):
             out.info("not run")
             continue
-        from agentshell.client import Client
-        from agentshell.protocol import AgentshellError, NoSuchTab
+        from agentshell.protocol import AgentshellError
 
         try:
-            with Client.connect(timeout=10.0, client_name="cb") as sh:
-                try:
-                    sh.run_command(tab, p.command)
-                except NoSuchTab:
-                    sh.run(p.command, name=tab)
+            send_to_tab(tab, p.command)
             out.info(f"sent to tab {tab}")
         except AgentshellError as exc:
             out.error(str(exc))
+
+
+def send_to_tab(tab: str, command: str) -> None:
+    """Run a confirmed command in agentshell tab `tab`: typed into it, or in a new tab of that name when there
+    is none (the daemon is started if needed). Raises AgentshellError."""
+    from agentshell.client import Client
+    from agentshell.protocol import NoSuchTab
+
+    with Client.connect(timeout=10.0, client_name="cb") as sh:
+        try:
+            sh.run_command(tab, command)
+        except NoSuchTab:
+            sh.run(command, name=tab)
 
 
 def undo_last(session: Session) -> str:

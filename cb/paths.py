@@ -1,8 +1,9 @@
 """Every per-user path cb, ulm and agentshell use, computed in one place.
 
-Stdlib only: this is the one module of `cb` that `ulm` and `agentshell` may import, and it must stay
-cheap to import. Paths follow the XDG base directories; one environment variable, `CB_HOME`, moves
-all of them under a single directory (tests point it at a temp dir):
+Stdlib only: this is the one module of `cb` that `ulm` and `agentshell` may import (besides
+`cb.package_version`, for their --version), and it must stay cheap to import. Paths follow the XDG base
+directories; one environment variable, `CB_HOME`, moves all of them under a single directory (tests point it
+at a temp dir):
 
 | kind    | with CB_HOME        | otherwise                                         |
 |---------|---------------------|---------------------------------------------------|

@@ -3,7 +3,8 @@
 Keys: Enter sends; Alt-Enter (Esc Enter) inserts a newline; Ctrl-X Ctrl-E edits the input in $EDITOR;
 Ctrl-C clears the input, or cancels the answer being generated (the session stays); Ctrl-D quits.
 After each answer one dim line gives tokens in/out, cached tokens, time to first token and tokens/s; the
-right-hand prompt is the context meter (prompt tokens of the last turn against the server's context length).
+right-hand prompt is the context meter (the open files, the project's instruction files such as AGENTS.md by
+name, and the prompt tokens of the last turn against the server's context length).
 """
 
 from __future__ import annotations
@@ -107,12 +108,18 @@ class Repl:
 
         files = len(self.session.files)
         text = f"{files} file{'s' * (files != 1)}"
+        for p in self.instruction_files():
+            text += f" + {self.session.display(p)}"
         last = self.chat.last
         if last and last.context_length:
             used = last.prompt_tokens / last.context_length
             filled = min(8, round(used * 8))
             text += f" · ctx {'▮' * filled}{'▯' * (8 - filled)} {last.prompt_tokens}/{last.context_length}"
         return FormattedText([("fg:ansibrightblack", text)])
+
+    def instruction_files(self) -> list[str]:
+        """The project's instruction files (AGENTS.md, …) that are in the context."""
+        return self.session.instruction_files(self.chat.settings.instruction_files.split())
 
     def run(self) -> None:
         paths.ensure_dir(paths.history_file().parent)
@@ -199,6 +206,8 @@ class Repl:
             self.out.line(f"closed {self.session.display(p)}")
 
     def do_files(self, args: list[str]) -> None:
+        for p in self.instruction_files():
+            self.out.line(f"{self.session.display(p)}  (project instructions)")
         if not self.session.files:
             self.out.line("no open files (/open PATH...)")
         for p in self.session.files:
@@ -269,7 +278,7 @@ class Repl:
             self.out.line(f"model {self.chat.settings.model} ({self.chat.settings.source['model']})")
             return
         self.chat.set_model(args[0])
-        self.out.line(f"model {args[0]} from the next question on")
+        self.out.line(f"model {self.chat.settings.model} from the next question on")
 
     def do_session(self, args: list[str]) -> None:
         project = Path(self.session.project)

@@ -1,15 +1,12 @@
 """The one entry point for printing untrusted text (model output, file content, tab output) to a terminal.
 
-Every character a terminal could interpret is made visible instead of being passed through or silently
-dropped, so a reader can see that something was attempted (RELIABILITY.md §5, T1–T2):
-
-- ESC (0x1b) becomes "␛": an escape sequence (OSC 52 clipboard, OSC 2 title, OSC 8 link, cursor moves,
-  queries, DCS/APC) loses its introducer and shows as inert text, e.g. "␛]52;c;aGk=␇".
-- other C0 controls become their Unicode control pictures ("␇", "␈", …); tab and newline pass; a carriage
-  return passes only as part of "\\r\\n" (which becomes "\\n"), a lone one shows as "␍".
-- DEL becomes "␡"; C1 controls 0x80–0x9f (8-bit CSI/OSC introducers) become "⟨U+009B⟩".
-- Trojan-Source bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) become "⟨U+202E⟩", and so do
-  lone surrogates (a JSON "\\ud800" from a server), which no terminal encoding can print.
+Every character a terminal could interpret (`tools.controls.CONTROLS`) is made visible instead of being
+passed through or silently dropped, so a reader can see that something was attempted (RELIABILITY.md §5,
+T1–T2), with the stand-ins of `tools.controls`' table (shared with the edit preview and the clipboard
+bridge): an escape sequence (OSC 52 clipboard, OSC 2 title, OSC 8 link, cursor moves, queries, DCS/APC)
+loses its introducer and shows as inert text, e.g. "␛]52;c;aGk=␇"; C1 codes, bidi overrides and lone
+surrogates show as "⟨U+009B⟩". Tab and newline pass; a carriage return passes only as part of "\r\n"
+(which becomes "\n"), a lone one shows as "␍".
 
 The mapping works character by character, so it cannot be fooled by splitting a sequence across streamed
 chunks; the only state carried between chunks is a trailing "\\r" (is a "\\n" next?) and, for byte input, an
@@ -22,24 +19,11 @@ from __future__ import annotations
 
 import codecs
 
-_BIDI = {*range(0x202A, 0x202F), *range(0x2066, 0x206A)}
-
-
-def _visible(code: int) -> str:
-    if code == 0x1B:
-        return "␛"
-    if code < 0x20:
-        return chr(0x2400 + code)
-    if code == 0x7F:
-        return "␡"
-    return f"⟨U+{code:04X}⟩"
-
+from tools.controls import CONTROLS, translation
 
 # str.translate table: every code point to neutralise → its visible form (tab and newline are kept; a lone
 # CR becomes "␍"). translate is linear, and on plain ASCII text it runs at C memcpy-like speed.
-_TABLE: dict[int, str] = {c: _visible(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), *_BIDI,
-                                                   *range(0xD800, 0xE000))}
-del _TABLE[0x09], _TABLE[0x0A]
+_TABLE = translation(CONTROLS, keep="\t\n")
 
 
 def sanitize(text: str) -> str:

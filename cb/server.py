@@ -1,10 +1,11 @@
 """The local model server cb manages: `ulm serve` started on first use as a detached background process.
 
-    cb.paths.server_dir()/server.json   {"pid", "port", "model", "base_url", "started", "log"}
+    cb.paths.server_dir()/server.json   {"pid", "port", "model", "base_url", "started", "log", "server_args"}
     cb.paths.server_dir()/server.log    the server's stdout and stderr
     cb.paths.server_dir()/lock          held while starting, so two cb processes never start two servers
 
-`ensure()` reuses a running healthy server (same model), else starts one in its own session (it outlives
+`ensure()` reuses a running healthy server of the same identity (model and server_args), else stops the one
+running (another model, other arguments such as `--mode`) and starts one in its own session (it outlives
 the cb that started it), waits for GET /health with a spinner, and returns its base URL. A server that dies
 or never becomes healthy gives a `ServerError` with one line saying why and where the log is. `stop()`
 sends SIGTERM to the server's process group, then SIGKILL after a grace period.
@@ -45,6 +46,12 @@ class ServerInfo:
     base_url: str
     started: float
     log: str
+    server_args: str | None = None  # None: recorded by a cb that did not keep them (never the same identity)
+
+    def serves(self, model: str, extra_args: str) -> bool:
+        """Whether this server was started for `model` with these `ulm serve` arguments."""
+        return (self.model == model and self.server_args is not None
+                and shlex.split(self.server_args) == shlex.split(extra_args))
 
 
 def info_file() -> Path:
@@ -131,14 +138,11 @@ def ensure(model: str, port: int = 0, extra_args: str = "", timeout: float = 180
     """A healthy local server for `model`: the running one, or a new one (see the module docstring)."""
     with _lock():
         info = read_info()
-        if info and info.model == model and healthy(info.base_url):
-            return info
+        if info and info.serves(model, extra_args):
+            # alive but not healthy yet (another cb is starting it, or it is loading): wait for it
+            return info if healthy(info.base_url) else _wait_healthy(info, timeout, wait)
         if info:
-            if info.model != model:
-                _stop(info)
-            else:
-                # alive but not healthy yet (another cb is starting it, or it is loading): wait for it
-                return _wait_healthy(info, timeout, wait)
+            _stop(info)  # another model, or other arguments (a changed --mode)
         return _start(model, port, extra_args, timeout, wait)
 
 
@@ -156,7 +160,7 @@ def _start(model: str, port: int, extra_args: str, timeout: float,
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(serve_command(model, port, extra_args), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, env=env, close_fds=True)
-    info = ServerInfo(proc.pid, port, model, f"http://127.0.0.1:{port}/v1", time.time(), str(log))
+    info = ServerInfo(proc.pid, port, model, f"http://127.0.0.1:{port}/v1", time.time(), str(log), extra_args)
     tmp = info_file().with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
     os.replace(tmp, info_file())

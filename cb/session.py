@@ -4,7 +4,9 @@
     sessions/<id>/conversation.jsonl one JSON object per message: {"role", "content", "ts"}
     sessions/current.json            project root -> id of its current session
 
-`cb` resumes the current session of the project it runs in, creating one on first use. Files are written
+`cb` resumes the current session of the project it runs in, creating one on first use; `latest()` is the
+project's session whose conversation changed last (`cb -c`), `search()` finds text in every conversation.
+Files are written
 atomically (temp file + rename); the conversation is appended one line at a time. The undo journal of
 applied edits belongs to the tools package (cb.paths.undo_dir()).
 """
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +139,40 @@ class Session:
         """Forget the conversation (open files stay)."""
         self.conversation_file.unlink(missing_ok=True)
 
+    def last_active(self) -> float | None:
+        """When the conversation last changed (None: no conversation)."""
+        try:
+            return self.conversation_file.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def instruction_files(self, names: list[str]) -> list[str]:
+        """The files of `names` (AGENTS.md, …) at the project root that exist and are not opened already:
+        absolute paths, shown to the model like open files."""
+        found = [Path(self.project) / name for name in names]
+        return [str(p) for p in found if p.is_file() and str(p.resolve()) not in self.files]
+
+
+@dataclass
+class Match:
+    """A message that contains the searched text: its session, position and role, and a one-line snippet."""
+
+    session: Session
+    index: int
+    role: str
+    snippet: str
+
+
+SNIPPET_CONTEXT = 40  # characters kept on each side of a match
+
+
+def _snippet(text: str, start: int, end: int) -> str:
+    """The match with SNIPPET_CONTEXT characters either side, on one line; … marks a cut end."""
+    head = max(start - SNIPPET_CONTEXT, 0)
+    tail = min(end + SNIPPET_CONTEXT, len(text))
+    line = " ".join(text[head:tail].split())
+    return ("…" if head else "") + line + ("…" if tail < len(text) else "")
+
 
 def _new_id(project: Path) -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.name)[:24] or "root"
@@ -176,6 +214,22 @@ def current(project: Path) -> Session:
         except SessionError:
             pass
     return new(project)
+
+
+def latest(project: Path) -> Session | None:
+    """The project's session whose conversation changed last (None when no session of it has one)."""
+    talked = [(active, s) for s in list_all(project) if (active := s.last_active()) is not None]
+    return max(talked, key=lambda pair: pair[0])[1] if talked else None
+
+
+def search(text: str) -> Iterator[Match]:
+    """Every message of every session that contains `text` (case-insensitive), newest session first."""
+    pattern = re.compile(re.escape(text), re.IGNORECASE)
+    for s in list_all():
+        for i, m in enumerate(s.messages()):
+            found = pattern.search(m["content"])
+            if found:
+                yield Match(s, i, m["role"], _snippet(m["content"], found.start(), found.end()))
 
 
 def find(ref: str) -> Session:

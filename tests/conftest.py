@@ -28,10 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def cb_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point CB_HOME (and the XDG dirs, for code that bypasses it) at a fresh temp dir."""
+    """Point CB_HOME (and the XDG dirs, for code that bypasses it) at a fresh temp dir; no OpenAI settings leak in."""
     home = tmp_path_factory.mktemp("cb_home")
     monkeypatch.setenv("CB_HOME", str(home))
-    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "OPENAI_API_KEY",
+                "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     return home
 

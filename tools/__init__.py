@@ -10,13 +10,18 @@ The path of a model answer through this package (cb drives it; tools never print
 
 How cb shows a file to the model: `file_block(path, data)` (tools.numbered), whose header carries
 `file_version(data)` (tools.hashing), the version every edit must repeat. What the model is told:
-`INSTRUCTIONS`; what a server may constrain generation to: `GRAMMAR` (tools.format). The tools in one
-explicit tuple, with their OpenAI schemas derived from their signatures: `TOOLS`, `tool_schemas()`.
+`INSTRUCTIONS` (tools.format: format v2, where an edit names its lines by copying them and the plan finds
+them, tools.anchors; the numbered format v1 is still read), or `TOOL_CALL_INSTRUCTIONS` beside
+`tool_schemas()`. What a grammar builder needs to constrain generation to blocks about the open files:
+`format_structure([OpenFile(path, version, lines), ...])` (tools.structure). The tools in one explicit
+tuple, with their OpenAI schemas derived from their signatures: `TOOLS` (all that are read),
+`tool_schemas()` (the ones offered: the v2 edits, create, run).
 
 Modules, one job each: proposals (the dataclasses), ops/ (one module per tool + TOOLS), spec (schema from
-signature), format, parse, hashing, numbered, textfile (bytes ↔ lines, the splice), workspace (paths and
-file checks), preview (diff, summary, warnings, visible control characters), plan, atomic (temp + fsync
-+ rename, locks), gitsnap (dirty-file snapshots), journal (undo), apply.
+signature), format (the block format, INSTRUCTIONS, render), parse, structure (the format for grammars),
+anchors (copied lines → line ranges), hashing, numbered, textfile (bytes ↔ lines, the splice), workspace
+(paths and file checks), preview (diff, summary, warnings, visible control characters), plan, atomic
+(temp + fsync + rename, locks), gitsnap (dirty-file snapshots), journal (undo), apply.
 """
 
 from __future__ import annotations
@@ -29,16 +34,18 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("ApplyResult", "Confirm", "accept_all", "accept_unwarned", "apply_batch", "refuse_all"),
                     "tools.apply"),
-    **dict.fromkeys(("GRAMMAR", "INSTRUCTIONS", "render"), "tools.format"),
+    "AnchorError": "tools.anchors",
+    **dict.fromkeys(("INSTRUCTIONS", "TOOL_CALL_INSTRUCTIONS", "render"), "tools.format"),
     "file_version": "tools.hashing",
     **dict.fromkeys(("Entry", "Journal", "UndoResult"), "tools.journal"),
     **dict.fromkeys(("file_block", "numbered_lines"), "tools.numbered"),
-    "TOOLS": "tools.ops",
+    **dict.fromkeys(("OFFERED", "TOOLS"), "tools.ops"),
     **dict.fromkeys(("ParseError", "ParseResult", "parse_proposals", "parse_tool_calls"), "tools.parse"),
     **dict.fromkeys(("FileChange", "Plan", "plan_batch"), "tools.plan"),
     "visible": "tools.preview",
-    **dict.fromkeys(("CreateFile", "EditProposal", "InsertAfterEdit", "LineReplaceEdit", "Proposal", "RunProposal",
-                     "SingleLineEdit", "describe"), "tools.proposals"),
+    **dict.fromkeys(("AnchoredInsertEdit", "CreateFile", "EditProposal", "InsertAfterEdit", "LineReplaceEdit",
+                     "Proposal", "RunProposal", "SearchReplaceEdit", "SingleLineEdit", "describe"), "tools.proposals"),
+    **dict.fromkeys(("OpenFile", "Structure", "format_structure"), "tools.structure"),
     **dict.fromkeys(("MAX_FILE_BYTES", "NotEditable"), "tools.textfile"),
 }
 
@@ -53,10 +60,10 @@ def __getattr__(name: str) -> Any:
 
 
 def tool_schemas() -> list[dict[str, Any]]:
-    """The OpenAI `tools` list for a chat-completions request: one entry per tool in TOOLS."""
-    from tools.ops import TOOLS
+    """The OpenAI `tools` list for a chat-completions request: one entry per offered tool (tools.ops.OFFERED)."""
+    from tools.ops import OFFERED
 
-    return [t.schema() for t in TOOLS]
+    return [t.schema() for t in OFFERED]
 
 
 __all__ = [*sorted(_EXPORTS), "tool_schemas"]

@@ -1,51 +1,67 @@
-'''The text format a model writes its proposals in: tag-like blocks with attributes and a raw body.
+'''The text format a model writes its proposals in: tag-like blocks, what the model is told, and `render`.
 
-A 135M model copies short tags and quoted numbers far more reliably than it escapes newlines in JSON, so
-each proposal is one block; the body is the new text exactly as it should appear in the file:
+Small models copy lines well and pick line numbers badly (issue 15 measured it), so in format v2 an edit
+names the lines it changes by copying them, and cb finds them in the file (`tools.anchors`). Each
+proposal is one block; copied lines and new text go in named parts, each on lines of its own:
 
-    <edit path="app.py" version="3f9a1c2b" line="12">
-        return total
-    </edit>
-
-    <replace path="app.py" version="3f9a1c2b" start="20" end="24">
-    def area(r):
-        return math.pi * r * r
+    <replace path="example/EXAMPLE.txt" version="VERSION">
+    <old>
+    the lines to change, copied exactly
+    </old>
+    <new>
+    the lines that replace them (none: a deletion)
+    </new>
     </replace>
 
-    <insert path="app.py" version="3f9a1c2b" after="0">
-    import math
+    <insert path="example/EXAMPLE.txt" version="VERSION">
+    <after>                     (or <before>)
+    an existing line, copied exactly
+    </after>
+    <new>
+    the lines to insert
+    </new>
     </insert>
 
-    <create path="tests/test_area.py">
-    from app import area
+    <insert path="example/EXAMPLE.txt" version="VERSION" at="top">      (or at="end"; no copied part)
+    <new>
+    the lines to insert
+    </new>
+    </insert>
+
+    <create path="example/NEW.txt">
+    the whole text of a new file
     </create>
 
     <run tab="tests">pytest -q</run>
 
-Rules (the parser in `tools.parse` is the reference):
+Format v1, the numbered lines cb taught before, is still read (old and saved answers keep applying), never
+taught: `<edit path version line="12">` (one line), `<replace path version start end>` (lines start..end,
+both included), `<insert path version after="3">` (after line 3, 0 = the top), each with the new text as
+its body. `replace` and `insert` are tags of both: a block whose body is made of parts is v2, one whose
+body is text is v1.
 
-- Blocks: `edit` (= single_line_edit: one line), `replace` (= line_replace_edit: lines start..end,
-  both included; an empty body deletes them), `insert` (= insert_after_edit: after line `after`, 0 = at
-  the top), `create` (= create_file: a new file), `run` (a shell command for an agentshell tab; `tab` is
-  optional). The long tool names work as tags too (`<line_replace_edit ...>`).
-- `path` is the file as named in its header; `version` is copied from the header (`tools.hashing`);
-  line numbers are the numbers shown in front of the lines (`tools.numbered`).
-- Attribute values are quoted ("..." or '...'); bare numbers (`line=12`) are accepted.
-- The body starts after the newline that ends the opening tag and stops before `</tag>`; it is kept
-  exactly (indentation included). When `</tag>` sits on its own line, the newline before it only ends
-  the last body line. So `<replace ...>` + newline + `</replace>` has an empty body (a deletion), and a
-  blank line between them is one empty line. A body written on the opening line (`<edit ...>x</edit>`)
-  is that text. A Markdown fence wrapping the whole body (```python ... ```) is dropped, as are fences
-  around whole blocks.
-- A body cannot contain its own closing tag (`</edit>` inside an edit's body) nor the opening tag of a
-  block (`<insert path=...>`): a block whose close tag comes after the next block's opening tag is
-  reported as not closed, so one forgotten `</edit>` never swallows the next block.
-- `<replace path="..." version="..." start="3" end="5"/>` (self-closing) has an empty body: a deletion.
+Rules (the parser in `tools.parse` is the reference; `tools.structure` gives them to a grammar builder):
+
+- `path` is the file as named in its header; `version` is copied from the header (`tools.hashing`).
+  Attribute values are quoted ("..." or '...'); bare values (`line=12`) are accepted. Unknown attributes
+  are ignored. The long tool names work as tags too (`<search_replace_edit ...>`).
+- A part is `<name>`, its text, `</name>`; its text runs to the first `</name>` and is read like a v1
+  body: it starts after the newline that ends `<name>`, and when `</name>` sits on its own line the
+  newline before it only ends the last line. So `<new>` + newline + `</new>` is empty (a deletion), and
+  a blank line between them is one empty line. Written on one line (`<old>x = 1</old>`) it is that text;
+  `<new/>` is empty. A Markdown fence wrapping a whole part (or v1 body) is dropped. Only whitespace may
+  stand between the parts; their order is free.
+- A part's or body's text cannot contain its own closing tag, nor the opening tag of a block: a part or
+  block whose closing tag comes after the next block's opening tag is reported as not closed, so one
+  forgotten `</new>` never swallows the next block.
+- `<replace path="..." version="..." start="3" end="5"/>` (self-closing, v1) has an empty body: a deletion.
+- `<create>` takes its text as its body (a body that is one `<new>` part is read as that part).
 - Text outside blocks is free prose and is ignored.
 
-`INSTRUCTIONS` teaches this to the model (one example per operation); `GRAMMAR` describes it in GBNF so
-a server can constrain generation to it; `render()` writes a proposal back as a block (for editing a
-proposal in $EDITOR and for tests).
+`INSTRUCTIONS` teaches v2 to the model, one example per form, with values that cannot be mistaken for
+the user's files (`EXAMPLE_PATH`, `EXAMPLE_VERSION`; the plan names them when a model copies them);
+`TOOL_CALL_INSTRUCTIONS` says the same for a request that offers the tools as OpenAI tool calls.
+`render()` writes a proposal back as a block (for editing a proposal in $EDITOR and for tests).
 '''
 
 from __future__ import annotations
@@ -53,17 +69,23 @@ from __future__ import annotations
 import re
 
 from tools.proposals import (
+    AnchoredInsertEdit,
     CreateFile,
     InsertAfterEdit,
     LineReplaceEdit,
     Proposal,
     RunProposal,
+    SearchReplaceEdit,
     SingleLineEdit,
 )
 
-TAGS = ("edit", "replace", "insert", "create", "run")
-LONG_NAMES = {"single_line_edit": "edit", "line_replace_edit": "replace", "insert_after_edit": "insert",
-              "create_file": "create", "run": "run"}
+TAGS = ("replace", "insert", "create", "run", "edit")
+LONG_NAMES = {"search_replace_edit": "replace", "anchored_insert_edit": "insert", "single_line_edit": "edit",
+              "line_replace_edit": "replace", "insert_after_edit": "insert", "create_file": "create", "run": "run"}
+SECTIONS = ("old", "new", "after", "before")  # the parts of a v2 block
+EXAMPLE_PATH = "example/EXAMPLE.txt"
+EXAMPLE_NEW_PATH = "example/NEW.txt"
+EXAMPLE_VERSION = "VERSION"
 
 # An opening tag: <name attr="v" ...>. Group 1 = the name, group 2 = the attribute text.
 OPEN_TAG = re.compile(
@@ -72,90 +94,113 @@ OPEN_TAG = re.compile(
 )
 # One attribute: name = "value" | 'value' | bare.
 ATTRIBUTE = re.compile(r"""\s*([A-Za-z_][\w-]*)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+# The opening of a part, after optional whitespace: <old>, <new/>. Group 1 = the name, group 2 = "/" if empty.
+PART_OPEN = re.compile(r"\s*<(" + "|".join(SECTIONS) + r")\s*(/?)>", re.IGNORECASE)
 
 
 def close_tag(name: str) -> re.Pattern[str]:
-    """The closing tag of a block opened as `name` (its long or short name, any case)."""
+    """The closing tag of a block opened as `name` (its long or short name, any case), or of a part."""
     short = LONG_NAMES.get(name.lower(), name.lower())
     names = [short, *(long for long, s in LONG_NAMES.items() if s == short and long != short)]
     return re.compile(r"</\s*(?:" + "|".join(names) + r")\s*>", re.IGNORECASE)
 
 
-INSTRUCTIONS = """\
-To change files, write edit blocks. Each file you were shown has a header like
-<file path="app.py" version="3f9a1c2b"> and numbered lines. Copy the path and the version exactly,
-and use the line numbers shown. Write the new text exactly as it should appear in the file, with its
-indentation, without line numbers. Use one block per change:
+_COPYING = """\
+Copy a file's path and version from its header <file path="..." version="...">.
+Name the lines you change by copying them from the file exactly: whole lines, with their indentation,
+without the line numbers, and enough of them that they occur only once in the file.
+Write the new lines exactly as they should appear in the file."""
 
-Replace one line (here line 12):
-<edit path="app.py" version="3f9a1c2b" line="12">
-    return total
-</edit>
+_NO_PLACEHOLDERS = 'Never write "..." or "rest of code" in place of real lines.'
 
-Replace lines 20 to 24 (both included) with new lines; an empty body deletes them:
-<replace path="app.py" version="3f9a1c2b" start="20" end="24">
-def area(r):
-    return math.pi * r * r
+INSTRUCTIONS = f"""\
+To change files, write edit blocks.
+{_COPYING}
+One block per change:
+
+Replace lines (an empty <new> part deletes them):
+<replace path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}">
+<old>
+a line to change
+    another line to change, indented as in the file
+</old>
+<new>
+the new lines
+</new>
 </replace>
 
-Insert new lines after line 3 (after="0" inserts at the top):
-<insert path="app.py" version="3f9a1c2b" after="3">
-import math
+Insert lines after an existing line (write <before> instead of <after> to insert before it):
+<insert path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}">
+<after>
+an existing line
+</after>
+<new>
+the lines to insert
+</new>
+</insert>
+
+Insert at the top of a file (at="end" inserts at its end):
+<insert path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}" at="top">
+<new>
+the lines to insert
+</new>
 </insert>
 
 Create a new file:
-<create path="tests/test_area.py">
-from app import area
+<create path="{EXAMPLE_NEW_PATH}">
+the whole text of the new file
 </create>
 
 Run a shell command (the user confirms first):
-<run tab="tests">pytest -q</run>
+<run>echo example</run>
 
-Line numbers always refer to the file as you were shown it. Never write "rest of code" or "..." in place
-of real lines: write every line the file should contain in the changed range.
+{EXAMPLE_PATH} and {EXAMPLE_VERSION} stand for the path and version of a file you were shown.
+{_NO_PLACEHOLDERS}
 """
 
-GRAMMAR = r"""
-# GBNF (llama.cpp-style) for an answer that mixes prose with edit blocks.
-root      ::= (prose | block)*
-prose     ::= [^<] | "<" [^erci]   # "<" not starting a block tag
-block     ::= edit | replace | insert | create | run
-edit      ::= "<edit" sp path sp version sp "line=" num ">" nl body "</edit>"
-replace   ::= "<replace" sp path sp version sp "start=" num sp "end=" num ">" nl body "</replace>"
-insert    ::= "<insert" sp path sp version sp "after=" num ">" nl body "</insert>"
-create    ::= "<create" sp path ">" nl body "</create>"
-run       ::= "<run" (sp "tab=" str)? ">" [^<\n]+ "</run>"
-path      ::= "path=" str
-version   ::= "version=" "\"" [0-9a-f]{8} "\""
-num       ::= "\"" [0-9]+ "\""
-str       ::= "\"" [^"\n]* "\""
-body      ::= ([^<] | "<" [^/])*
-sp        ::= " "+
-nl        ::= "\n"
-""".strip()
+# For a request that sends the tools as OpenAI `tools` (tool_schemas()) instead of teaching the blocks.
+TOOL_CALL_INSTRUCTIONS = f"""\
+To change files, call the edit tools (search_replace_edit, anchored_insert_edit, create_file; run for a
+shell command, which the user confirms first).
+{_COPYING}
+{_NO_PLACEHOLDERS}
+"""
 
 
-def _attr(value: str | int) -> str:
+def quote_attr(value: str | int) -> str:
+    """An attribute value in quotes: double, or single when it holds a double quote."""
     text = str(value)
     return f"'{text}'" if '"' in text else f'"{text}"'
+
+
+def _text(content: str) -> str:
+    """A content as the lines between an opening and a closing tag (the newline before the close ends it)."""
+    return content if content.endswith("\n") or not content else content + "\n"
 
 
 def render(p: Proposal) -> str:
     """A proposal as a block of this format; `parse_proposals(render(p))` gives `p` back."""
     if isinstance(p, RunProposal):
-        tab = f" tab={_attr(p.tab)}" if p.tab else ""
+        tab = f" tab={quote_attr(p.tab)}" if p.tab else ""
         return f"<run{tab}>{p.command}</run>"
+    if isinstance(p, SearchReplaceEdit):
+        return (f"<replace path={quote_attr(p.path)} version={quote_attr(p.version)}>\n"
+                f"<old>\n{_text(p.old)}</old>\n<new>\n{_text(p.content)}</new>\n</replace>")
+    if isinstance(p, AnchoredInsertEdit):
+        at = f" at={quote_attr(p.where)}" if p.where in ("top", "end") else ""
+        anchor = f"<{p.where}>\n{_text(p.anchor)}</{p.where}>\n" if not at else ""
+        return (f"<insert path={quote_attr(p.path)} version={quote_attr(p.version)}{at}>\n"
+                f"{anchor}<new>\n{_text(p.content)}</new>\n</insert>")
     if isinstance(p, SingleLineEdit):
-        head = f"<edit path={_attr(p.path)} version={_attr(p.version)} line={_attr(p.line)}>"
+        head = f"<edit path={quote_attr(p.path)} version={quote_attr(p.version)} line={quote_attr(p.line)}>"
     elif isinstance(p, LineReplaceEdit):
-        head = f"<replace path={_attr(p.path)} version={_attr(p.version)} start={_attr(p.start)} end={_attr(p.end)}>"
+        head = (f"<replace path={quote_attr(p.path)} version={quote_attr(p.version)} start={quote_attr(p.start)} "
+                f"end={quote_attr(p.end)}>")
     elif isinstance(p, InsertAfterEdit):
-        head = f"<insert path={_attr(p.path)} version={_attr(p.version)} after={_attr(p.line)}>"
+        head = f"<insert path={quote_attr(p.path)} version={quote_attr(p.version)} after={quote_attr(p.line)}>"
     elif isinstance(p, CreateFile):
-        head = f"<create path={_attr(p.path)}>"
+        head = f"<create path={quote_attr(p.path)}>"
     else:
         raise TypeError(f"not a proposal: {p!r}")
     tag = head[1:].split(" ", 1)[0]
-    # A content ending in "\n" already ends its last line; otherwise the newline before the close ends it.
-    body = p.content if p.content.endswith("\n") or not p.content else p.content + "\n"
-    return f"{head}\n{body}</{tag}>"
+    return f"{head}\n{_text(p.content)}</{tag}>"

@@ -2,8 +2,8 @@
 
 Proposed text is untrusted: an escape sequence in it could move the cursor and hide a line of the diff
 from the person approving it. `visible()` makes every control character, C1 code, bidi override and
-invisible separator visible (ESC → ␛, CR → ␍, U+202E → <U+202E>) so the diff is inert text; cb may then
-colour it (rich) but must not print the proposal any other way. Tabs are kept.
+invisible separator visible (ESC → ␛, CR → ␍, U+202E → ⟨U+202E⟩: the table of `tools.controls`) so the diff
+is inert text; cb may then colour it (rich) but must not print the proposal any other way. Tabs are kept.
 
 Warnings (each asks for an extra confirmation whose default is No, in cb):
 - the batch removes more than half of a file of `MIN_LINES_FOR_SHRINK_WARNING`+ lines (net of new lines);
@@ -16,12 +16,10 @@ import difflib
 import re
 from collections.abc import Sequence
 
+from tools.controls import CONTROLS, INVISIBLE, translation
 from tools.proposals import CreateFile, EditProposal
 
 MIN_LINES_FOR_SHRINK_WARNING = 10
-
-_INVISIBLE = {0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2028, 0x2029, 0x061C, 0xFEFF, 0x00AD,
-              *range(0x202A, 0x202F), *range(0x2066, 0x206A)}
 
 PLACEHOLDER = re.compile(
     r"(rest of (the )?(code|file|function|class|implementation|method)"
@@ -33,14 +31,7 @@ PLACEHOLDER = re.compile(
 )
 
 
-def _stand_ins() -> dict[int, str]:
-    table = {code: chr(0x2400 + code) for code in range(0x20) if code != 0x09}  # ␀..␟ (␛ ESC, ␍ CR); tab kept
-    table[0x7F] = "␡"
-    table.update({code: f"<U+{code:04X}>" for code in (*range(0x80, 0xA0), *_INVISIBLE)})
-    return table
-
-
-_STAND_INS = _stand_ins()
+_STAND_INS = translation(CONTROLS, INVISIBLE, keep="\t")
 
 
 def visible(text: str) -> str:

@@ -1,9 +1,17 @@
-"""The proposals a model answer can hold: four edit operations and a shell command, as frozen dataclasses.
+"""The proposals a model answer can hold: the edit operations and a shell command, as frozen dataclasses.
 
 Every edit names the file `path` (relative to the workspace root, or absolute inside it) and, except
-`CreateFile`, the `version` of the file the model saw (`tools.hashing.file_version`); line numbers are
-1-based and refer to that version. Each edit reduces to one splice, "replace old lines [a, b) with these
-new lines", which `span()` and `new_lines()` give; the splice itself happens in `tools.textfile`.
+`CreateFile`, the `version` of the file the model saw (`tools.hashing.file_version`). Two ways to say
+which lines an edit changes:
+
+- by copying them (format v2): `SearchReplaceEdit` (the old lines and their replacement) and
+  `AnchoredInsertEdit` (new lines after / before copied lines, or at the top / end). `tools.anchors`
+  finds the copied lines in the version the model saw and turns the edit into a numbered one;
+- by line numbers (format v1, still read): `SingleLineEdit`, `LineReplaceEdit`, `InsertAfterEdit`;
+  numbers are 1-based and refer to the version the model saw.
+
+Each numbered edit reduces to one splice, "replace old lines [a, b) with these new lines", which `span()`
+and `new_lines()` give; the splice itself happens in `tools.textfile`.
 
 Content is text with lines separated by "\\n" (see `content_lines`). `RunProposal` is only parsed here:
 cb shows it, asks, and hands it to an agentshell tab.
@@ -92,6 +100,34 @@ class InsertAfterEdit:
 
 
 @dataclass(frozen=True)
+class SearchReplaceEdit:
+    """Replace the lines `old` (copied from the file; they must occur there once) with `content` (empty deletes)."""
+
+    path: str
+    version: str
+    old: str
+    content: str
+
+    kind = "replace"
+
+
+INSERT_PLACES = ("after", "before", "top", "end")
+
+
+@dataclass(frozen=True)
+class AnchoredInsertEdit:
+    """Insert `content` after / before the copied lines `anchor`, or at the top / end (`anchor` empty)."""
+
+    path: str
+    version: str
+    where: str  # one of INSERT_PLACES
+    anchor: str
+    content: str
+
+    kind = "insert"
+
+
+@dataclass(frozen=True)
 class CreateFile:
     """Create a new file holding `content` (refused when the path already exists)."""
 
@@ -116,7 +152,8 @@ class RunProposal:
 
 
 LineEdit = SingleLineEdit | LineReplaceEdit | InsertAfterEdit
-EditProposal = LineEdit | CreateFile
+AnchoredEdit = SearchReplaceEdit | AnchoredInsertEdit
+EditProposal = LineEdit | AnchoredEdit | CreateFile
 Proposal = EditProposal | RunProposal
 
 
@@ -128,6 +165,21 @@ def describe(p: Proposal) -> str:
         return f"replace {p.path} lines {p.start}-{p.end}"
     if isinstance(p, InsertAfterEdit):
         return f"insert into {p.path} after line {p.line}"
+    if isinstance(p, SearchReplaceEdit):
+        n = len(content_lines(p.old))
+        return f"replace {n} copied line{'s' if n != 1 else ''} in {p.path} ({_first(p.old)})"
+    if isinstance(p, AnchoredInsertEdit):
+        if p.where in ("top", "end"):
+            return f"insert at the {p.where} of {p.path}"
+        return f"insert into {p.path} {p.where} {_first(p.anchor)}"
     if isinstance(p, CreateFile):
         return f"create {p.path}"
     return f"run in tab {p.tab!r}: {p.command}"
+
+
+def _first(text: str, limit: int = 40) -> str:
+    """The first copied line, quoted with repr (control characters escaped) and shortened."""
+    lines = content_lines(text)
+    first = lines[0] if lines else ""
+    shown = first.strip()
+    return repr(shown if len(shown) <= limit else shown[:limit] + "…") + (" …" if len(lines) > 1 else "")

@@ -1,10 +1,14 @@
 """ToolSpec: one edit tool described once, from its typed function and its docstring.
 
 The OpenAI tool schema (`ToolSpec.schema()`) is derived from the function's signature (int → integer,
-str → string, a default → optional) and its Google-style docstring (first paragraph → description,
-`Args:` → parameter descriptions), so there is no second hand-written schema to drift. `build()` turns
-loosely typed arguments (block attributes are strings, JSON may hold "12") into a proposal, or raises
-ValueError with a one-line reason.
+str → string, Literal["a", "b"] → a string enum, a default → optional) and its Google-style docstring
+(first paragraph → description, `Args:` → parameter descriptions), so there is no second hand-written
+schema to drift. `build()` turns loosely typed arguments (block attributes are strings, JSON may hold
+"12") into a proposal, or raises ValueError with a one-line reason.
+
+In the text format (tools.format) a tool is a block `<tag attr="…">`: its text parameters are either the
+block's one body (`body`, format v1 and `create` / `run`) or named parts inside it (`sections`, format v2:
+`<old>…</old>`); every other parameter is an attribute.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from typing import Any
 from tools.proposals import Proposal, canonical_content
 
 _JSON_TYPES = {int: "integer", str: "string"}
+
+
+def _json_type(hint: Any) -> dict[str, Any]:
+    if typing.get_origin(hint) is typing.Literal:
+        return {"type": "string", "enum": list(typing.get_args(hint))}
+    return {"type": _JSON_TYPES[hint]}
 
 
 def _docstring_parts(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
@@ -45,9 +55,12 @@ class ToolSpec:
 
     function: Callable[..., Proposal]
     tag: str  # the block name in the text format, e.g. "replace"
-    body: str  # the parameter the block's body fills ("content" or "command")
+    body: str = ""  # the parameter the block's body fills ("content" or "command"); "" when it has sections
+    sections: tuple[str, ...] = ()  # the parameters given as parts <name>…</name> of the block, in order
     aliases: Mapping[str, str] = field(default_factory=dict)  # extra attribute names → parameter
     destructive: bool = True
+    offered: bool = True  # taught in INSTRUCTIONS and offered in tool_schemas(); False: only read (format v1)
+    usage: str = ""  # what a block of this tag needs, for an error when it has the wrong shape
 
     @property
     def name(self) -> str:
@@ -57,6 +70,16 @@ class ToolSpec:
     def description(self) -> str:
         return _docstring_parts(self.function)[0]
 
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The parameters written as block attributes (neither the body nor a section), in signature order."""
+        params = inspect.signature(self.function).parameters
+        return tuple(n for n in params if n != self.body and n not in self.sections)
+
+    def accepts(self, key: str) -> bool:
+        """Whether an argument called `key` (a parameter or an alias) means something to this tool."""
+        return key in inspect.signature(self.function).parameters or key in self.aliases
+
     def parameters(self) -> dict[str, Any]:
         """The JSON schema of the arguments, from the signature and the docstring's Args section."""
         hints = typing.get_type_hints(self.function)
@@ -64,7 +87,7 @@ class ToolSpec:
         props: dict[str, Any] = {}
         required: list[str] = []
         for name, param in inspect.signature(self.function).parameters.items():
-            props[name] = {"type": _JSON_TYPES[hints[name]], "description": arg_docs.get(name, "")}
+            props[name] = {**_json_type(hints[name]), "description": arg_docs.get(name, "")}
             if param.default is inspect.Parameter.empty:
                 required.append(name)
             else:
@@ -88,16 +111,19 @@ class ToolSpec:
             kwargs[name] = _coerce(name, value, hints[name])
         missing = [n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in kwargs]
         if missing:
-            shown = [f"{next((a for a, n in self.aliases.items() if n == m), m)}=" for m in missing if m != self.body]
+            shown = [f"{next((a for a, n in self.aliases.items() if n == m), m)}=" for m in missing
+                     if m != self.body and m not in self.sections]
+            shown += [f"a <{m}> part" for m in missing if m in self.sections]
             if self.body in missing:
                 shown.append(f"a body (the {self.body})")
             raise ValueError("needs " + " and ".join(shown))
-        if self.body == "content" and isinstance(kwargs.get("content"), str):
-            kwargs["content"] = canonical_content(str(kwargs["content"]))
+        for name in (*self.sections, *(("content",) if self.body == "content" else ())):
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = canonical_content(str(kwargs[name]))
         return self.function(**kwargs)
 
 
-def _coerce(name: str, value: object, kind: type) -> object:
+def _coerce(name: str, value: object, kind: Any) -> object:
     if kind is int:
         if isinstance(value, bool):
             raise ValueError(f"{name}={value!r} is not a line number")

@@ -10,11 +10,14 @@ Module layout (each module owns one job; arrows are imports):
     layers/          norm.py (RMSNorm, LayerNorm) · rope.py (tables + scalings, apply) ·
                      attention.py (MHA/GQA/MQA, optional qkv bias) · mlp.py (SwiGLU, GELU) · block.py
     kv_cache.py      KVCache: static buffers, per-row lengths (changed only by its methods), grow, reset, truncate
+    positions.py     where a forward's tokens go in the KV cache: row starts, checks, the sliding window's bound
     model.py         Transformer: embedding → blocks → norm → LM head (tied or not)
-    quant.py         weight-only int8 / int4 linears for the CPU fast mode
+    quant.py         weight-only int8 / int4 linears, and the table of which a weight becomes
+    fast/            the CPU fast mode: runtime.py (FastTransformer, its lean path) · modules.py ·
+                     convert.py (float weights, GGUF blocks → fast tensors; load_fast, make_fast)
     loading/         gguf.py (GGUF → config + state dict, dequant, rope un-permute) · hf.py (HF dir) ·
-                     cache.py (convert once, cache by source fingerprint)
-    tokenizer.py     HF tokenizer + chat template from a GGUF's metadata or an HF dir (cached tokenizer.json)
+                     cache.py (the model cache: one entry per source) · checkpoint.py (convert once, via it)
+    tokenizer.py     HF tokenizer + chat template from a GGUF's metadata (kept in the model cache) or an HF dir
     detok.py         streaming detokenizer that never emits half a UTF-8 character
     sampling.py      pure logits → token functions (temperature, top-k/p, min-p, penalties, seeded)
     stops.py         stop-string matcher across token boundaries (holds back possible prefixes)
@@ -25,7 +28,10 @@ Module layout (each module owns one job; arrows are imports):
     api.py           load(ref, device, dtype, quant) → Model (.config .tokenizer .logits .generate .stream),
                      generating through engine/ in process
     server/          FastAPI app: OpenAI-compatible endpoints, SSE, errors, metrics
-    bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`
+    bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`, `ulm bench train`
+    data/            `ulm data`: sources → de-duplicated, split token shards + manifest; the reader training uses
+    train/           `ulm train`: run configs and presets, AdamW + schedules, the step, checkpoints, logs, DDP
+    convert/         `ulm convert`: µLM model directories, HF and GGUF export, MHA → GQA
     commands/        one module per `ulm` command, registered in cli.py
 
 The contract between them:

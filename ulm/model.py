@@ -28,6 +28,7 @@ from ulm.layers.attention import AttnPlan
 from ulm.layers.block import Block
 from ulm.layers.norm import build_norm
 from ulm.layers.rope import RotaryEmbedding
+from ulm.positions import first_key, row_starts
 
 
 class Transformer(nn.Module):
@@ -76,16 +77,8 @@ class Transformer(nn.Module):
                 return AttnPlan(cos, sin, causal=True)
             pos = torch.arange(T, device=ids.device)
             return AttnPlan(cos, sin, mask=_allowed(pos, pos, window))
-        row_list = list(range(B)) if rows is None else [int(r) for r in rows.tolist()]
-        if start is None:
-            start = cache.lengths[row_list]
-        starts = [int(start)] * B if isinstance(start, int) else [int(s) for s in start.tolist()]
-        if len(starts) != B or len(row_list) != B:
-            raise ValueError(f"start and rows need one entry per batch row ({B}), "
-                             f"got {len(starts)} and {len(row_list)}")
+        row_list, starts = row_starts(B, cache, start, rows, T, self.rope.max_len)
         end = max(starts) + T
-        if end > min(cache.max_len, self.rope.max_len):
-            raise ContextLengthError(end, min(cache.max_len, self.rope.max_len))
         contiguous = row_list == list(range(row_list[0], row_list[0] + B))
         if contiguous and all(s == starts[0] for s in starts):
             return self._slice_plan(cache, starts[0], T, slice(row_list[0], row_list[0] + B), window, ids.device)
@@ -96,15 +89,13 @@ class Transformer(nn.Module):
         # Rows at different positions: written by index; read back as a view when they are contiguous
         # (the server's usual case), gathered (a copy of every row's keys) only when they are scattered.
         rows = slice(row_list[0], row_list[0] + B) if contiguous else row_index
-        spans = None
-        if T == 1:
-            spans = torch.tensor([[0 if window is None else max(0, s - window + 1), s + 1] for s in starts])
+        spans = None if T != 1 else torch.tensor([[first_key(s, window), s + 1] for s in starts])  # [B, 2]
         return AttnPlan(self.rope.cos[pos, None], self.rope.sin[pos, None], mask=mask, cache=cache,  # [B, T, 1, hd]
                         rows=rows, row_index=row_index[:, None], pos=pos, keys=slice(0, end), spans=spans)
 
     def _slice_plan(self, cache: KVCache, s: int, T: int, rows: slice, window: int | None,
                     device: torch.device) -> AttnPlan:
-        lo = 0 if window is None else max(0, s - window + 1)  # the first key the first query may see
+        lo = first_key(s, window)  # the first key the first query may see
         cos, sin = self.rope.cos[s:s + T, None], self.rope.sin[s:s + T, None]  # [T, 1, hd] views
         plan = AttnPlan(cos, sin, cache=cache, rows=rows, pos=slice(s, s + T), keys=slice(lo, s + T))
         if T == 1:

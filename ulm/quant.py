@@ -16,13 +16,17 @@
   carries a tensor's blocks as stored. Every other source (fp32 weights, Q8_0, K-quants dequantised by
   the loader) is quantised group-wise with min/max (int4) or per-row absmax (int8); min/max over a
   dequantised Q4_1 weight lands on the same grid, so it is lossless there too.
+- Which linear a weight becomes is a table: `LINEAR_KINDS` (a kind's module and how it is made: from a
+  float weight, from GGUF blocks as stored, from its saved tensors) and `FROM_BLOCKS` (per scheme, the GGUF
+  block types a kind takes losslessly); `quantized_linear` picks by them, `linear_from_state` rebuilds a
+  saved one. A new kind (a native K-quant linear) is one entry in each.
 - `quantize_model(model, scheme, raw)` swaps every `nn.Linear` (and the tied LM head) in place.
-  `ulm.fast.make_fast` is the one entry point the generator calls for mode="fast"; it uses this module.
+  `ulm.fast.convert` builds the fast mode's linears with `quantized_linear`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,9 +38,8 @@ from torch import Tensor, nn
 from ulm.kernels.native import library
 
 GROUP = 32  # weights per int4 group; equals the GGUF block size of Q4_0/Q4_1/Q8_0
-SCHEMES = ("int4", "int8")
 _BLOCK_BYTES = {"Q4_1": 20, "Q4_0": 18, "Q8_0": 34}
-FOUR_BIT = ("Q4_1", "Q4_0")  # block types that map onto the int4 kernel's format without loss
+FOUR_BIT = ("Q4_1", "Q4_0")  # block types that map onto the int4 format without loss
 PACK_BLOCK = 64  # output rows per block of the CPU int4 packing (see Int4Linear.dense)
 # Inputs with at least this many rows (prefill) dequantise the weight to bf16 and run a dense GEMM: measured
 # 1.2× faster than the int4 kernel at 128 rows, 1.8× at 512 (the int4 kernel is made for few rows).
@@ -189,6 +192,12 @@ class Int4Linear(nn.Module):
         return True
 
     @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], dtype: torch.dtype = torch.bfloat16,
+                   out_dtype: torch.dtype | None = None) -> Int4Linear:
+        """Rebuilt from its state dict (torch's layout: saved before `use_native_kernel`)."""
+        return cls(state["packed"], state["scales_zeros"], state.get("bias"), dtype, out_dtype)
+
+    @classmethod
     def quantize(cls, weight: Int4Weight, bias: Tensor | None = None, dtype: torch.dtype = torch.bfloat16,
                  out_dtype: torch.dtype | None = None) -> Int4Linear:
         """Pack an `Int4Weight` for the kernel."""
@@ -273,6 +282,12 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
 
     @classmethod
+    def from_state(cls, state: Mapping[str, Tensor], dtype: torch.dtype = torch.bfloat16,
+                   out_dtype: torch.dtype | None = None) -> Int8Linear:
+        """Rebuilt from its state dict."""
+        return cls(state["weight"], state["scales"], state.get("bias"), dtype, out_dtype)
+
+    @classmethod
     def quantize(cls, weight: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.bfloat16,
                  out_dtype: torch.dtype | None = None) -> Int8Linear:
         """Symmetric per-row int8 (absmax / 127) of a float weight [N, K]."""
@@ -292,32 +307,80 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.dtype}"
 
 
+def _int4_from_blocks(parts: list[BlockTensor], bias: Tensor | None, dtype: torch.dtype,
+                      out_dtype: torch.dtype | None) -> Int4Linear:
+    w4 = Int4Weight.cat([int4_from_raw(r) for r in parts])
+    return Int4Linear.quantize(w4, bias, dtype, out_dtype)
+
+
+def _int4_from_float(weight: Tensor, bias: Tensor | None, dtype: torch.dtype,
+                     out_dtype: torch.dtype | None) -> Int4Linear:
+    return Int4Linear.quantize(int4_from_float(weight), bias, dtype, out_dtype)
+
+
+@dataclass(frozen=True)
+class LinearKind:
+    """One kind of quantised linear: its module and the ways one is made.
+
+    fits(N, K): whether it takes an N×K weight; from_float(weight, bias, dtype, out_dtype): quantised from a
+    float weight; from_blocks(parts, bias, dtype, out_dtype): from GGUF blocks as stored, losslessly (a fused
+    weight's parts in row order), None where no block type maps onto it; marker: the state-dict entry that
+    tells this kind's saved tensors from another's (see `linear_from_state`).
+    """
+
+    module: type[Int4Linear] | type[Int8Linear]
+    fits: Callable[[int, int], bool]
+    from_float: Callable[[Tensor, Tensor | None, torch.dtype, torch.dtype | None], nn.Module]
+    from_blocks: Callable[[list[BlockTensor], Tensor | None, torch.dtype, torch.dtype | None], nn.Module] | None
+    marker: str
+
+
+LINEAR_KINDS: dict[str, LinearKind] = {
+    "int4": LinearKind(Int4Linear, int4_supported, _int4_from_float, _int4_from_blocks, marker="packed"),
+    "int8": LinearKind(Int8Linear, lambda n, k: True, Int8Linear.quantize, None, marker="scales"),
+}
+SCHEMES = tuple(LINEAR_KINDS)
+# Per scheme, the GGUF block types whose tensors become a linear of the kind named, from their blocks as stored
+# (lossless). Every other tensor (F32/F16, Q8_0, the K-quants, all dequantised by the loader) is quantised from
+# its float weight to the scheme's own kind, and a shape that kind does not take falls back to int8.
+FROM_BLOCKS: dict[str, dict[str, str]] = {"int4": {"Q4_0": "int4", "Q4_1": "int4"}, "int8": {}}
+
+
 def quantized_linear(weight: Tensor, bias: Tensor | None, scheme: str, raw: list[BlockTensor] | None = None,
                      dtype: torch.dtype = torch.bfloat16, out_dtype: torch.dtype | None = None) -> nn.Module:
-    """The quantised module for one weight [N, K].
-
-    int4: from the raw blocks when every part is 4-bit (lossless; `raw` lists the parts of a fused weight
-    in row order), else from the float weight with group-wise min/max. int8 when asked for, or where the
-    int4 kernel does not take the shape.
-    """
-    if scheme not in SCHEMES:
+    """The quantised module for one weight [N, K] under `scheme`, by the tables above: from `raw` (the GGUF
+    blocks of the weight, or of a fused weight's parts in row order) where every part's type maps onto one
+    kind that takes the shape, else from the float weight."""
+    if scheme not in LINEAR_KINDS:
         raise ValueError(f"unknown quantisation scheme {scheme!r}; expected one of {SCHEMES}")
     n, k = weight.shape
-    if scheme == "int4" and int4_supported(n, k):
-        if raw and all(r.ggml_type in FOUR_BIT for r in raw):
-            w4 = Int4Weight.cat([int4_from_raw(r) for r in raw])
-            if w4.shape != (n, k):
-                raise ValueError(f"raw blocks encode {w4.shape[0]}×{w4.shape[1]}, the weight is {n}×{k}")
-            return Int4Linear.quantize(w4, bias, dtype, out_dtype)
-        return Int4Linear.quantize(int4_from_float(weight), bias, dtype, out_dtype)
-    return Int8Linear.quantize(weight, bias, dtype, out_dtype)
+    lossless = {FROM_BLOCKS[scheme].get(r.ggml_type) for r in raw or ()}
+    name = lossless.pop() if len(lossless) == 1 else None
+    if name is not None and raw and LINEAR_KINDS[name].fits(n, k):
+        if sum(r.shape[0] for r in raw) != n or any(r.shape[-1] != k for r in raw):
+            raise ValueError(f"raw blocks encode {' + '.join(f'{r.shape[0]}×{r.shape[-1]}' for r in raw)}, "
+                             f"the weight is {n}×{k}")
+        make = LINEAR_KINDS[name].from_blocks
+        assert make is not None
+        return make(raw, bias, dtype, out_dtype)
+    kind = LINEAR_KINDS[scheme] if LINEAR_KINDS[scheme].fits(n, k) else LINEAR_KINDS["int8"]
+    return kind.from_float(weight, bias, dtype, out_dtype)
+
+
+def linear_from_state(state: Mapping[str, Tensor], dtype: torch.dtype = torch.bfloat16,
+                      out_dtype: torch.dtype | None = None) -> nn.Module:
+    """A quantised linear rebuilt from its own saved tensors (its state dict: {"packed": ..., ...})."""
+    kind = next((k for k in LINEAR_KINDS.values() if k.marker in state), None)
+    if kind is None:
+        raise ValueError(f"the tensors {sorted(state)} are not those of a quantised linear")
+    return kind.module.from_state(state, dtype, out_dtype)
 
 
 # Fused modules of `ulm.model` and the canonical weights they stack, in row order.
 FUSED = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
 
 
-def _raw_parts(name: str, raw: Mapping[str, BlockTensor]) -> list[BlockTensor] | None:
+def raw_parts(name: str, raw: Mapping[str, BlockTensor]) -> list[BlockTensor] | None:
     """The raw blocks of the linear `name` (all parts of a fused one), or None when any is missing."""
     prefix, _, attr = name.rpartition(".")
     parts = [f"{prefix}.{p}.weight" for p in FUSED[attr]] if attr in FUSED else [f"{name}.weight"]
@@ -343,6 +406,6 @@ def quantize_model(model: nn.Module, scheme: str = "int4", raw: Mapping[str, Blo
     for name, mod in targets:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        new = quantized_linear(mod.weight, mod.bias, scheme, _raw_parts(name, raw), dtype, out_dtypes.get(name))
+        new = quantized_linear(mod.weight, mod.bias, scheme, raw_parts(name, raw), dtype, out_dtypes.get(name))
         setattr(parent, attr, new)
     return model

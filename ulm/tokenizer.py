@@ -3,15 +3,15 @@
 - `load_tokenizer(source)` takes a resolved `ModelSource` (see `ulm.registry.resolve`):
   - an HF dir: its own tokenizer files (tokenizer.json, tokenizer_config.json, chat template);
   - a GGUF file: the tokenizer built by transformers from the GGUF's metadata (about 6 s), converted once
-    and cached as HF tokenizer files under `cb.paths.model_cache_dir()/tokenizers/<fingerprint>/`, written
-    atomically (temp dir + rename), so later loads take ~0.2 s.
+    and kept as HF tokenizer files in the file's model cache entry (`ulm.loading.cache`: `tokenizer/`,
+    written atomically; a damaged copy is built again; `cached_tokenizer_dir(source)` is where), so later
+    loads take ~0.2 s.
 - `encode_prompt(tok, text)` encodes raw text the way the tokenizer's config says (BOS when it adds one).
 - `render_chat(tok, messages)` renders messages with the checkpoint's chat template (text, generation
   prompt added); `encode_chat(tok, messages)` encodes that text *without* adding special tokens again (the
   template already holds them).
 - `stop_token_ids(tok, eos_ids)` are the ids that end generation: the model's EOS ids plus the tokenizer's
   EOS and, for chat-tuned templates, the end-of-turn token.
-- `file_fingerprint(path)` is the cache key of a source file: size, mtime and the first and last MiB.
 
 Errors are `ulm.errors.ModelLoadError` (missing or unreadable tokenizer) and `ulm.errors.EmptyPromptError`.
 transformers is imported inside the functions: `import ulm.tokenizer` stays cheap.
@@ -19,9 +19,8 @@ transformers is imported inside the functions: `import ulm.tokenizer` stays chea
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,30 +32,11 @@ from ulm.registry import ModelSource
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-_FINGERPRINT_SPAN = 1 << 20
+TOKENIZER = "tokenizer"  # the artefact's name in a GGUF's model cache entry
 # End-of-turn markers of common chat templates; generation stops on them when the vocabulary has them.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
 
 Message = dict[str, Any]
-
-
-def file_fingerprint(path: Path) -> str:
-    """A short stable key for a checkpoint file: its size, mtime and first and last MiB, hashed."""
-    stat = path.stat()
-    digest = hashlib.sha256(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(_FINGERPRINT_SPAN))
-        if stat.st_size > _FINGERPRINT_SPAN:
-            fh.seek(max(stat.st_size - _FINGERPRINT_SPAN, _FINGERPRINT_SPAN))
-            digest.update(fh.read(_FINGERPRINT_SPAN))
-    return digest.hexdigest()[:32]
-
-
-def tokenizer_cache_dir(gguf_path: Path) -> Path:
-    """Where the tokenizer converted from this GGUF file is cached."""
-    from cb.paths import model_cache_dir
-
-    return model_cache_dir() / "tokenizers" / file_fingerprint(gguf_path)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:
@@ -66,12 +46,24 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerFast:
         if not (source.path / "tokenizer.json").is_file() and not (source.path / "tokenizer.model").is_file():
             raise ModelLoadError(f"{source.path}: no tokenizer.json (or tokenizer.model) in the model directory")
         return _from_dir(source.path)
-    cached = tokenizer_cache_dir(source.path)
-    if (cached / "tokenizer.json").is_file():
-        return _from_dir(cached)
-    tok = _from_gguf(source.path)
-    _save_atomically(tok, cached)
+    from ulm.loading import cache
+
+    cached = cached_tokenizer_dir(source)
+    if cached is not None:
+        with contextlib.suppress(ModelLoadError):  # damaged: built again below
+            return _from_dir(cached)
+    tok = _from_gguf(source)
+    with contextlib.suppress(OSError):  # the cache is only an optimisation: the tokenizer in memory is still good
+        cache.save_artefact(source, TOKENIZER, lambda where: tok.save_pretrained(str(where)))
     return tok
+
+
+def cached_tokenizer_dir(source: ModelSource) -> Path | None:
+    """The tokenizer files kept for a GGUF source (a dir with tokenizer.json), None when there are none yet."""
+    from ulm.loading import cache
+
+    cached = cache.artefact(source, TOKENIZER)
+    return cached if cached is not None and (cached / "tokenizer.json").is_file() else None
 
 
 def _from_dir(path: Path) -> PreTrainedTokenizerFast:
@@ -83,26 +75,24 @@ def _from_dir(path: Path) -> PreTrainedTokenizerFast:
         raise ModelLoadError(f"{path}: cannot load the tokenizer: {_first_line(exc)}") from exc
 
 
-def _from_gguf(path: Path) -> PreTrainedTokenizerFast:
+def _from_gguf(source: ModelSource) -> PreTrainedTokenizerFast:
+    """Built by transformers from the GGUF's metadata alone: µLM's reader copies the metadata into a small
+    tensor-less GGUF in a temp dir (a model in pieces has no one file to give transformers, and reading
+    only the metadata spares transformers' slow parse of the whole file), which transformers converts."""
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name, local_files_only=True)
-    except Exception as exc:  # transformers raises many types for a bad GGUF; all mean "unusable file"
-        raise ModelLoadError(f"{path}: cannot read the tokenizer from the GGUF metadata: {_first_line(exc)}") from exc
+    from ulm.loading.gguf import open_gguf
+    from ulm.loading.gguf_file import write_metadata_only
 
-
-def _save_atomically(tok: PreTrainedTokenizerFast, target: Path) -> None:
-    """Write the tokenizer files to a temp dir next to `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=target.parent))
-    try:
-        tok.save_pretrained(str(tmp))
-        os.replace(tmp, target)
-    except OSError:
-        # Another process won the race (target exists and is not empty) or the disk refused: the cache
-        # is only an optimisation, so the tokenizer in memory is still good.
-        shutil.rmtree(tmp, ignore_errors=True)
+    where = source.name if source.parts else source.path
+    gf = open_gguf(source)
+    with tempfile.TemporaryDirectory(prefix="ulm-tokenizer-") as tmp:
+        try:
+            write_metadata_only(gf, Path(tmp) / "metadata.gguf")
+            return AutoTokenizer.from_pretrained(tmp, gguf_file="metadata.gguf", local_files_only=True)
+        except Exception as exc:  # transformers raises many types for a bad GGUF; all mean "unusable file"
+            raise ModelLoadError(f"{where}: cannot read the tokenizer from the GGUF metadata: "
+                                 f"{_first_line(exc)}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,8 +13,9 @@
 | CB_REDIS_CA           | CA bundle (PEM) to verify a rediss:// server with            | the system's CAs   |
 | CB_CLIP_ALLOW_PLAINTEXT | 1 = allow redis:// (no TLS) to a host that is not loopback | 0                  |
 
-`clip.env` holds `NAME=value` lines with the same names (mode 0600; `cb clip keygen --save` writes
-the key there), so a login service needs no secrets on its command line. The subscriber's timing
+`clip.env` holds `NAME=value` lines with the same names (written 0600, atomically; `cb clip keygen --save`
+writes the key there), so a login service needs no secrets on its command line; one that others can read is
+warned of when it holds the key or a Redis password. The subscriber's timing
 knobs (ping interval, backoff) are fields of `ListenTiming`, set by tests and `cb clip listen` flags.
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from cb import paths
 from cb.clip.errors import ClipError
+from cb.private import warn_if_readable, write_private
 
 DEFAULT_CHANNEL = "clipboard"
 DEFAULT_MAX_BYTES = 1 << 20
@@ -64,11 +66,22 @@ def read_env_file(path: Path | None = None) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         out[name.strip().removeprefix("export ").strip()] = value
+    if _holds_secret(out):
+        warn_if_readable(path, "the clipboard key or a Redis password")
     return out
 
 
+def _holds_secret(values: dict[str, str]) -> bool:
+    """Whether these settings hold the clipboard key or a Redis URL with a password."""
+    try:
+        password = urllib.parse.urlsplit(values.get("CB_REDIS_URL", "")).password
+    except ValueError:  # a malformed URL is load_config's to report
+        password = None
+    return bool(values.get("CB_CLIP_KEY") or password)
+
+
 def write_env_value(name: str, value: str, path: Path | None = None) -> Path:
-    """Set `name=value` in `clip.env` (replacing an existing line), written 0600 via a temp file."""
+    """Set `name=value` in `clip.env` (replacing an existing line), written 0600 atomically."""
     path = path or env_file()
     paths.ensure_dir(path.parent)
     try:
@@ -77,11 +90,7 @@ def write_env_value(name: str, value: str, path: Path | None = None) -> Path:
         lines = []
     kept = [ln for ln in lines if ln.strip().removeprefix("export ").partition("=")[0].strip() != name]
     kept.append(f"{name}={value}")
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(kept) + "\n")
-    os.replace(tmp, path)
+    write_private(path, "\n".join(kept) + "\n")
     return path
 
 

@@ -3,16 +3,19 @@
 A clip lands in a laptop clipboard and is pasted into a shell, so it must not carry what a terminal
 would act on: escape sequences (CSI, OSC, DCS, APC, PM, SOS, their 8-bit C1 forms), the bracketed-paste
 end marker `ESC[201~` that would turn the rest of a paste into typed keys, C0 controls (but tab and
-newline), DEL, C1 controls, and the bidi overrides/isolates that make code read differently from
-what runs (Trojan Source). A single pass is bypassable (`ESC ESC[201~ [201~` leaves `ESC[201~`
-behind, wezterm #7784), so the passes repeat until nothing changes. CRLF and lone CR become LF, and
-trailing newlines are dropped, so a paste never presses Enter by itself.
+newline), DEL, C1 controls, the bidi overrides/isolates that make code read differently from what runs
+(Trojan Source), and lone surrogates: the characters of `tools.controls.CONTROLS`. A single pass is
+bypassable (`ESC ESC[201~ [201~` leaves `ESC[201~` behind, wezterm #7784), so the passes repeat until
+nothing changes. CRLF and lone CR become LF, and trailing newlines are dropped, so a paste never presses
+Enter by itself.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from tools.controls import CONTROLS, translation
 
 # ESC- and C1-introduced sequences. Strings (OSC, DCS, SOS, PM, APC) run to BEL, ST (ESC \ or 0x9C) or,
 # unterminated, to the end of the text: a terminal would swallow that much, so we drop it too.
@@ -22,8 +25,8 @@ _SEQUENCE = re.compile(
     r"|\x1b[\x20-\x2f]*[\x30-\x7e]",                             # other escapes (ESC c, ESC 7, ESC ( B)
     re.DOTALL,
 )
-# C0 but tab and newline, DEL, C1, bidi embeddings/overrides (202A-202E) and isolates (2066-2069).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# tools.controls.CONTROLS but tab and newline: C0, DEL, C1, bidi embeddings/overrides/isolates, lone surrogates.
+_REMOVE = dict.fromkeys(translation(CONTROLS, keep="\t\n"))
 _CR = re.compile(r"\r\n?")
 
 
@@ -37,7 +40,7 @@ class Sanitized:
 
 
 def _one_pass(text: str) -> str:
-    return _CONTROL.sub("", _SEQUENCE.sub("", text))
+    return _SEQUENCE.sub("", text).translate(_REMOVE)
 
 
 def sanitize(text: str) -> Sanitized:

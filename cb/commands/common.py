@@ -8,27 +8,25 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from cb import config, session
+from cb.exits import EXIT_ERROR, EXIT_USAGE
 
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name (config key: model).",
                                               show_default=False)]
 BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible base URL, e.g. "
                                                 "http://127.0.0.1:8080/v1 (config key: base_url; empty = local "
                                                 "ulm serve).", show_default=False)]
-ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="API key (config key: api_key; env CB_API_KEY).",
-                                               show_default=False)]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help="API key (config key: api_key; env CB_API_KEY, "
+                                               "else OPENAI_API_KEY).", show_default=False)]
 TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.",
                                                       show_default=False)]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", help="Most tokens in the answer.",
                                                   show_default=False)]
-
-# Exit codes, shared by every command (documented in `cb --help`).
-EXIT_OK = 0
-EXIT_ERROR = 1  # the model server, config or a file could not be used
-EXIT_USAGE = 2  # bad arguments
-EXIT_EDITS_PENDING = 3  # edits were proposed and not applied (no TTY and no --yes, or declined)
-EXIT_EDITS_FAILED = 4  # edits were proposed and could not be applied (stale file, malformed block)
-EXIT_INTERRUPTED = 130  # Ctrl-C
-
+SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="Extra instructions for this run, in place "
+                                               "of the system_prompt setting.", show_default=False)]
+SessionOpt = Annotated[str | None, typer.Option("--session", help="Use this session (id, id prefix or name) for "
+                                                "this run; the project's current session stays.", show_default=False)]
+ContinueOpt = Annotated[bool, typer.Option("--continue", "-c", help="Continue this project's most recent "
+                                           "conversation (it becomes the current session).")]
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print `cb: message` on stderr (one line) and exit with `code`."""
@@ -46,8 +44,21 @@ def settings(**flags: Any) -> config.Settings:
         fail(str(exc))
 
 
-def current_session(settings: config.Settings) -> session.Session:
+def current_session(settings: config.Settings, ref: str | None = None, resume: bool = False) -> session.Session:
+    """The session a command works in: `ref` (--session) for this run, the project's latest conversation
+    (--continue, made current), else the project's current one."""
+    if ref is not None and resume:
+        fail("--session and --continue each name a session; give one", EXIT_USAGE)
+    project = Path(settings.project_root)
     try:
-        return session.current(Path(settings.project_root))
+        if ref is not None:
+            return session.find(ref)
+        if resume:
+            latest = session.latest(project)
+            if latest is None:
+                fail(f"no conversation to continue in {project} (cb session list --all shows every project's)")
+            session.use(latest)
+            return latest
+        return session.current(project)
     except session.SessionError as exc:
         fail(str(exc))

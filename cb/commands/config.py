@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
-from cb import config, paths
+from cb import config, exits, paths
 from cb.commands import common
 
-app = typer.Typer(help="Settings: defaults < user config < project .cb.toml < CB_* env vars < flags.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Settings: defaults < OPENAI_API_KEY/OPENAI_BASE_URL < user config < project .cb.toml < "
+                  "CB_* env vars < flags. Config files are written 0600.", no_args_is_help=True)
 
 
 @app.command("show")
@@ -20,9 +20,11 @@ def show() -> None:
     settings = common.settings()
     width = max(map(len, config.KEYS))
     for key in config.KEYS:
-        value = settings.values[key]
+        value = getattr(settings, key)
         shown = ("*" * 8 if value else "") if key == "api_key" else repr(value)
         typer.echo(f"{key:<{width}}  {shown:<24}  ({settings.source[key]})")
+    for name, model in settings.aliases.items():
+        typer.echo(f"alias {name} = {model!r}")
     typer.echo(f"\nuser config:    {paths.config_file()}")
     typer.echo(f"project config: {Path(settings.project_root) / config.PROJECT_FILE}")
 
@@ -34,7 +36,8 @@ def set_key(
     project: Annotated[bool, typer.Option("--project", help="Write the project's .cb.toml instead of the user "
                                           "config.")] = False,
 ) -> None:
-    """Set a key in the user config (or the project's .cb.toml with --project).
+    """Set a key in the user config (or the project's .cb.toml with --project), keeping the file's comments;
+    the file is written with mode 0600.
 
     Examples: cb config set base_url http://127.0.0.1:8080/v1    ·    cb config set temperature 0 --project
     """
@@ -42,5 +45,5 @@ def set_key(
     try:
         stored = config.set_value(key, value, target)
     except config.ConfigError as exc:
-        common.fail(str(exc), common.EXIT_USAGE)
+        common.fail(str(exc), exits.EXIT_USAGE)
     typer.echo(f"{key} = {stored!r}  ({target})")

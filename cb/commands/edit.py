@@ -1,7 +1,7 @@
 """`cb apply` and `cb undo`: apply the edits found in a saved model answer, and take back the last batch.
 
 Thin commands over `tools` (parse → plan → confirm → atomic apply → undo journal in cb.paths.undo_dir())
-and `cb.confirm` (the interactive yes / no / all / edit / quit). Exit codes are cb's (cb.commands.common):
+and `cb.confirm` (the interactive yes / no / all / edit / quit). Exit codes are cb's (cb.exits):
 0 applied (or nothing proposed), 1 unreadable input, 3 not applied (declined, or no terminal to ask on),
 4 could not be applied (malformed block, stale file, refused path, write error).
 """
@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from cb.commands.common import EXIT_EDITS_FAILED, EXIT_EDITS_PENDING, EXIT_OK, fail
+from cb.commands.common import fail
+from cb.exits import EXIT_EDITS_FAILED, EXIT_OK
 
 SourceArg = Annotated[str, typer.Argument(help="A file holding a model answer (edit blocks or tool-call JSON), "
                                                "or - to read it from stdin.", show_default=False, metavar="FILE|-")]
@@ -48,9 +49,9 @@ def apply(source: SourceArg, yes: YesOpt = False, force: ForceOpt = False, dry_r
     """
     from rich.console import Console
 
-    from cb.confirm import Confirmer, open_terminal, show_plan
-    from cb.paths import undo_dir
-    from tools import Journal, accept_all, accept_unwarned, apply_batch, parse_proposals, plan_batch, visible
+    from cb.confirm import show_plan
+    from cb.edits import apply_edits
+    from tools import parse_proposals, plan_batch, visible
 
     text = _read_source(source)
     workspace = (root or Path.cwd()).resolve()
@@ -74,24 +75,18 @@ def apply(source: SourceArg, yes: YesOpt = False, force: ForceOpt = False, dry_r
         plan = plan_batch(edits, workspace)
         show_plan(plan, console)
         raise typer.Exit(EXIT_OK if plan.ok else EXIT_EDITS_FAILED)
-    terminal = None if yes else open_terminal()
-    confirm = (accept_all if force else accept_unwarned) if yes else Confirmer(console, terminal, workspace)
-    try:
-        result = apply_batch(edits, workspace, journal=Journal(undo_dir()), confirm=confirm)
-    finally:
-        if terminal is not None:
-            terminal.close()
+    result, code = apply_edits(edits, workspace, console, yes=yes, force=force)
     if yes:
         show_plan(result.plan, console)  # what --yes applied (or why not)
     for note in result.notes:
         console.print(f"note: {visible(note)}", markup=False)
-    if result.status in ("applied", "nothing"):
+    if code == EXIT_OK:
         console.print(visible(result.message()), markup=False)
-        raise typer.Exit(EXIT_OK)
+        raise typer.Exit(code)
     if result.status == "declined":
         hint = " (a change has a warning: add --force to apply it anyway)" if yes and result.plan.warnings else ""
-        fail("not applied" + hint, EXIT_EDITS_PENDING)
-    fail(visible(result.message()), EXIT_EDITS_FAILED)
+        fail("not applied" + hint, code)
+    fail(visible(result.message()), code)
 
 
 def undo(

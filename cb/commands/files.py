@@ -1,4 +1,5 @@
-"""`cb open`, `cb close`, `cb files`: the files the current session shows the model every turn."""
+"""`cb open`, `cb close`, `cb files`: the files the current session shows the model every turn (with the
+project's instruction files, AGENTS.md and CONVENTIONS.md, which are in the context without being opened)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb import session as sessions
 from cb.commands import common
 
@@ -45,21 +47,28 @@ def close_files(
         except sessions.SessionError as exc:
             common.fail(str(exc))
     else:
-        common.fail("name the files to close, or --all", common.EXIT_USAGE)
+        common.fail("name the files to close, or --all", exits.EXIT_USAGE)
     for p in removed:
         typer.echo(f"closed {s.display(p)}")
 
 
+def _size(path: str) -> str:
+    try:
+        n = Path(path).read_bytes().count(b"\n")
+    except OSError:
+        return "missing"
+    return f"{n} lines"
+
+
 def list_files() -> None:
-    """List the open files with their size in lines (missing ones are marked)."""
-    s = common.current_session(common.settings())
+    """List the files in the context with their size in lines: the project's instruction files (AGENTS.md,
+    CONVENTIONS.md; config key instruction_files), then the open files (missing ones are marked)."""
+    settings = common.settings()
+    s = common.current_session(settings)
+    for p in s.instruction_files(settings.instruction_files.split()):
+        typer.echo(f"{s.display(p)}  ({_size(p)}, project instructions)")
     if not s.files:
         typer.echo("no open files (add some with: cb open PATH...)")
         return
     for p in s.files:
-        path = Path(p)
-        try:
-            n = path.read_bytes().count(b"\n")
-            typer.echo(f"{s.display(p)}  ({n} lines)")
-        except OSError:
-            typer.echo(f"{s.display(p)}  (missing)")
+        typer.echo(f"{s.display(p)}  ({_size(p)})")

@@ -6,12 +6,12 @@ import json
 
 import typer
 
-from cb import __version__, paths
+from cb import package_version, paths
 
 
 def version() -> None:
-    """Print cb's version."""
-    typer.echo(f"cb {__version__}")
+    """Print cb's version (the installed package's)."""
+    typer.echo(f"cb {package_version() or '(not installed: no package metadata)'}")
 
 
 def show_paths(as_json: bool = typer.Option(False, "--json", help="Print a JSON object.")) -> None:

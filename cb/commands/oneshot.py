@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb.commands import common
 
 
@@ -25,6 +26,9 @@ def ask(
                                           "usage.")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Leave the session's conversation out of the "
                                         "prompt (open files still count).")] = False,
+    system: common.SystemOpt = None,
+    session_ref: common.SessionOpt = None,
+    resume: common.ContinueOpt = False,
     model: common.ModelOpt = None,
     base_url: common.BaseUrlOpt = None,
     api_key: common.ApiKeyOpt = None,
@@ -41,24 +45,24 @@ def ask(
     from cb.render import Out
 
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
-                               max_tokens=max_tokens)
+                               max_tokens=max_tokens, system_prompt=system)
     text = " ".join(question or []).strip()
     piped = None if sys.stdin.isatty() else sys.stdin.read()
     if not text:
         if not piped or not piped.strip():
-            common.fail("no question given: cb \"question\", or pipe text into cb", common.EXIT_USAGE)
+            common.fail("no question given: cb \"question\", or pipe text into cb", exits.EXIT_USAGE)
         text, piped = piped.strip(), None
     out = Out(code_theme=settings.code_theme)
-    session = common.current_session(settings)
+    session = common.current_session(settings, session_ref, resume)
     with Chat(settings, session, out, stdin_text=piped) as chat:
         try:
             turn = chat.ask(text, history=[] if fresh else None, show=not as_json)
         except KeyboardInterrupt:  # before the answer started (server start-up, context): nothing recorded
-            raise typer.Exit(common.EXIT_INTERRUPTED) from None
+            raise typer.Exit(exits.EXIT_INTERRUPTED) from None
         except Exception as exc:  # every failure of a turn becomes one line, never a traceback
             common.fail(describe_error(exc))
     if turn.cancelled:
-        raise typer.Exit(common.EXIT_INTERRUPTED)
+        raise typer.Exit(exits.EXIT_INTERRUPTED)
     for cut in turn.cuts:
         out.info(f"[… {cut}]")
     if not as_json:

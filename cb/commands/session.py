@@ -1,4 +1,4 @@
-"""`cb session list|new|use|show|export`: chat sessions, one current per project (git root, else cwd)."""
+"""`cb session list|new|use|show|export|search`: chat sessions, one current per project (git root, else cwd)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cb import exits
 from cb import session as sessions
 from cb.commands import common
 from cb.sanitize import sanitize
@@ -92,4 +93,26 @@ def export_session(
         for m in s.messages():
             typer.echo(f"## {m['role']}\n\n{sanitize(m['content'])}\n")
     else:
-        common.fail(f"unknown format {fmt!r}: use markdown or jsonl", common.EXIT_USAGE)
+        common.fail(f"unknown format {fmt!r}: use markdown or jsonl", exits.EXIT_USAGE)
+
+
+@app.command("search")
+def search_sessions(
+    text: Annotated[str, typer.Argument(help="The text to find (case-insensitive).")],
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Most matches to print.")] = 50,
+) -> None:
+    """Find TEXT in the conversations of every session; print each match's session id, message and snippet.
+
+    Example: cb session search "race condition"    ·    then: cb session show ID
+    """
+    if not text.strip():
+        common.fail("give the text to search for", exits.EXIT_USAGE)
+    shown = 0
+    for match in sessions.search(text):
+        if shown == limit:
+            typer.echo("(more matches not shown; raise --limit)", err=True)
+            break
+        shown += 1
+        typer.echo(f"{match.session.id}  #{match.index + 1} {match.role}: {sanitize(match.snippet)}")
+    if not shown:
+        typer.echo(f"no message contains {sanitize(text)!r}", err=True)

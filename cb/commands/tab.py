@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from agentshell import cli as ash
+from agentshell import output
 
 app = typer.Typer(
     help="Process tabs (agentshell): long-running commands that outlive the ssh session; their tails go into "
@@ -32,16 +33,16 @@ for verb, command in (("ls", ash.ls_), ("new", ash.new), ("send", ash.send), ("r
 
 
 @app.command("run")
-@ash._errors
+@output.one_line_errors
 def run(
     command: str = typer.Argument(..., help="A shell command line, run as `$SHELL -c COMMAND`."),
     name: str = typer.Option(None, "--name", "-n", help="A name to use instead of the id."),
     cwd: Path = typer.Option(None, "--cwd", "-C", help="Working directory (default: the current one)."),  # noqa: B008
-    as_json: bool = ash.JSON,
+    as_json: bool = output.JSON,
 ) -> None:
     """Run a command line in a new tab (like `/run` in the chat): `cb tab run 'pytest -x' --name tests`."""
     from agentshell.client import Client, user_shell
 
     with Client.connect(client_name="cb") as c:
         tab = c.new([user_shell(), "-c", command], name=name, cwd=(cwd or Path.cwd()).resolve(), env=dict(os.environ))
-    ash._emit(as_json, tab.to_wire(), f"tab {tab.label} started (pid {tab.pid}): {command}")
+    output.emit(as_json, tab.to_wire(), f"tab {tab.label} started (pid {tab.pid}): {command}")

@@ -16,14 +16,31 @@ from pathlib import Path
 import pytest
 
 from cb.server import healthy
+from tests.agentshell.conftest import RunningDaemon, tab_processes
 from tests.cb.scripted_server import ScriptedServer
 from tests.support.processes import stop_process
+
+
+@pytest.fixture(autouse=True)
+def no_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cb reads OPENAI_API_KEY / OPENAI_BASE_URL as fallbacks: the developer's own must not reach a test."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture
 def scripted() -> Iterator[ScriptedServer]:
     with ScriptedServer() as server:
         yield server
+
+
+@pytest.fixture
+def daemon(cb_home: Path) -> Iterator[RunningDaemon]:
+    """A real agentshell daemon in the test's CB_HOME; no tab process may outlive the test."""
+    d = RunningDaemon(cb_home)
+    yield d
+    d.stop()
+    assert not tab_processes(cb_home)
 
 
 @pytest.fixture

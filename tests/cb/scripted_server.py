@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible HTTP server for the client's edge cases (errors, timeouts, slow streams).
 
 Each test enqueues replies; each POST /v1/chat/completions pops one. A reply is either a list of content
-pieces (streamed as SSE deltas, with an optional delay between them and a usage chunk), or an HTTP error.
+pieces (streamed as SSE deltas, with an optional delay between them and a usage chunk), or an HTTP error
+(a message, or a whole JSON body such as a context overflow's).
 Requests are recorded so tests can assert what cb sent. The main paths are tested against the real
 `ulm serve` elsewhere; this is only for what a real server will not do on demand.
 """
@@ -25,6 +26,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
     raw: bytes | None = None  # sent as the SSE body verbatim (for malformed streams)
+    body: dict[str, Any] | None = None  # an error answer's JSON body (default: {"error": {"message": error}})
     finish_reason: str = "stop"
 
 
@@ -79,7 +81,8 @@ class ScriptedServer:
                 outer.requests.append({"headers": dict(self.headers), "body": body})
                 reply = outer.replies.pop(0) if outer.replies else Reply(["ok"])
                 if reply.status != 200:
-                    self._json(reply.status, {"error": {"message": reply.error, "type": "test"}}, reply.headers)
+                    self._json(reply.status, reply.body or {"error": {"message": reply.error, "type": "test"}},
+                               reply.headers)
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")

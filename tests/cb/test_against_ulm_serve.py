@@ -1,7 +1,7 @@
 """The main paths against the real `ulm serve` on the seeded tiny model: one-shot, --json usage, budgets
-measured with the server's tokenizer against its real context, the REPL in a PTY (prefix reuse shows as
-cached tokens; Ctrl-C cancels), and the managed background server (start, reuse, status, logs, stop, and a
-start that fails in one line).
+measured with the server's tokenizer against its real context (and cut to it on its overflow error), the
+REPL in a PTY (prefix reuse shows as cached tokens; Ctrl-C cancels), and the managed background server
+(start, reuse, restart on other server_args, status, logs, stop, and a start that fails in one line).
 
 Run: .venv/bin/python -m pytest tests/cb/test_against_ulm_serve.py -q
 """
@@ -54,6 +54,19 @@ def test_budget_measured_with_the_real_tokenizer_fits_the_real_context(real: Cli
     assert re.fullmatch(r"\d+ lines of big\.py not shown", cut)
     assert usage["prompt_tokens"] <= 2048 - 12
     assert usage["prompt_tokens"] > 1024  # the file took the room it was given, not a timid slice
+
+
+def test_a_configured_context_over_the_servers_is_cut_to_it_on_its_overflow_error(
+        real: CliRunner, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CB_CONTEXT_LENGTH", "8192")  # the server's is 2048: cb learns it from the 400 answer
+    (project / "big.py").write_text("".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(3000)))
+    real.invoke(app, ["open", "big.py"])
+    result = real.invoke(app, ["summarise big.py", "--json"])
+    assert result.exit_code == 0, result.output
+    usage = json.loads(result.stdout)["usage"]
+    assert usage["context_length"] == 2048 and 1024 < usage["prompt_tokens"] <= 2048 - 12
+    (cut,) = usage["context_cuts"]
+    assert re.fullmatch(r"\d+ lines of big\.py not shown", cut)
 
 
 def test_repl_against_ulm_serve_reuses_the_prefix_and_cancels(ulm_server: str, project: Path) -> None:
@@ -121,16 +134,17 @@ def _wait_gone(pid: int, timeout: float = 15) -> bool:
     return False
 
 
-def test_managed_server_starts_once_is_reused_and_stops(tiny_model_2k: Path, project: Path,
+def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_stops(tiny_model_2k: Path, project: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_MODEL", str(tiny_model_2k))
     monkeypatch.setenv("CB_MAX_TOKENS", "8")
     runner = CliRunner()
+    assert runner.invoke(app, ["models", "alias", "tiny", str(tiny_model_2k)]).exit_code == 0
     try:
-        started = runner.invoke(app, ["server", "start"])
+        started = runner.invoke(app, ["server", "start", "-m", "tiny"])  # the alias names ulm serve's --model
         assert started.exit_code == 0, started.output
         info = server.read_info()
-        assert info is not None and f"pid {info.pid}" in started.stdout
+        assert info is not None and f"pid {info.pid}" in started.stdout and info.model == str(tiny_model_2k)
         again = runner.invoke(app, ["server", "start"])
         assert again.exit_code == 0 and f"pid {info.pid}" in again.stdout
         answer = runner.invoke(app, ["hi"])  # no base_url: the managed server answers
@@ -138,6 +152,13 @@ def test_managed_server_starts_once_is_reused_and_stops(tiny_model_2k: Path, pro
         status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
         assert status["model_server"]["up"] is True and status["model_server"]["pid"] == info.pid
         assert "ulm" in runner.invoke(app, ["server", "logs", "-n", "200"]).stdout
+        monkeypatch.setenv("CB_SERVER_ARGS", "--mode exact")  # another identity: the old server makes way
+        restarted = runner.invoke(app, ["server", "start"])
+        assert restarted.exit_code == 0, restarted.output
+        assert _wait_gone(info.pid)
+        info = server.read_info()
+        assert info is not None and info.server_args == "--mode exact" and f"pid {info.pid}" in restarted.stdout
+        assert f"pid {info.pid}" in runner.invoke(app, ["server", "start"]).stdout  # same identity: reused
     finally:
         stopped = runner.invoke(app, ["server", "stop"])
     assert stopped.exit_code == 0 and "stopped the model server" in stopped.stdout

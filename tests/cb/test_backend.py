@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 
-from cb.backend import Backend, BackendError, Delta, Done, server_root
+from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done, server_root
 from tests.cb.scripted_server import Reply, ScriptedServer
 
 
@@ -59,6 +59,27 @@ def test_http_errors_become_one_line(scripted: ScriptedServer, status: int, need
     assert needle in str(err.value) and "\n" not in str(err.value)
     if status == 429:
         assert "retry in 2s" in str(err.value)
+
+
+@pytest.mark.parametrize(("error", "counts"), [
+    ({"code": 400, "message": "the request exceeds the available context size, try increasing it",  # llama.cpp
+      "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 4096}, (5000, 4096)),
+    ({"message": "This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 "
+                 "tokens. Please reduce the length of the messages.", "type": "invalid_request_error",  # OpenAI
+      "param": "messages", "code": "context_length_exceeded"}, (9000, 8192)),
+    ({"message": "prompt too long", "code": "context_length_exceeded"}, (None, None)),
+])
+def test_a_context_overflow_carries_the_servers_counts(scripted: ScriptedServer, error: dict[str, object],
+                                                       counts: tuple[int | None, int | None]) -> None:
+    scripted.enqueue(Reply(status=400, body={"error": error}), Reply(status=400, error="bad temperature"))
+    with Backend(scripted.base_url, model="m") as b:
+        with pytest.raises(ContextOverflow) as err:
+            _collect(b)
+        assert (err.value.n_prompt_tokens, err.value.n_ctx) == counts
+        assert str(err.value) == f"the server answered 400: {' '.join(str(error['message']).split())}"
+        with pytest.raises(BackendError) as other:
+            _collect(b)
+        assert not isinstance(other.value, ContextOverflow)
 
 
 def test_refused_connection_names_the_url() -> None:

@@ -102,7 +102,7 @@ def test_proposed_escape_sequences_are_shown_visibly_never_raw(ws: Path) -> None
     confirm(plan)
     out = shown.getvalue()
     assert "\x1b[1A" not in out and "\x1b[2K" not in out and "\x1b]52" not in out and "\u202e" not in out
-    assert "ok␛[1A␛[2K␛]52;c;ZXZpbA==␇<U+202E>" in out
+    assert "ok␛[1A␛[2K␛]52;c;ZXZpbA==␇⟨U+202E⟩" in out
 
 
 def test_edit_in_editor_replans_shows_the_new_diff_and_applies_what_was_approved(ws: Path, tmp_path: Path) -> None:

@@ -66,6 +66,17 @@ def test_a_long_file_is_cut_visibly_and_fits(tmp_path: Path) -> None:
     assert f'shown="1-{2000 - n}"' in system and "x1 = 1" in system and "x2000 =" not in system
 
 
+def test_a_cut_is_estimated_without_asking_the_tokenizer_again(tmp_path: Path) -> None:
+    f = tmp_path / "big.py"
+    f.write_text("".join(f"x{i} = {i}  # some words here\n" for i in range(1, 2001)))
+    asked: list[str] = []
+    built = context.assemble(question="Q", history=[], sources=[context.file_source(f, "big.py")],
+                             count=lambda text: asked.append(text) or words(text), context_length=2048,
+                             max_tokens=512)
+    assert built.cuts and len(asked) == 3  # the system prompt, the question and the whole file, once each
+    assert not any("not shown]" in text for text in asked)
+
+
 def test_tabs_keep_their_tail_and_conversation_keeps_the_newest(tmp_path: Path) -> None:
     tail = "\n".join(f"log line {i} with words" for i in range(3000))
     history = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i} " + "w " * 50}
@@ -90,6 +101,20 @@ def test_small_sources_pass_their_share_to_big_ones(tmp_path: Path) -> None:
     # the file needs ~2,800 words; its 45% share would be ~1,100, but nothing else needs the rest
     (cut,) = built.cuts
     assert int(cut.split()[0]) < 200
+
+
+def test_files_that_fit_together_are_not_cut_whatever_their_order(tmp_path: Path) -> None:
+    big, small = tmp_path / "big.md", tmp_path / "small.py"
+    big.write_text("".join(f"rule {i} of the project\n" for i in range(30)))
+    small.write_text("x = 1\n")
+    sources = [context.file_source(big, "big.md"), context.file_source(small, "small.py")]
+    built = context.assemble(question="Q", history=[], sources=sources, count=words, context_length=100_000,
+                             max_tokens=100)
+    assert built.cuts == [] and [label for label, _ in built.sources] == ["big.md", "small.py", "conversation"]
+    tight = context.assemble(question="Q", history=[], sources=sources, count=words, context_length=180,
+                             max_tokens=40)
+    (cut,) = tight.cuts  # too little room for both: the big one is cut, the small one stays whole
+    assert cut.endswith("lines of big.md not shown") and "1| x = 1" in tight.messages[0]["content"]
 
 
 def test_a_question_too_long_for_the_context_is_a_clear_error() -> None:

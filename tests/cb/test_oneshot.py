@@ -145,6 +145,66 @@ def test_server_errors_are_one_line_with_exit_1(runner: CliRunner, scripted: Scr
     assert result.stderr.startswith("cb: the server refused the API key") and result.stderr.count("\n") == 1
 
 
+def _scripted_tokens(messages: list[dict[str, str]]) -> int:
+    """The prompt's size by the scripted server's tokenizer, with cb's allowance for the chat template."""
+    return sum(sum(1 + len(w) // 8 for w in m["content"].split()) + 8 for m in messages)
+
+
+def _overflow(n_prompt_tokens: int, n_ctx: int) -> Reply:
+    return Reply(status=400, body={"error": {"message": "the request exceeds the available context size",
+                                             "type": "exceed_context_size_error",
+                                             "n_prompt_tokens": n_prompt_tokens, "n_ctx": n_ctx}})
+
+
+def test_a_prompt_the_server_finds_too_long_is_cut_further_and_sent_again(runner: CliRunner, project: Path,
+                                                                          scripted: ScriptedServer) -> None:
+    (project / "big.py").write_text("".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(3000)))
+    runner.invoke(app, ["open", "big.py"])
+    # the server's context is smaller than it reported (4096): it says so, and cb fits the prompt to it
+    scripted.enqueue(_overflow(3900, 1024), Reply(["ok"]))
+    result = runner.invoke(app, ["summarise big.py", "--json", "--max-tokens", "64"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    first, second = (r["body"] for r in scripted.requests)
+    assert data["answer"] == "ok" and data["usage"]["context_length"] == 1024
+    # the second try fits that context (a cut's size is an estimate: the answer's room may lose a little)
+    assert _scripted_tokens(first["messages"]) > 3000 and 700 < _scripted_tokens(second["messages"]) < 1024
+    (cut,) = data["usage"]["context_cuts"]
+    assert re.fullmatch(r"\d+ lines of big\.py not shown", cut)
+
+
+def test_a_low_estimate_is_corrected_by_the_servers_count(runner: CliRunner, project: Path,
+                                                          scripted: ScriptedServer) -> None:
+    (project / "big.py").write_text("".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(3000)))
+    runner.invoke(app, ["open", "big.py"])
+    # a server whose tokenizer counts 600 tokens more than cb's estimate, in OpenAI's words
+    scripted.enqueue(Reply(status=400, body={"error": {
+        "message": "This model's maximum context length is 4096 tokens. However, your messages resulted in "
+                   "4600 tokens.", "type": "invalid_request_error", "code": "context_length_exceeded"}}),
+        Reply(["ok"]))
+    result = runner.invoke(app, ["summarise big.py", "--max-tokens", "64"])
+    assert result.exit_code == 0, result.output
+    first, second = (_scripted_tokens(r["body"]["messages"]) for r in scripted.requests)
+    # counted as the server counts (its excess on the first try), the second try leaves the answer its room
+    assert first > 3500 and second + (4600 - first) <= 4096 - 64 and second > 3000
+    shown = int(re.search(r"context (\d+)/4096", result.stderr).group(1))  # the estimate, with the correction
+    assert second + (4600 - first) <= shown <= 4096 - 64
+
+
+def test_a_prompt_still_too_long_after_the_retries_is_one_line(runner: CliRunner, scripted: ScriptedServer,
+                                                                project: Path) -> None:
+    (project / "big.py").write_text("".join(f"value_{i} = compute({i}, 'some text')\n" for i in range(3000)))
+    runner.invoke(app, ["open", "big.py"])
+    scripted.enqueue(*[_overflow(4100, 4096)] * 3)
+    result = runner.invoke(app, ["q"])
+    assert result.exit_code == 1 and len(scripted.requests) == 3
+    assert result.stderr == "cb: the server answered 400: the request exceeds the available context size\n"
+    scripted.enqueue(_overflow(50_000, 4096))  # no cut could fit that: no retry
+    result = runner.invoke(app, ["q"])
+    assert result.exit_code == 1 and len(scripted.requests) == 4
+    assert result.stderr == "cb: the server answered 400: the request exceeds the available context size\n"
+
+
 def test_unreachable_server_is_one_line(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_BASE_URL", "http://127.0.0.1:9/v1")
     result = CliRunner().invoke(app, ["q"])

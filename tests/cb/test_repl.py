@@ -20,11 +20,12 @@ from tests.cb.scripted_server import Reply, ScriptedServer
 CB = str(Path(sys.executable).parent / "cb")
 
 
-def spawn_repl(base_url: str, cwd: Path, **env: str) -> pexpect.spawn:
-    """`cb` with no arguments on a PTY (terminal position reports off: pexpect does not answer them)."""
+def spawn_repl(base_url: str, cwd: Path, *args: str, **env: str) -> pexpect.spawn:
+    """`cb` (with no arguments, or chat options) on a PTY (terminal position reports off: pexpect does not
+    answer them)."""
     full = {**os.environ, "CB_BASE_URL": base_url, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1",
             "EDITOR": "true", **env}
-    child = pexpect.spawn(CB, [], env=full, cwd=str(cwd), dimensions=(40, 120), timeout=30, encoding="utf-8")
+    child = pexpect.spawn(CB, list(args), env=full, cwd=str(cwd), dimensions=(40, 120), timeout=30, encoding="utf-8")
     if os.environ.get("CB_TEST_PTY_LOG"):  # a transcript of the raw PTY bytes, for debugging
         child.logfile_read = open(os.environ["CB_TEST_PTY_LOG"], "a")  # noqa: SIM115 - lives as long as the child
     child.expect("Ctrl-D to quit")
@@ -109,6 +110,27 @@ def test_slash_commands_and_completion(scripted: ScriptedServer, project: Path) 
     assert '<file path="app.py"' in scripted.requests[0]["body"]["messages"][0]["content"]
     assert "lib.py" not in scripted.requests[0]["body"]["messages"][0]["content"]
     assert len(session.list_all(project)) == 2
+
+
+@pytest.mark.integration
+def test_chat_options_alone_open_the_repl_continuing_with_agents_md_in_the_meter(scripted: ScriptedServer,
+                                                                                project: Path) -> None:
+    (project / "AGENTS.md").write_text("Always answer in haiku.\n")
+    talked = session.new(project, "talked")
+    talked.append("user", "earlier question")
+    session.new(project)  # current, but empty: -c continues the one with a conversation
+    child = spawn_repl(scripted.base_url, project, "-c", "-s", "Be terse.")
+    child.expect("0 files \\+ AGENTS")  # the context meter names the instruction file
+    child.send("/files\r")
+    child.expect(r"AGENTS.md  \(project instructions\)")
+    child.send("next\r")
+    child.expect("ok")
+    child.expect("›")
+    assert quit_repl(child) == 0
+    system = scripted.requests[0]["body"]["messages"][0]["content"]
+    assert "Be terse." in system and "1| Always answer in haiku." in system
+    assert [m["content"] for m in scripted.requests[0]["body"]["messages"][1:]] == ["earlier question", "next"]
+    assert session.current(project).id == talked.id
 
 
 @pytest.mark.integration

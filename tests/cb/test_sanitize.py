@@ -104,3 +104,19 @@ def test_long_unterminated_sequence_is_linear() -> None:
     chunk = "\x1b]" * 2048
     out = "".join(s.feed(chunk) for _ in range(500)) + s.flush()
     assert len(out) == 2 * 2048 * 500
+
+
+def test_the_three_renderers_share_one_table_of_stand_ins() -> None:
+    from cb.clip.sanitize import sanitize as clip_sanitize
+    from tools import visible
+    from tools.controls import CONTROLS, INVISIBLE, STAND_INS
+
+    assert STAND_INS[0x1B] == "␛" and STAND_INS[0x7F] == "␡" and STAND_INS[0x202E] == "⟨U+202E⟩"
+    for code, stand_in in STAND_INS.items():
+        char = chr(code)
+        # the terminal renderer and the edit preview show the same stand-in; the clipboard removes the character
+        expected = char if char in "\t\n" or code in INVISIBLE else ("␍" if char == "\r" else stand_in)
+        assert sanitize(f"a{char}b") == f"a{expected}b", hex(code)
+        assert visible(f"a{char}b") == ("a\tb" if char == "\t" else f"a{stand_in}b"), hex(code)
+        if code in CONTROLS and char not in "\t\n\r":
+            assert clip_sanitize(f"a{char}").text == "a", hex(code)

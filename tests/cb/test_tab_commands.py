@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cb.commands.tab import app as tab_app
-from tests.agentshell.conftest import RunningDaemon, tab_processes
+from tests.agentshell.conftest import RunningDaemon
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
-
-
-@pytest.fixture
-def daemon(cb_home: Path) -> Iterator[RunningDaemon]:
-    d = RunningDaemon(cb_home)
-    yield d
-    d.stop()
-    assert not tab_processes(cb_home)
 
 
 def tab(*args: str) -> tuple[int, str, str]:

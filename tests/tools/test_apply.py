@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tools.support import tree_state
+from tests.tools.support import apply_text, tree_state, v, write
 from tools import (
     InsertAfterEdit,
     Journal,
@@ -22,30 +22,9 @@ from tools import (
     SingleLineEdit,
     accept_all,
     apply_batch,
-    file_version,
-    parse_proposals,
     plan_batch,
     refuse_all,
 )
-
-
-def write(path: Path, data: bytes, mode: int | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    if mode is not None:
-        path.chmod(mode)
-    return path
-
-
-def v(path: Path) -> str:
-    return file_version(path.read_bytes())
-
-
-def apply_text(root: Path, text: str, journal: Journal, confirm=accept_all):
-    parsed = parse_proposals(text)
-    assert parsed.errors == ()
-    return apply_batch(parsed.proposals, root, journal=journal, confirm=confirm)
-
 
 LINES10 = b"".join(b"line %d\n" % i for i in range(1, 11))
 
@@ -342,7 +321,7 @@ def test_e15_escape_sequences_are_visible_in_the_diff_and_written_as_approved(ws
     result = apply_batch([SingleLineEdit("a.txt", v(f), 1, content)], ws, journal=journal,
                          confirm=lambda plan: shown.append(plan.changes[0].diff) or plan.proposals)
     assert "\x1b" not in shown[0] and "\r" not in shown[0] and "\u202e" not in shown[0]
-    assert "+ok␛[1A␛[2K␍hidden<U+202E>evil" in shown[0]
+    assert "+ok␛[1A␛[2K␍hidden⟨U+202E⟩evil" in shown[0]
     assert result.status == "applied"
     assert f.read_bytes() == content.encode() + b"\nrm -rf /\n"
 

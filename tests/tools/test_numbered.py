@@ -16,8 +16,17 @@ def test_file_block_header_carries_path_version_and_line_count() -> None:
     data = b"import os\r\n\r\nx = 1"
     assert file_block("a.py", data) == (
         f'<file path="a.py" version="{file_version(data)}" lines="3">\n1| import os\n2|\n3| x = 1\n</file>')
-    assert file_block("a.py", data, 2, 2).startswith(f'<file path="a.py" version="{file_version(data)}" lines="3" '
-                                                      'shown="2-2">\n2|\n</file>')
+    assert file_block("a.py", data, 2, 2) == (
+        f'<file path="a.py" version="{file_version(data)}" lines="3" shown="2-2">\n'
+        "[… 1 earlier lines of a.py not shown]\n2|\n[… 1 lines of a.py not shown]\n</file>")
+
+
+def test_a_window_numbers_lines_as_wide_as_the_whole_file_and_names_what_is_left_out() -> None:
+    data = b"".join(b"x%d\n" % i for i in range(1, 121))
+    block = file_block("big.py", data, 1, 9).split("\n")
+    assert block[0].endswith('lines="120" shown="1-9">') and block[1] == "  1| x1" and block[9] == "  9| x9"
+    assert block[10:] == ["[… 111 lines of big.py not shown]", "</file>"]
+    assert file_block("big.py", data, 1, 0).split("\n")[1:] == ["[… 120 lines of big.py not shown]", "</file>"]
 
 
 def test_non_utf8_lines_are_shown_decoded_in_the_files_encoding() -> None:

@@ -1,4 +1,5 @@
-"""Parser tests, string in → proposals or errors out: the block format, tolerance, malformed input, JSON."""
+"""Parser tests, string in → proposals or errors out: the numbered block format (v1, still read), tolerance,
+malformed input, JSON tool calls. Format v2 (copied lines) is in test_parse_v2.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.tools.support import errors, one
 from tools import (
     CreateFile,
     InsertAfterEdit,
@@ -17,17 +19,6 @@ from tools import (
     parse_tool_calls,
     render,
 )
-
-
-def one(text: str):
-    result = parse_proposals(text)
-    assert result.errors == (), result.errors
-    assert len(result.proposals) == 1, result.proposals
-    return result.proposals[0]
-
-
-def errors(text: str) -> list[str]:
-    return [str(e) for e in parse_proposals(text).errors]
 
 
 def test_each_operation_parses_with_its_attributes_and_exact_body() -> None:
@@ -118,7 +109,16 @@ def test_a_self_closing_replace_deletes() -> None:
 
 def test_missing_attributes_are_named() -> None:
     assert errors('<replace path="a" start="1">\nx\n</replace>') == ["line 1: <replace> needs version= and end="]
-    assert errors('<insert path="a" version="v">\nx\n</insert>') == ["line 1: <insert> needs after="]
+    assert errors('<insert path="a" line="2">\nx\n</insert>') == ["line 1: <insert> needs version="]
+    assert errors('<edit path="a" version="v">\nx\n</edit>') == ["line 1: <edit> needs line="]
+
+
+def test_a_block_without_line_numbers_or_parts_is_told_the_v2_shape() -> None:
+    assert errors('<replace path="a" version="v">\nx\n</replace>') == [
+        "line 1: <replace> needs an <old> part (the lines to replace, copied from the file) and a <new> part"]
+    assert errors('<insert path="a" version="v">\nx\n</insert>') == [
+        'line 1: <insert> needs an <after> or a <before> part (a line copied from the file), or at="top" or '
+        'at="end"; and a <new> part']
 
 
 def test_bad_numbers_and_ranges_are_rejected_with_the_reason() -> None:
@@ -175,8 +175,8 @@ def test_malformed_tool_calls_are_named() -> None:
     ])
     assert bad.proposals == ()
     assert [str(e) for e in bad.errors] == [
-        "line 1: <delete_everything> is not a tool I know (the tools are: edit, replace, insert, create, run): "
-        "'delete_everything'",
+        "line 1: <delete_everything> is not a tool I know (the tools are: search_replace_edit, anchored_insert_edit, "
+        "create_file, run): 'delete_everything'",
         "line 2: <single_line_edit> has arguments that are not valid JSON (Expecting property name enclosed in "
         "double quotes at char 1)",
         "line 3: <single_line_edit> line=True is not a line number",
@@ -211,9 +211,3 @@ def test_the_parser_never_raises_on_arbitrary_text(text: str) -> None:
     parse_proposals("<replace " + text + ">\n" + text + "</replace>")
 
 
-def test_the_instructions_teach_exactly_the_format_the_parser_reads() -> None:
-    from tools import INSTRUCTIONS
-
-    result = parse_proposals(INSTRUCTIONS)
-    assert result.errors == ()
-    assert [p.kind for p in result.proposals] == ["edit", "replace", "insert", "create", "run"]

@@ -14,7 +14,7 @@ from tools.preview import summarize, unified_diff, warnings_for
 def test_visible_shows_controls_c1_bidi_and_invisibles_and_keeps_tabs_and_text() -> None:
     assert visible("a\x1b[1A\x1b[2K\tb\r\x00\x7f") == "a␛[1A␛[2K\tb␍␀␡"
     assert visible("\x9b31m \u202eevil\u2066 zero\u200bwidth \u2028") == (
-        "<U+009B>31m <U+202E>evil<U+2066> zero<U+200B>width <U+2028>")
+        "⟨U+009B⟩31m ⟨U+202E⟩evil⟨U+2066⟩ zero⟨U+200B⟩width ⟨U+2028⟩")
     assert visible("naïve 日本 é") == "naïve 日本 é"
 
 

@@ -3,7 +3,10 @@
 - undo(apply(f)) == f, byte for byte (BOM, CRLF/LF/lone CR, latin-1 bytes, no final newline included);
 - bytes outside the edited lines never change;
 - new lines take the file's dominant ending;
-- applying the same batch twice is refused the second time (stale), and changes nothing.
+- applying the same batch twice is refused the second time (stale), and changes nothing;
+- format v2: a replace or insert found by its copied lines equals the numbered edit of the same range
+  (exact copies, copies with the prompt's line numbers, copies with a shifted indent), and a copy that
+  occurs more than once is refused.
 """
 
 from __future__ import annotations
@@ -12,10 +15,21 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tools import InsertAfterEdit, Journal, LineReplaceEdit, SingleLineEdit, accept_all, apply_batch, file_version
+from tools import (
+    AnchoredInsertEdit,
+    InsertAfterEdit,
+    Journal,
+    LineReplaceEdit,
+    SearchReplaceEdit,
+    SingleLineEdit,
+    accept_all,
+    apply_batch,
+    file_version,
+    plan_batch,
+)
 from tools.textfile import NotEditable, TextFile
 
 line_bytes = st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"").replace(b"\x00", b"") or b"")
@@ -114,3 +128,90 @@ def test_bytes_outside_the_edited_lines_never_change_and_new_lines_take_the_domi
     if b == n and n and text.ends[-1] == b"" and a:
         allowed.add(text.ends[a - 1])  # the middle then starts with that line's own ending
     assert set(middle.ends) <= allowed
+
+
+# --- format v2: an edit that copies its lines equals the numbered edit of the same range ------------------
+
+
+def apply_bytes(old: bytes, batch: list) -> tuple[str, bytes | tuple[str, ...]]:
+    """Plan `batch` against a file holding `old`: ("ok", new bytes) or ("refused", errors)."""
+    tmp, root, _ = workspace()
+    with tmp:
+        (root / "f").write_bytes(old)
+        plan = plan_batch(batch, root)
+        if plan.errors:
+            return "refused", plan.errors
+        return "ok", plan.changes[0].new if plan.changes else old
+
+
+def occurrences(lines: list[str], run: list[str]) -> int:
+    return sum(lines[i:i + len(run)] == run for i in range(len(lines) - len(run) + 1))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_a_replace_found_by_its_copied_lines_equals_the_numbered_replace_of_that_range(data: st.DataObject) -> None:
+    old = data.draw(files())
+    text = TextFile.parse(old)
+    lines = text.text_lines()
+    assume(lines)
+    a = data.draw(st.integers(0, len(lines) - 1))
+    b = data.draw(st.integers(a + 1, len(lines)))
+    new = "".join(line + "\n" for line in data.draw(new_text))
+    copied = "".join(line + "\n" for line in lines[a:b])
+    version = file_version(old)
+    anchored = apply_bytes(old, [SearchReplaceEdit("f", version, copied, new)])
+    numbered = apply_bytes(old, [LineReplaceEdit("f", version, a + 1, b, new)])
+    if numbered[0] == "refused":  # only text the file's encoding cannot hold
+        assert anchored[0] == "refused" and "cannot hold" in numbered[1][0]
+        return
+    if occurrences(lines, lines[a:b]) == 1:
+        assert anchored == numbered
+    else:
+        assert anchored[0] == "refused" and "times" in anchored[1][0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_an_insert_after_or_before_copied_lines_equals_the_numbered_insert(data: st.DataObject) -> None:
+    old = data.draw(files())
+    lines = TextFile.parse(old).text_lines()
+    assume(lines)
+    a = data.draw(st.integers(0, len(lines) - 1))
+    b = data.draw(st.integers(a + 1, min(a + 3, len(lines))))
+    where = data.draw(st.sampled_from(["after", "before"]))
+    new = "".join(line + "\n" for line in data.draw(new_text))
+    copied = "".join(line + "\n" for line in lines[a:b])
+    version = file_version(old)
+    anchored = apply_bytes(old, [AnchoredInsertEdit("f", version, where, copied, new)])
+    numbered = apply_bytes(old, [InsertAfterEdit("f", version, b if where == "after" else a, new)])
+    if numbered[0] == "refused":
+        assert anchored[0] == "refused"
+    elif occurrences(lines, lines[a:b]) == 1:
+        assert anchored == numbered
+    else:
+        assert anchored[0] == "refused" and "times" in anchored[1][0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_copies_with_the_prompts_line_numbers_or_a_shifted_indent_find_the_same_range(data: st.DataObject) -> None:
+    lines = data.draw(st.lists(st.text(st.characters(codec="ascii", blacklist_characters="\n\r\x00"), max_size=10),
+                               min_size=1, max_size=10))
+    old = "".join(line + "\n" for line in lines).encode()
+    a = data.draw(st.integers(0, len(lines) - 1))
+    b = data.draw(st.integers(a + 1, len(lines)))
+    assume(any(line.strip() for line in lines[a:b]))
+    version = file_version(old)
+    numbered = apply_bytes(old, [LineReplaceEdit("f", version, a + 1, b, "X\n")])
+    width = len(str(len(lines)))
+    with_numbers = "".join(f"{n:>{width}}| {line}\n" if line else f"{n:>{width}}|\n"
+                           for n, line in enumerate(lines[a:b], start=a + 1))
+    trimmed = [line.rstrip() for line in lines]
+    if not occurrences(trimmed, [c.rstrip() for c in with_numbers.splitlines()]):  # else the file holds them
+        result = apply_bytes(old, [SearchReplaceEdit("f", version, with_numbers, "X\n")])
+        assert result == numbered or (result[0] == "refused" and "times" in result[1][0])
+    indented = [("    " + line if line.strip() else line) for line in lines[a:b]]
+    if not occurrences(trimmed, [c.rstrip() for c in indented]):
+        result = apply_bytes(old, [SearchReplaceEdit("f", version, "".join(c + "\n" for c in indented), "    X\n")])
+        assert result == numbered or (result[0] == "refused" and "times" in result[1][0])

@@ -1,5 +1,5 @@
-"""The fast mode (ulm/fast.py): int4 linears, fp32 residual, refined LM head, the fast-weights cache, and (slow)
-the embedded model's top-1 agreement with the exact mode.
+"""The fast mode (ulm/fast/): int4 linears, fp32 residual, refined LM head, the fast-weights cache, the lean path
+against the generic forward, and (slow) the embedded model's top-1 agreement with the exact mode.
 
 Run: .venv/bin/python -m pytest tests/ulm/test_fast.py -q
 """
@@ -12,16 +12,18 @@ import pytest
 import torch
 
 from tests.ulm.loading.gguf_files import write_gguf
-from ulm import fast as fast_module
 from ulm.config import ModelConfig
 from ulm.errors import ContextLengthError
 from ulm.fast import FastTransformer, RefinedHead, WideningEmbedding, fast_tensors, load_fast, make_fast
+from ulm.fast import modules as fast_modules
+from ulm.fast import runtime as fast_runtime
+from ulm.fast.runtime import DecodePlan
 from ulm.kernels import attention as kernel_attention
 from ulm.kernels import native
 from ulm.kernels.decode import DecodeBlocks
 from ulm.kv_cache import KVCache
 from ulm.loading import load_checkpoint
-from ulm.loading.cache import cache_entry
+from ulm.loading.cache import entry_dir
 from ulm.model import Transformer, build_model, canonical_shapes
 from ulm.quant import Int4Linear, Int8Linear, int4_from_float
 from ulm.registry import ModelSource, resolve
@@ -76,7 +78,7 @@ def test_fast_model_has_int4_linears_fp32_residual_and_tracks_the_exact_logits(t
 def test_fast_weights_are_cached_and_load_fast_builds_the_same_model(tiny_source: ModelSource) -> None:
     ids = torch.randint(0, TINY.vocab_size, (1, 16), generator=torch.Generator().manual_seed(2))
     made = make_fast(exact_model(tiny_source), tiny_source)
-    assert len(list(cache_entry(tiny_source.path).glob("fast-int4-*.safetensors"))) == 1
+    assert len(list(entry_dir(tiny_source).glob("fast-int4-*.safetensors"))) == 1
     loaded = load_fast(tiny_source)
     with torch.inference_mode():
         assert torch.equal(made(ids), loaded(ids))
@@ -95,7 +97,7 @@ def test_int8_scheme_builds_int8_linears_and_tracks_the_exact_model(tiny_source:
 
 def test_a_damaged_fast_cache_file_is_rebuilt(tiny_source: ModelSource) -> None:
     first = fast_tensors(exact_model(tiny_source), tiny_source)
-    (path,) = cache_entry(tiny_source.path).glob("fast-int4-*.safetensors")
+    (path,) = entry_dir(tiny_source).glob("fast-int4-*.safetensors")
     path.write_bytes(b"not a safetensors file")
     again = fast_tensors(exact_model(tiny_source), tiny_source)
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
@@ -156,19 +158,22 @@ def test_rows_at_different_positions_decode_in_one_fused_step_equal_to_the_gener
 def test_the_fused_step_is_bound_per_cache_and_falls_back_without_the_kernels(
         tiny_source: ModelSource, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = load_fast(tiny_source)
+    assert fast.plan is not None
     one, two = (KVCache(fast.config, 2, 32, torch.bfloat16) for _ in range(2))
     if native.library() is None:
         pytest.fail("the native kernels did not build on this machine (a C compiler is part of the set-up)")
-    bound = fast._fused_layers(one)
-    assert bound is not None and fast._fused_layers(one) is bound and fast._fused_layers(two) is not bound
-    assert fast._step(2, one, torch.tensor([3, 5]), None) == ([0, 1], [3, 5])
-    assert fast._step(2, one, 32, None) is None  # the position is past the cache: the generic path raises
+    bound = fast.plan.bind(one)
+    assert bound.layers is not None and fast.plan.bind(one) is bound and fast.plan.bind(two) is not bound
+    one.k = one.k.clone()  # new buffers in the same cache: bound again
+    assert fast.plan.bind(one) is not bound
     monkeypatch.setattr(kernel_attention, "library", lambda: None)
     ids = torch.randint(0, TINY.vocab_size, (2, 1), generator=torch.Generator().manual_seed(6))
     three = KVCache(fast.config, 2, 32, torch.bfloat16)
     with torch.inference_mode():
-        assert fast._decode(ids, three, [0, 1], [3, 5]) is None  # torch's loop takes one position only
+        assert fast.plan.forward(ids, three, [0, 1], [3, 5], None, False) is None  # torch's step: one position only
         assert fast(ids, cache=three, start=torch.tensor([3, 5])).shape == (2, 1, TINY.vocab_size)
+        with pytest.raises(ContextLengthError):
+            fast(ids, cache=three, start=32)  # past the cache: refused as the generic forward refuses it
 
 
 def test_all_blocks_decode_in_one_native_call_where_the_linears_run_the_native_int4_kernel(
@@ -183,13 +188,13 @@ def test_all_blocks_decode_in_one_native_call_where_the_linears_run_the_native_i
         cache = KVCache(fast.config, 2, 16, torch.bfloat16)
         with torch.inference_mode():
             fast(ids, cache=cache, start=torch.tensor([3, 7]))
-        fused = fast._fused_layers(cache)
-        assert fused is not None and (fast._decode_blocks(fused) is not None) == expected, scheme
+        assert fast.plan is not None
+        bound = fast.plan.bind(cache)
+        assert bound.layers is not None and (bound.blocks is not None) == expected, scheme
     if vnni:  # a residual stream the kernel cannot update in place is refused
         fast = load_fast(tiny_source)
-        fused = fast._fused_layers(KVCache(fast.config, 1, 8, torch.bfloat16))
-        assert fused is not None
-        blocks = fast._decode_blocks(fused)
+        assert fast.plan is not None
+        blocks = fast.plan.bind(KVCache(fast.config, 1, 8, torch.bfloat16)).blocks
         assert blocks is not None
         with pytest.raises(ValueError, match="fp32"):
             blocks.run(torch.zeros(1, TINY.dim, dtype=torch.bfloat16), torch.tensor([[0, 0, 1]]))
@@ -222,8 +227,8 @@ def test_prefills_past_the_native_limit_or_the_context_take_the_generic_path(
         tiny_source: ModelSource, monkeypatch: pytest.MonkeyPatch) -> None:
     fast = load_fast(tiny_source)
     calls: list[int] = []
-    monkeypatch.setattr(FastTransformer, "_prefill", lambda self, ids, *a: calls.append(ids.shape[1]))
-    monkeypatch.setattr(fast_module, "NATIVE_PREFILL_MAX", 4)
+    monkeypatch.setattr(DecodePlan, "forward", lambda self, ids, *a: calls.append(ids.shape[1]))
+    monkeypatch.setattr(fast_runtime, "NATIVE_PREFILL_MAX", 4)
     cache = KVCache(fast.config, 1, 16, torch.bfloat16)
     ids = torch.randint(0, TINY.vocab_size, (1, 5), generator=torch.Generator().manual_seed(9))
     with torch.inference_mode():
@@ -258,7 +263,7 @@ def test_the_native_refinement_recomputes_the_candidates_the_torch_one_does(voca
     x = torch.randn(4, 64, generator=g)
     coarse = head.coarse(x)
     got = head(x)
-    monkeypatch.setattr(fast_module, "library", lambda: None)
+    monkeypatch.setattr(fast_modules, "library", lambda: None)
     want = head(x)
     changed_native, changed_torch = got != coarse, want != coarse
     assert torch.equal(changed_native, changed_torch)  # the same logits were recomputed

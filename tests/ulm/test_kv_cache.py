@@ -1,4 +1,4 @@
-"""ulm.kv_cache: the cache's lifecycle (allocate, advance, truncate for prefix reuse, reset) and its errors.
+"""ulm.kv_cache: its lifecycle (allocate, commit and advance, truncate for prefix reuse, grow, reset) and its errors.
 
 Run: .venv/bin/python -m pytest tests/ulm/test_kv_cache.py -q
 """

@@ -12,6 +12,7 @@ import pytest
 from tests.support.checkpoints import embedded_gguf_path
 from ulm import tokenizer as tkz
 from ulm.errors import EmptyPromptError, ModelLoadError
+from ulm.loading.cache import entry_dir
 from ulm.registry import ModelSource
 
 
@@ -54,20 +55,11 @@ def test_corrupt_tokenizer_file_is_a_clear_error(tmp_path: Path) -> None:
         tkz.load_tokenizer(ModelSource("x", "hf", tmp_path))
 
 
-def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
-    path = tmp_path / "m.gguf"
-    path.write_bytes(b"a" * 3000)
-    first = tkz.file_fingerprint(path)
-    assert tkz.file_fingerprint(path) == first
-    path.write_bytes(b"a" * 2999 + b"b")
-    assert tkz.file_fingerprint(path) != first
-
-
 @pytest.mark.slow
 def test_gguf_tokenizer_is_converted_once_then_loaded_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     source = ModelSource("smollm2-135m", "gguf", embedded_gguf_path())
     cold = tkz.load_tokenizer(source)
-    cached = tkz.tokenizer_cache_dir(source.path)
+    cached = entry_dir(source) / "tokenizer"  # in the GGUF's model cache entry, beside its weights
     assert (cached / "tokenizer.json").is_file()
 
     def no_conversion(path: Path) -> None:

@@ -20,4 +20,4 @@ def insert_after_edit(path: str, version: str, line: int, content: str) -> Inser
     return InsertAfterEdit(path, version, line, content)
 
 
-SPEC = ToolSpec(insert_after_edit, tag="insert", body="content", aliases={"after": "line"})
+SPEC = ToolSpec(insert_after_edit, tag="insert", body="content", aliases={"after": "line"}, offered=False)

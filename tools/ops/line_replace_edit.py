@@ -23,4 +23,4 @@ def line_replace_edit(path: str, version: str, start: int, end: int, content: st
     return LineReplaceEdit(path, version, start, end, content)
 
 
-SPEC = ToolSpec(line_replace_edit, tag="replace", body="content")
+SPEC = ToolSpec(line_replace_edit, tag="replace", body="content", offered=False)

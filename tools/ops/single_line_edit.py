@@ -20,4 +20,4 @@ def single_line_edit(path: str, version: str, line: int, content: str) -> Single
     return SingleLineEdit(path, version, line, content)
 
 
-SPEC = ToolSpec(single_line_edit, tag="edit", body="content")
+SPEC = ToolSpec(single_line_edit, tag="edit", body="content", offered=False)

@@ -42,10 +42,10 @@ def describe(ref: str | None) -> dict[str, Any]:
     if source.kind == "gguf":
         from ulm.loading.gguf import config_from_gguf, open_gguf
 
-        reader = open_gguf(source.path)
-        config = config_from_gguf(reader, source.path)
+        reader = open_gguf(source)
+        config = config_from_gguf(reader, source.name if source.parts else source.path)
         types = Counter(t.tensor_type.name for t in reader.tensors)
-        size = source.path.stat().st_size
+        size = source.size if source.parts else source.path.stat().st_size
     else:
         from ulm.loading.hf import config_from_hf, weight_files
 
@@ -63,7 +63,7 @@ def describe(ref: str | None) -> dict[str, Any]:
     scaling = config.rope_scaling
     return {
         "name": source.name,
-        "source": {"kind": source.kind, "path": str(source.path), "size_bytes": size},
+        "source": {"kind": source.kind, "path": str(source.path), "size_bytes": size, "pieces": len(source.parts)},
         "architecture": config.arch,
         "layers": config.n_layers,
         "heads": config.n_heads,

@@ -28,8 +28,10 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c")  # one library
-HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_math.h", HERE / "ulm_kernels.h")
+SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c",
+           HERE / "ulm_kquant.c", HERE / "ulm_kquant_mm.c")  # one library
+HEADERS = (HERE / "ulm_bf16.h", HERE / "ulm_math.h", HERE / "ulm_kernels.h", HERE / "ulm_kquant.h",
+           HERE / "ulm_kquant_layout.h")
 FLAGS = ("-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-fopenmp")
 _I64, _PTR, _F32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
 # ulm_attend_*: q, qs_b, qs_h, k, ks_b, ks_h, ks_t, v, vs_b, vs_h, vs_t, out, spans, B, Hq, Hkv, hd, scale
@@ -41,6 +43,12 @@ LAYER_ARGS = (_PTR, _PTR, _I64, _PTR, _PTR)
 DEQUANT_ARGS = (_PTR, _PTR, _I64, _I64, _I64, _PTR)
 # ulm_int4_vnni_mm: x, M, K, packed, scales_zeros, N, out, out_f32
 INT4_MM_ARGS = (_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, ctypes.c_int)
+# ulm_kq_repack: type, rows, row_stride, N, K, tiles
+KQ_REPACK_ARGS = (_I64, _PTR, _I64, _I64, _I64, _PTR)
+# ulm_kq_dequant_rows: type, rows, row_stride, ids, n_ids, K, out
+KQ_ROWS_ARGS = (_I64, _PTR, _I64, _PTR, _I64, _I64, _PTR)
+# ulm_kq_mm: linear, x, x_f32, M, out, out_f32
+KQ_MM_ARGS = (_PTR, _PTR, ctypes.c_int, _I64, _PTR, ctypes.c_int)
 # ulm_refine_logits: logits, R, V, table, D, h, k, chunk
 REFINE_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
@@ -99,6 +107,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_rms_norm.argtypes, lib.ulm_rms_norm.restype = (_PTR, _I64, _I64, _PTR, _F32, _PTR, ctypes.c_int), None
     lib.ulm_refine_logits.argtypes, lib.ulm_refine_logits.restype = REFINE_ARGS, ctypes.c_int64
     lib.ulm_int4_vnni.argtypes, lib.ulm_int4_vnni.restype = (), ctypes.c_int
+    for name in ("ulm_kq_block_size", "ulm_kq_block_bytes"):
+        getattr(lib, name).argtypes, getattr(lib, name).restype = (_I64,), _I64
+    lib.ulm_kq_tile_bytes.argtypes, lib.ulm_kq_tile_bytes.restype = (_I64, _I64), _I64
+    lib.ulm_kq_repack.argtypes, lib.ulm_kq_repack.restype = KQ_REPACK_ARGS, ctypes.c_int
+    lib.ulm_kq_dequant_rows.argtypes, lib.ulm_kq_dequant_rows.restype = KQ_ROWS_ARGS, ctypes.c_int
+    lib.ulm_kq_vnni.argtypes, lib.ulm_kq_vnni.restype = (), ctypes.c_int
     # ulm_sample_rows: logits, R, V, counts (or None), params, uniform, out
     lib.ulm_sample_rows.argtypes, lib.ulm_sample_rows.restype = (_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR), ctypes.c_int
     if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
@@ -109,6 +123,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, x
         lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _PTR)
         lib.ulm_decode_blocks_bf16.restype = ctypes.c_int
+    if lib.ulm_kq_vnni():  # the GGUF block-quant kernels of ulm_kquant_mm.c: linear descriptor, Wᵀ [K, N] bf16
+        lib.ulm_kq_mm.argtypes, lib.ulm_kq_mm.restype = KQ_MM_ARGS, ctypes.c_int
+        lib.ulm_kq_dequant_t.argtypes, lib.ulm_kq_dequant_t.restype = (_PTR, _I64, _I64, _PTR), ctypes.c_int
     return lib
 
 

@@ -1,7 +1,8 @@
 """Feed-forward layers: SwiGLU (Llama family) with gate and up fused into one matmul, and a GELU MLP.
 
 SwiGLU: w_down(silu(x·W_gateᵀ) ⊙ x·W_upᵀ). `w_gate_up` holds rows [gate | up]; a load_state_dict pre-hook
-accepts the canonical separate `w_gate`/`w_up` names.
+accepts the canonical separate `w_gate`/`w_up` names. While autograd records a trainable SwiGLU (training), it
+runs torch's own silu and multiply instead of the native kernel, which has no backward.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ class SwiGLU(nn.Module):
             state_dict[f"{prefix}w_gate_up.weight"] = torch.cat([state_dict.pop(gate), state_dict.pop(up)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w_down(silu_mul(self.w_gate_up(x)))  # [B, T, 2F] → [B, T, F] → [B, T, D]
+        gate_up = self.w_gate_up(x)  # [B, T, 2F]
+        if torch.is_grad_enabled() and gate_up.requires_grad:  # training: the native kernel has no backward
+            gate, up = gate_up.split(self.hidden_dim, dim=-1)
+            return self.w_down(F.silu(gate) * up)  # [B, T, D]
+        return self.w_down(silu_mul(gate_up))  # [B, T, F] → [B, T, D]
 
 
 class GeluMLP(nn.Module):

@@ -2,7 +2,8 @@
 variants, on torch's fused kernel).
 
 Low-precision inputs are normalised in fp32 and cast back, as HF's LlamaRMSNorm does, so bf16 runs
-round the same way the reference does.
+round the same way the reference does. While autograd records a trainable norm (training; `build_model`
+freezes inference models), it runs on `F.rms_norm`, which has a backward and which torch.compile fuses.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and self.weight.requires_grad:  # training: the native kernel has no backward
+            if x.dtype == torch.float32:
+                return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+            return self.weight * F.rms_norm(x.float(), self.weight.shape, None, self.eps).to(x.dtype)
         if x.dtype == torch.float32:
             return rms_norm(x, self.weight, self.eps)
         y = rms_norm(x.float(), None, self.eps)

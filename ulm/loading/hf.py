@@ -1,7 +1,8 @@
 """HF checkpoint directories (config.json + *.safetensors) → ModelConfig + canonical state dict.
 
 - config.json → ModelConfig for model_type llama (SmolLM too), mistral and qwen2; both the classic keys
-  (`rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters` are read. HF rope types map to
+  (`rope_theta`, `rope_scaling`) and transformers 5's `rope_parameters` are read. A µLM model directory's
+  "ulm_config" (the exact ModelConfig dict, see ulm/convert/modeldir.py) wins over the HF keys. HF rope types map to
   `RopeScaling` kinds: default → none, linear → linear, dynamic → ntk (static, see ulm/layers/rope.py),
   yarn → yarn (attention factor from `attention_factor`, or `mscale`/`mscale_all_dim`), llama3 → llama3.
   generation_config.json's eos ids win over config.json's.
@@ -76,6 +77,11 @@ def config_from_hf(path: Path) -> ModelConfig:
     """ModelConfig from an HF directory's config.json (+ generation_config.json)."""
     where = path / "config.json"
     cfg = _read_json(where)
+    if isinstance(cfg.get("ulm_config"), dict):  # a µLM model directory (ulm/convert/modeldir.py): the exact config
+        try:
+            return ModelConfig.from_dict(cfg["ulm_config"])
+        except (ConfigError, TypeError, ValueError) as e:
+            raise ModelLoadError(f"{where}: ulm_config: {e}") from None
     model_type = cfg.get("model_type")
     if model_type not in MODEL_TYPES:
         raise UnsupportedError(f"{where}: model_type '{show(model_type)}' is not supported "

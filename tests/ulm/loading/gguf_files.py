@@ -1,8 +1,8 @@
 """Write small GGUF files for loader tests, the way llama.cpp's converter does (gguf.GGUFWriter).
 
 `write_gguf(path, arch, config_overrides, state, types)` takes a canonical state dict (HF row order),
-permutes llama's Q/K rows into llama.cpp's order, quantises each tensor to the GGML type `types` names
-for it (default F32) and writes the metadata a llama.cpp loader reads.
+permutes llama's Q/K rows into llama.cpp's order (ulm.convert's names and permutation), quantises each tensor
+to the GGML type `types` names for it (default F32) and writes the metadata a llama.cpp loader reads.
 """
 
 from __future__ import annotations
@@ -15,25 +15,10 @@ import gguf
 import numpy as np
 import torch
 
+from tests.support.small_tokenizer import CHATML, SPECIAL
 from ulm.config import ModelConfig
-
-_LAYER = {"attn_norm": "attn_norm", "attn.wq": "attn_q", "attn.wk": "attn_k", "attn.wv": "attn_v",
-          "attn.wo": "attn_output", "mlp_norm": "ffn_norm", "mlp.w_gate": "ffn_gate", "mlp.w_up": "ffn_up",
-          "mlp.w_down": "ffn_down"}
-_GLOBAL = {"embed": "token_embd", "norm": "output_norm", "lm_head": "output"}
-
-
-def gguf_name(canonical: str) -> str:
-    stem, _, kind = canonical.rpartition(".")
-    if stem in _GLOBAL:
-        return f"{_GLOBAL[stem]}.{kind}"
-    _, i, rest = stem.split(".", 2)
-    return f"blk.{i}.{_LAYER[rest]}.{kind}"
-
-
-def permute_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's convert_hf_to_gguf `permute`: each head's two halves → interleaved pairs."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+from ulm.convert.gguf_export import permute_rows
+from ulm.convert.names import gguf_name
 
 
 def write_gguf(path: Path, config: ModelConfig, state: dict[str, torch.Tensor], types: dict[str, str] | None = None,
@@ -76,3 +61,24 @@ def write_gguf(path: Path, config: ModelConfig, state: dict[str, torch.Tensor], 
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+def _byte_chars() -> list[str]:
+    """GPT-2's byte → printable character table (what byte-level BPE vocabularies are spelled in)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b if b in printable else next(extra)) for b in range(256)]
+
+
+def add_byte_level_tokenizer(w: gguf.GGUFWriter, vocab_size: int = 320) -> None:
+    """A small byte-level BPE tokenizer (`SPECIAL` tokens 0-2, the 256 bytes, a few merges, padding to
+    `vocab_size`) with a ChatML template, as `write_gguf`'s `extra_kv`: transformers builds it from the
+    metadata as it does for llama.cpp's files."""
+    merges = ["Ġ t", "h e", "Ġt he", "i n", "e r"]
+    tokens = [*SPECIAL, *_byte_chars(), *(m.replace(" ", "") for m in merges)]
+    tokens += [f"<extra_{i}>" for i in range(vocab_size - len(tokens))]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL] * 3 + [gguf.TokenType.NORMAL] * (len(tokens) - 3))
+    w.add_token_merges(merges)
+    w.add_chat_template(CHATML)
