@@ -100,12 +100,14 @@ def refused(exc: BaseException, shape: Shape) -> bool:
 def problems(answer: str, root: Path) -> list[str]:
     """Why the edits of `answer` cannot be applied under `root`: blocks that do not parse, then what the plan
     refuses (missing or ambiguous copied lines, stale versions, paths). [] when they can, or there are none."""
-    from tools import parse_proposals, plan_batch
+    from tools import parse_proposals
 
     parsed = parse_proposals(answer)
     errors = [f"answer {e}" for e in parsed.errors]
     edits = [p for p in parsed.proposals if p.kind != "run"]
-    if edits:
+    if edits:  # the plan's modules are imported only for an answer that proposes edits (cb's start-up time)
+        from tools import plan_batch
+
         errors += list(plan_batch(edits, root).errors)
     return errors
 
