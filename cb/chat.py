@@ -46,7 +46,7 @@ class Turn:
     cuts: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     context_length: int = 0
-    mode: str = "plain"  # how edits were asked for (cb.exchange.MODES)
+    mode: str = "plain"  # how edits were asked for: grammar | tools | plain (cb.exchange)
     repairs: list[exchange.Repair] = field(default_factory=list)  # answers replaced by a repair round, in order
 
 

@@ -32,10 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from cb.backend import ContextOverflow, Delta, Done, RequestError, ServerFeatures
+from cb.context import MESSAGE_OVERHEAD
 
-MODES = ("grammar", "tools", "plain")
-GRAMMAR_SETTINGS = ("auto", "on", "off")
-MESSAGE_OVERHEAD = 8  # chat-template tokens around a message (as cb.context counts them)
 MIN_REPAIR_TOKENS = 128  # a repair round that leaves the answer less room than this is not sent
 
 
@@ -64,7 +62,7 @@ def edit_mode(setting: str, features: ServerFeatures) -> str:
     plain prompting."""
     if setting == "on" or (setting == "auto" and features.grammar):
         return "grammar"
-    return "tools" if features.tools and features.server != "ulm" else "plain"
+    return "tools" if features.tools else "plain"  # ulm serve is never detected as a tools server
 
 
 def request_shape(mode: str, files: Iterable[Any]) -> Shape:
