@@ -41,8 +41,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def save_weights(path: Path, state: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """safetensors file of `state` (contiguous CPU copies), written through a temp name."""
+    """safetensors file of `state` (contiguous CPU copies), written through a temp name.
+
+    safetensors writes the metadata in hash-map order, which varies from one save to the next: with more
+    than one key, the same weights would give different bytes. So at most one key is accepted."""
     from safetensors.torch import save_file
+
+    if metadata is not None and len(metadata) > 1:
+        raise ValueError("save_weights keeps the bytes reproducible with at most one metadata key")
 
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
@@ -66,7 +72,7 @@ def write_model_dir(target: Path, config: ModelConfig, state: Mapping[str, torch
     target.mkdir(parents=True, exist_ok=True)
     dtypes = {t.dtype for t in state.values() if t.is_floating_point()}
     torch_dtype = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
-    save_weights(target / WEIGHTS, state, metadata={"format": "pt", "ulm": "canonical"})
+    save_weights(target / WEIGHTS, state, metadata={"format": "pt"})
     if tokenizer_dir is not None:
         copy_tokenizer(tokenizer_dir, target)
     _write_text(target / CONFIG, json.dumps(config_json(config, torch_dtype), indent=2) + "\n")
