@@ -141,12 +141,9 @@ class Engine:
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run `fn` in the thread running the engine, between two steps (so it never races a forward, and the
-        model keeps one OpenMP thread team); its result or exception comes in the future. Without a worker
-        loop (in process), it runs now."""
+        model keeps one OpenMP thread team); its result or exception comes in the future. In process, the
+        next `turn` runs it."""
         future: Future[Any] = Future()
-        if self._thread is None:
-            _settle(future, fn)
-            return future
         with self._cond:
             if self.state != RUNNING:
                 raise EngineStoppedError("the engine is shutting down" if self.state != DEAD else "the engine died")
@@ -231,6 +228,7 @@ class Engine:
         if self._thread is not None:
             raise RuntimeError("this engine runs its own worker loop")
         with self._turn_lock:
+            self._run_calls()
             self._reap_cancelled()
             self._seat_waiting()
             ran = self._step()

@@ -98,11 +98,14 @@ class Inbox:
     async def events(self, idle_s: float | None = None) -> AsyncIterator[Event | Failed | None]:
         """The events in order; with `idle_s`, None after each idle_s seconds without one."""
         while True:
-            try:
-                ev = await asyncio.wait_for(self._queue.get(), idle_s)
-            except TimeoutError:  # Queue.get takes an item only when it returns: none is lost
-                yield None
-                continue
+            if not self._queue.empty():  # the usual case mid-stream: no timer needed
+                ev = self._queue.get_nowait()
+            else:
+                try:
+                    ev = await asyncio.wait_for(self._queue.get(), idle_s)
+                except TimeoutError:  # Queue.get takes an item only when it returns: none is lost
+                    yield None
+                    continue
             yield ev
             if isinstance(ev, Failed) or ev.finish_reason is not None:
                 return

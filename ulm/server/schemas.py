@@ -19,7 +19,7 @@ MaxTokens = Annotated[int, Field(strict=True, ge=1)]
 TopK = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
 StopText = Annotated[str, Field(strict=True, min_length=1, max_length=256)]
 TokenId = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
-RepetitionPenalty = Annotated[float, Field(strict=True, gt=0.0, le=100.0, allow_inf_nan=False)]
+RepetitionPenalty = Annotated[float, Field(strict=True, ge=0.01, le=100.0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):

@@ -209,7 +209,7 @@ def test_repetition_penalty_over_http_is_the_engine_sampler(server: Server, tiny
         plain = c.post("/v1/completions", json=body).json()["choices"][0]["text"]
         penalised = c.post("/v1/completions", json={**body, "repetition_penalty": 1.5}).json()["choices"][0]["text"]
         llama_spelling = c.post("/v1/completions", json={**body, "repeat_penalty": 1.5}).json()["choices"][0]["text"]
-        refused = c.post("/v1/completions", json={**body, "repetition_penalty": 0})
+        refused = c.post("/v1/completions", json={**body, "repetition_penalty": 0.001})
     model = ulm.load(str(tiny_llama_dir))
     assert penalised == model.generate(prompt, max_tokens=24, temperature=0, repetition_penalty=1.5).text
     assert plain == model.generate(prompt, max_tokens=24, temperature=0).text
