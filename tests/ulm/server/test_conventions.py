@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,10 +62,7 @@ def test_alias_is_the_served_name_in_models_and_answers(conv_server: Server) -> 
         assert c.get("/props").json()["model_alias"] == ALIAS
 
 
-def test_an_empty_alias_is_refused_before_loading(tiny_llama_dir: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_an_empty_alias_is_refused_before_loading(tiny_llama_dir: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "ulm", "serve", "--model", str(tiny_llama_dir), "--alias", " "],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--alias must be" in result.stderr and "Traceback" not in result.stderr
