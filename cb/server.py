@@ -1,7 +1,8 @@
 """The local model server cb manages: `ulm serve` started on first use as a detached background process.
 
     cb.paths.server_dir()/server.json   {"pid", "port", "model", "base_url", "started", "log", "server_args"}
-    cb.paths.server_dir()/server.log    the server's stdout and stderr
+    cb.paths.server_dir()/server.log    the server's log, stdout and stderr, rotated by `ulm serve --log-file`
+                                        at 10 MB with 3 backups (server.log.1 … .3)
     cb.paths.server_dir()/lock          held while starting, so two cb processes never start two servers
 
 `ensure()` reuses a running healthy server of the same identity (model and server_args), else stops the one
@@ -130,7 +131,7 @@ def _lock() -> Iterator[None]:
 def serve_command(model: str, port: int, extra_args: str) -> list[str]:
     """The command line that runs `ulm serve` with this Python."""
     return [sys.executable, "-m", "ulm", "serve", "--model", model, "--host", "127.0.0.1", "--port", str(port),
-            *shlex.split(extra_args)]
+            "--log-file", str(log_file()), *shlex.split(extra_args)]
 
 
 def ensure(model: str, port: int = 0, extra_args: str = "", timeout: float = 180.0,

@@ -91,7 +91,8 @@ class Model:
         self.mode = mode
         self.load_s = load_s  # seconds `load` took
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)  # the context, in tokens
-        self.backend = UlmBackend(module, tokenizer, source.name)  # the model behind the engine's seam
+        # the model behind the engine's seam
+        self.backend = UlmBackend(module, tokenizer, source.name, model_path=str(source.path))
         self.stop_token_ids = stop_token_ids(tokenizer, self.config.eos_token_ids)  # the default stop_token_ids
         self._engine: Engine | None = None
 

@@ -11,7 +11,8 @@
   * rows at different starts (the server's batch): indexed writes and gathered keys under a per-row mask;
   * a one-token step carries each row's key span instead of a mask (`AttnPlan.spans`), for the native
     decode attention.
-- `last_only=True` applies the final norm and LM head to the last position only.
+- `last_only=True` applies the final norm and LM head to the last position only; `hidden_states(ids)` stops
+  before the LM head (what embeddings pool).
 """
 
 from __future__ import annotations
@@ -57,13 +58,20 @@ class Transformer(nn.Module):
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: torch.Tensor | int | None = None,
                 rows: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits [B, T, V] (or [B, 1, V] with last_only) for ids [B, T]; see ulm/__init__.py for the contract."""
-        plan = self._plan(ids, cache, start, rows)
-        x = self.embed(ids)  # [B, T, D]
-        for layer in self.layers:
-            x = layer(x, plan)
+        x = self._blocks(ids, self._plan(ids, cache, start, rows))  # [B, T, D]
         if last_only:
             x = x[:, -1:]  # [B, 1, D]
         return self.lm_head(self.norm(x))  # [B, T or 1, V]
+
+    def hidden_states(self, ids: torch.Tensor) -> torch.Tensor:
+        """The final norm's output [B, T, D] for ids [B, T] (HF's `last_hidden_state`), without a KV cache."""
+        return self.norm(self._blocks(ids, self._plan(ids, None, None, None)))
+
+    def _blocks(self, ids: torch.Tensor, plan: AttnPlan) -> torch.Tensor:
+        x = self.embed(ids)  # [B, T, D]
+        for layer in self.layers:
+            x = layer(x, plan)
+        return x
 
     def _plan(self, ids: torch.Tensor, cache: KVCache | None, start: torch.Tensor | int | None,
               rows: torch.Tensor | None) -> AttnPlan:

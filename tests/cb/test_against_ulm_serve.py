@@ -164,6 +164,8 @@ def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_st
         status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
         assert status["model_server"]["up"] is True and status["model_server"]["pid"] == info.pid
         assert "ulm" in runner.invoke(app, ["server", "logs", "-n", "200"]).stdout
+        cmdline = Path(f"/proc/{info.pid}/cmdline").read_bytes().decode().split("\0")
+        assert cmdline[cmdline.index("--log-file") + 1] == str(server.log_file())  # ulm serve rotates it
         monkeypatch.setenv("CB_SERVER_ARGS", "--mode exact")  # another identity: the old server makes way
         restarted = runner.invoke(app, ["server", "start"])
         assert restarted.exit_code == 0, restarted.output

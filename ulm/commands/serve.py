@@ -6,10 +6,18 @@ import logging
 import os
 import sys
 from collections.abc import MutableMapping
+from typing import Annotated
 
 import typer
 
-from ulm.server.defaults import DEFAULT_CTX, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+from ulm.server.defaults import (
+    DEFAULT_CTX,
+    DEFAULT_LOG_BACKUPS,
+    DEFAULT_LOG_MAX_BYTES,
+    DEFAULT_MAX_TOKENS_CAP,
+    DEFAULT_PARALLEL,
+    DEFAULT_PORT,
+)
 
 # libgomp's busy-wait before an idle thread sleeps (its default: 300000). Measured with `ulm bench serve`
 # (4 paired runs, embedded model, fast mode, 2 cores): 4 clients / 1 client 2.35-2.63× by default,
@@ -48,12 +56,24 @@ def serve(
                              "with bf16 activations, several times faster on CPU."),
     threads: int = typer.Option(None, min=1, help="CPU threads for the model (torch intra-op). Default: torch's, "
                                 "one per core."),
+    alias: str = typer.Option(None, "--alias", metavar="NAME", help="The model's name as served: the id in "
+                              "/v1/models and the `model` of every answer; requests may name it. Default: the "
+                              "model's short name."),
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", metavar="ORIGIN", help="Let web pages from this origin (e.g. https://app.example, or '*' "
+        "for any) call the API from a browser; repeatable. Default: no CORS headers at all.")] = None,
+    log_file: str = typer.Option(None, "--log-file", metavar="PATH", help="Write the log (and anything on "
+                                 "stdout/stderr after the 'listening on' line) to this file, rotated by size. "
+                                 "Default: stderr."),
+    log_max_bytes: int = typer.Option(DEFAULT_LOG_MAX_BYTES, help="Rotate --log-file past this many bytes."),
+    log_backups: int = typer.Option(DEFAULT_LOG_BACKUPS, help="Rotated log files kept (FILE.1 is the newest)."),
     debug_token_delay_ms: float = typer.Option(0.0, hidden=True, help="Sleep after every engine step (tests)."),
     debug_fail_at_token: int = typer.Option(None, hidden=True, help="Fail the engine at a request's k-th token."),
     prefill_chunk: int = typer.Option(256, hidden=True, help="Prompt tokens prefilled per engine step."),
 ) -> None:
     """Serve a model over HTTP with the OpenAI API: /v1/chat/completions, /v1/completions (streaming with
-    SSE), /v1/models, plus /health, /metrics, /tokenize and /detokenize. Concurrent requests are decoded
+    SSE), /v1/embeddings, /v1/models, plus /health, /metrics, /tokenize, /detokenize and llama.cpp's /props
+    and /slots. Concurrent requests are decoded
     together, a chat turn reuses the cached prefix of the previous one, and SIGTERM drains gracefully.
 
     Example: `ulm serve --port 8080`, then
@@ -68,7 +88,8 @@ def serve(
     settings = Settings(model=model, host=host, port=port, api_key=api_key or None, ctx=ctx, parallel=parallel,
                         max_tokens_cap=max_tokens_cap, queue_size=queue, mode=mode, threads=threads,
                         prefill_chunk=prefill_chunk, debug_token_delay=debug_token_delay_ms / 1000.0,
-                        debug_fail_at_token=debug_fail_at_token)
+                        debug_fail_at_token=debug_fail_at_token, alias=alias, cors_origins=list(cors_origin or []),
+                        log_file=log_file, log_max_bytes=log_max_bytes, log_backups=log_backups)
     try:
         check_settings(settings)
         from ulm.server.lifecycle import serve as run

@@ -36,6 +36,10 @@ class Backend(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    def embed(self, ids: Sequence[int]) -> torch.Tensor:
+        """The mean over the tokens of the last hidden state (the final norm's output), L2-normalised: [D] fp32."""
+        ...
+
     def allocate(self, rows: int, n_ctx: int) -> None:
         """(Re)allocate the KV cache: `rows` rows of up to `n_ctx` positions each."""
         ...
@@ -54,13 +58,15 @@ class UlmBackend:
     positions a row and doubles (copying what is filled) up to n_ctx as rows get longer, so memory follows
     use: an 8k context answering short prompts keeps a small cache."""
 
-    def __init__(self, net: Any, tokenizer: Any, model_id: str, cache_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, net: Any, tokenizer: Any, model_id: str, cache_dtype: torch.dtype | None = None,
+                 model_path: str = "") -> None:
         from ulm.tokenizer import stop_token_ids
 
         self._net = net  # ulm.model.Transformer (possibly with quantized linears, or ulm.fast's)
         self.tokenizer = tokenizer
         self.config = net.config
         self.model_id = model_id
+        self.model_path = model_path  # the checkpoint's file or directory ("" when not from one)
         self.max_seq_len = int(self.config.max_seq_len)
         self.vocab_size = int(self.config.vocab_size)
         self.eos_ids = frozenset(stop_token_ids(tokenizer, self.config.eos_token_ids))
@@ -94,6 +100,12 @@ class UlmBackend:
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))
+
+    @torch.inference_mode()
+    def embed(self, ids: Sequence[int]) -> torch.Tensor:
+        x = torch.tensor([list(ids)], dtype=torch.long, device=self._device)  # [1, T]
+        pooled = self._net.hidden_states(x)[0].float().mean(dim=0)  # [D]
+        return torch.nn.functional.normalize(pooled, dim=0).cpu()
 
     def allocate(self, rows: int, n_ctx: int) -> None:
         self._n_ctx = n_ctx

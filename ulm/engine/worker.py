@@ -17,7 +17,8 @@ Two ways to drive it:
   so the server's event loop is woken once a step rather than once a token and mostly streams them while
   the forward runs in native code (each wake-up can still hand it the GIL at once: py-spy puts ~5% of this
   thread's time there at 4 clients). `stop(grace)` drains: queued requests end at once, running ones may
-  finish within the grace period and are then cut with finish_reason "length";
+  finish within the grace period and are then cut with finish_reason "length". `call(fn)` runs other model
+  work (the server's embeddings) in this same thread between two steps;
 - in process (`generate`, `turn`), for `ulm.Model`: the calling thread runs the turns itself, so the
   forward runs in the thread that loaded the model, as the worker does (see `run`).
 
@@ -33,6 +34,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future
+from typing import Any
 
 from ulm.engine.backend import Backend
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
@@ -92,6 +95,7 @@ class Engine:
         self._outbox: list[tuple[Ticket, Event | Failed]] = []  # events of the last step, not yet delivered
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # work for the engine's thread
         self._cond = threading.Condition()
         self._turn_lock = threading.Lock()  # in-process callers take turns one at a time
         self._drain_deadline = 0.0
@@ -135,6 +139,18 @@ class Engine:
             self._cond.notify_all()
         return ticket
 
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run `fn` in the thread running the engine, between two steps (so it never races a forward, and the
+        model keeps one OpenMP thread team); its result or exception comes in the future. In process, the
+        next `turn` runs it."""
+        future: Future[Any] = Future()
+        with self._cond:
+            if self.state != RUNNING:
+                raise EngineStoppedError("the engine is shutting down" if self.state != DEAD else "the engine died")
+            self._calls.append((fn, future))
+            self._cond.notify_all()
+        return future
+
     def cancel(self, ticket: Ticket) -> None:
         """Withdraw a request: dropped from the queue now, or its slot freed at the engine's next turn."""
         with self._cond:
@@ -164,6 +180,11 @@ class Engine:
             _emit(ticket, _unstarted(ticket, FINISH_LENGTH))
         if timeout is not None and self._thread is not None and threading.current_thread() is not self._thread:
             self._exited.wait(timeout)
+
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        """The slots, for a look at their state (read from any thread: an `active` may end any moment)."""
+        return tuple(self._slots)
 
     @property
     def queue_depth(self) -> int:
@@ -207,6 +228,7 @@ class Engine:
         if self._thread is not None:
             raise RuntimeError("this engine runs its own worker loop")
         with self._turn_lock:
+            self._run_calls()
             self._reap_cancelled()
             self._seat_waiting()
             ran = self._step()
@@ -227,6 +249,7 @@ class Engine:
     def _run(self) -> None:
         try:
             while self._wait_for_work():
+                self._run_calls()
                 self._reap_cancelled()
                 self._seat_waiting()
                 self._step()
@@ -235,6 +258,11 @@ class Engine:
             log.exception("engine worker died")
             self._die(f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            with self._cond:
+                calls, self._calls = list(self._calls), deque()
+            for _, future in calls:
+                future.set_exception(EngineStoppedError("the engine stopped"))
         with self._cond:
             self.state = STOPPED
 
@@ -268,11 +296,19 @@ class Engine:
                         self._cut_all()
                         return False
                     return True
-                if busy or self._pending:
+                if busy or self._pending or self._calls:
                     return True
                 if self.state != RUNNING:
                     return False
                 self._cond.wait()
+
+    def _run_calls(self) -> None:
+        while True:
+            with self._cond:
+                if not self._calls:
+                    return
+                fn, future = self._calls.popleft()
+            _settle(future, fn)
 
     def _reap_cancelled(self) -> None:
         for slot in self._slots:
@@ -425,6 +461,14 @@ class Engine:
 def _unstarted(ticket: Ticket, reason: FinishReason) -> Event:
     """The finish of a request that never ran (withdrawn or dropped while queued)."""
     return Event("", None, reason, Usage(len(ticket.request.prompt), 0, 0), NO_TIMINGS)
+
+
+def _settle(future: Future[Any], fn: Callable[[], Any]) -> None:
+    """Run fn into future: its result, or the exception it raised."""
+    try:
+        future.set_result(fn())
+    except Exception as exc:
+        future.set_exception(exc)
 
 
 def _tag(box: list[tuple[int, Event | Failed]], index: int, event: Event | Failed) -> None:

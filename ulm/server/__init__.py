@@ -9,6 +9,9 @@
     generation.py one request through the engine, answered whole or streamed
     metrics.py    Prometheus text metrics
     state.py      settings, background model load, readiness
-    app.py        the FastAPI routes
+    app.py        the FastAPI routes (and CORS, with --cors-origin)
+    embeddings.py /v1/embeddings: mean-pooled last hidden state
+    introspect.py llama.cpp's /props and /slots
+    logfile.py    --log-file: the log (and stdout/stderr) rotated by size
     lifecycle.py  bind, serve, drain on SIGTERM
 """

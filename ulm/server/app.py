@@ -1,11 +1,16 @@
 """The FastAPI app: OpenAI-compatible routes over the engine, plus health, metrics and (de)tokenize.
 
     GET  /health                 public; 200 ready, 503 loading or engine dead
-    GET  /v1/models              the served model (id, context length, owned_by)
+    GET  /v1/models              the served model (id = --alias or its short name, context length, owned_by)
     POST /v1/chat/completions    chat, streamed (SSE) or whole
     POST /v1/completions         raw text or token-id prompt, streamed or whole
     POST /tokenize, /detokenize  llama.cpp-style {"content"} ↔ {"tokens"}
     GET  /metrics                Prometheus text
+    POST /v1/embeddings          mean-pooled last hidden state (embeddings.py)
+    GET  /props, /slots          llama.cpp's server facts and slot states (introspect.py)
+
+With --cors-origin, Starlette's CORS middleware wraps everything (the Guard's refusals included, so a browser
+can read them) and answers preflights itself; without it no CORS header is ever sent.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import anyio
 from fastapi import FastAPI
 from fastapi import Request as HTTPRequest
 from fastapi.openapi.utils import get_openapi
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from ulm.engine.types import Request
 from ulm.sampling import SamplingParams
-from ulm.server import errors, generation
+from ulm.server import embeddings, errors, generation, introspect
 from ulm.server.errors import APIError
 from ulm.server.guard import PUBLIC_PATHS, Guard
 from ulm.server.metrics import Metrics
@@ -43,8 +49,8 @@ from ulm.server.schemas import (
 from ulm.server.state import ServerState
 
 ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
-                       "/detokenize", "/metrics", "/openapi.json"})
-BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"})
+                       "/detokenize", "/metrics", "/openapi.json", "/v1/embeddings", "/props", "/slots"})
+BODY_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/v1/embeddings"})
 _ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 429, 503)}
 _STREAM_OR_JSON = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or with stream: true SSE chunks"}}
 
@@ -57,6 +63,7 @@ def _sampling(body: SamplingFields) -> SamplingParams:
         min_p=body.min_p or 0.0,
         presence_penalty=body.presence_penalty or 0.0,
         frequency_penalty=body.frequency_penalty or 0.0,
+        repetition_penalty=body.repetition_penalty or body.repeat_penalty or 1.0,
         seed=body.seed,
     )
 
@@ -86,9 +93,9 @@ def create_app(state: ServerState) -> Any:
                   description="µLM's OpenAI-compatible model server.")
     errors.install(app)
 
-    def check_model(name: str | None, model_id: str) -> None:
-        if name is not None and name != model_id:
-            raise APIError(404, f"model '{name}' is not served here; this server serves '{model_id}'",
+    def check_model(name: str | None) -> None:
+        if name is not None and name != state.model_name:
+            raise APIError(404, f"model '{name}' is not served here; this server serves '{state.model_name}'",
                            param="model", code="model_not_found")
 
     def max_tokens(*asked: int | None) -> int:
@@ -105,15 +112,15 @@ def create_app(state: ServerState) -> Any:
 
     @app.get("/v1/models", response_model=ModelList, responses=_ERRORS)
     async def models() -> dict[str, Any]:
-        backend, engine = state.ready()
-        card = {"id": backend.model_id, "object": "model", "created": state.created, "owned_by": "ulm",
+        _, engine = state.ready()
+        card = {"id": state.model_name, "object": "model", "created": state.created, "owned_by": "ulm",
                 "context_length": engine.n_ctx, "max_model_len": engine.n_ctx}
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
     async def chat_completions(body: ChatCompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
-        check_model(body.model, backend.model_id)
+        check_model(body.model)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         try:
             prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages)
@@ -122,20 +129,20 @@ def create_app(state: ServerState) -> Any:
         gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
                          body.stops())
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage)
+        job = generation.start("chat", state.model_name, engine, metrics, gen, include_usage)
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
     async def completions(body: CompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
-        check_model(body.model, backend.model_id)
+        check_model(body.model)
         if isinstance(body.prompt, str):
             prompt = await anyio.to_thread.run_sync(lambda: backend.encode(body.prompt, add_special=True))
         else:  # token ids: the engine's check refuses ids outside the vocabulary
             prompt = list(body.prompt)
         gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage)
+        job = generation.start("text", state.model_name, engine, metrics, gen, include_usage)
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS)
@@ -162,7 +169,13 @@ def create_app(state: ServerState) -> Any:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS, BODY_PATHS)
+    app.include_router(introspect.router(state))
+    app.include_router(embeddings.router(state, check_model))
+    guarded = Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS, BODY_PATHS)
+    if not settings.cors_origins:
+        return guarded
+    return CORSMiddleware(guarded, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                          allow_headers=["Authorization", "Content-Type", "X-Api-Key"], max_age=600)
 
 
 def _in_vocab(ids: list[int], vocab_size: int, param: str) -> list[int]:

@@ -4,7 +4,8 @@
 and submits it (429 + Retry-After at once when the queue is full); `answer` then either collects the
 text (cancelling the request if the client disconnects while it waits) or returns an `EventStream`
 in OpenAI's chunk format: one id, `role` only in the first chunk, `finish_reason` only in the last,
-an optional usage chunk, then `data: [DONE]`. The engine's usage and timings become OpenAI's `usage` and
+an optional usage chunk, then `data: [DONE]`; an SSE keep-alive comment goes out whenever no event came for
+SSE_KEEPALIVE_S (a queued or prefilling request). The engine's usage and timings become OpenAI's `usage` and
 llama.cpp's `timings` here.
 """
 
@@ -27,9 +28,10 @@ from ulm.engine.slots import Ticket
 from ulm.engine.types import EngineStoppedError, Event, Failed, QueueFullError, Request, Timings, Usage
 from ulm.engine.worker import Engine
 from ulm.errors import ContextLengthError, EmptyPromptError
+from ulm.server.defaults import SSE_KEEPALIVE_S
 from ulm.server.errors import APIError
 from ulm.server.metrics import Metrics
-from ulm.server.sse import DONE, EventStream, event
+from ulm.server.sse import DONE, KEEPALIVE, EventStream, event
 
 
 class Mailbox:
@@ -93,9 +95,17 @@ class Inbox:
                                            ev.usage.completion_tokens)
         self._mailbox.post(self._queue, ev)
 
-    async def events(self) -> AsyncIterator[Event | Failed]:
+    async def events(self, idle_s: float | None = None) -> AsyncIterator[Event | Failed | None]:
+        """The events in order; with `idle_s`, None after each idle_s seconds without one."""
         while True:
-            ev = await self._queue.get()
+            if not self._queue.empty():  # the usual case mid-stream: no timer needed
+                ev = self._queue.get_nowait()
+            else:
+                try:
+                    ev = await asyncio.wait_for(self._queue.get(), idle_s)
+                except TimeoutError:  # Queue.get takes an item only when it returns: none is lost
+                    yield None
+                    continue
             yield ev
             if isinstance(ev, Failed) or ev.finish_reason is not None:
                 return
@@ -188,6 +198,7 @@ async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
     async def collect() -> tuple[str, Event | Failed]:
         parts: list[str] = []
         async for ev in job.inbox.events():
+            assert ev is not None  # no idle_s, no idle marks
             if isinstance(ev, Failed):
                 return "".join(parts), ev
             parts.append(ev.text)
@@ -236,7 +247,10 @@ async def _chunks(job: Job) -> AsyncIterator[bytes]:
 
     if chat:
         yield chunk({"role": "assistant", "content": ""})
-    async for ev in job.inbox.events():
+    async for ev in job.inbox.events(SSE_KEEPALIVE_S):
+        if ev is None:
+            yield KEEPALIVE
+            continue
         if isinstance(ev, Failed):
             yield event({"error": APIError(500, ev.message).body()["error"]})
             continue

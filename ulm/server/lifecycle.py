@@ -7,6 +7,8 @@
 - SIGTERM / SIGINT: stop accepting connections, let in-flight requests finish for SHUTDOWN_GRACE_S, then
   cut them with finish_reason "length", and exit 0 (uvicorn would re-raise the signal; we don't).
 - A model that fails to load ends the process with exit code 1 and the reason on stderr.
+- With --log-file, the log (and stdout/stderr after the "listening on" line) go to a file rotated by size
+  (logfile.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import uvicorn
 from ulm.engine.backend import Backend
 from ulm.server.app import create_app
 from ulm.server.defaults import SHUTDOWN_GRACE_S
+from ulm.server.logfile import RotatingOutput
 from ulm.server.settings import ServeError, Settings, check_settings
 from ulm.server.state import ServerState
 
@@ -62,8 +65,10 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def _configure_logging(settings: Settings) -> None:
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if settings.log_file:
+        handler = RotatingOutput(settings.log_file, settings.log_max_bytes, settings.log_backups)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
     for name in ("ulm.server", "ulm.engine"):
         logger = logging.getLogger(name)
@@ -77,7 +82,6 @@ def serve(settings: Settings, load_backend: Callable[[], Backend] | None = None,
           echo: Callable[[str], None] = print) -> int:
     """Run until SIGTERM/SIGINT; the exit code (0, or 1 when the model failed to load)."""
     check_settings(settings)
-    _configure_logging()
     state = ServerState(settings, load_backend)
     sock = bind(settings.host, settings.port)
     port = sock.getsockname()[1]
@@ -96,6 +100,7 @@ def serve(settings: Settings, load_backend: Callable[[], Backend] | None = None,
     state.on_load_failure = on_load_failure
     echo(f"ulm serve: listening on http://{host}:{port} (model loading; GET /health says when it is ready)")
     sys.stdout.flush()
+    _configure_logging(settings)
     server.run(sockets=[sock])
     if failed:
         print(f"ulm serve: error: the model failed to load: {failed[0]}", file=sys.stderr)

@@ -19,6 +19,7 @@ MaxTokens = Annotated[int, Field(strict=True, ge=1)]
 TopK = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
 StopText = Annotated[str, Field(strict=True, min_length=1, max_length=256)]
 TokenId = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+RepetitionPenalty = Annotated[float, Field(strict=True, ge=0.01, le=100.0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -58,6 +59,9 @@ class SamplingFields(_Strict):
     min_p: Probability | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
+    repetition_penalty: RepetitionPenalty | None = Field(
+        None, description="HF's: a generated token's logit is divided by it (multiplied when negative). 1 = off.")
+    repeat_penalty: RepetitionPenalty | None = Field(None, description="llama.cpp's name of repetition_penalty.")
     seed: Seed | None = None
     stop: StopText | Annotated[list[StopText], Field(max_length=16)] | None = None
     n: Annotated[int, Field(strict=True, ge=1, le=1)] | None = Field(None, description="Only 1 is supported.")
@@ -96,6 +100,18 @@ class TokenizeRequest(_Strict):
 
 class DetokenizeRequest(_Strict):
     tokens: list[TokenId]
+
+
+class EmbeddingRequest(_Strict):
+    input: (Annotated[StrictStr, Field(min_length=1)]
+            | Annotated[list[Annotated[StrictStr, Field(min_length=1)]], Field(min_length=1, max_length=2048)]
+            | Annotated[list[TokenId], Field(min_length=1)]
+            | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=2048)]
+            ) = Field(..., description="A text, a list of texts, a list of token ids, or a list of those.")
+    model: StrictStr | None = Field(None, description="The served model's id (see /v1/models); may be left out.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: each vector as little-endian float32 bytes, base64-encoded.")
+    user: StrictStr | None = None
 
 
 # -- responses (documentation for /openapi.json; handlers build plain dicts of these shapes) ----------------
@@ -171,6 +187,24 @@ class TokenizeResponse(BaseModel):
 
 class DetokenizeResponse(BaseModel):
     content: str
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class Health(BaseModel):

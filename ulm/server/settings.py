@@ -4,10 +4,17 @@ non-loopback bind without a key) before importing torch, so a mistake is reporte
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ulm.errors import UlmError
-from ulm.server.defaults import DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS_CAP, DEFAULT_PARALLEL, DEFAULT_PORT
+from ulm.server.defaults import (
+    DEFAULT_LOG_BACKUPS,
+    DEFAULT_LOG_MAX_BYTES,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_TOKENS_CAP,
+    DEFAULT_PARALLEL,
+    DEFAULT_PORT,
+)
 
 
 @dataclass
@@ -28,6 +35,11 @@ class Settings:
     prefill_chunk: int = 256
     debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
     debug_fail_at_token: int | None = None  # raise in the engine at a request's k-th token (tests)
+    alias: str | None = None  # the served model name (/v1/models, answers, requests' `model`); None = the model's
+    cors_origins: list[str] = field(default_factory=list)  # browser origins allowed (CORS); empty = no CORS headers
+    log_file: str | None = None  # the log (and stdout/stderr) go here, rotated by size; None = stderr
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_backups: int = DEFAULT_LOG_BACKUPS
 
 
 class ServeError(UlmError):
@@ -55,6 +67,13 @@ def check_settings(s: Settings) -> None:
         raise ServeError(f"--queue must be at least 0, got {s.queue_size}")
     if s.mode not in ("exact", "fast"):
         raise ServeError(f"--mode must be exact or fast, got '{s.mode}'")
+    if s.alias is not None and (not s.alias.strip() or len(s.alias) > 256 or not s.alias.isprintable()):
+        raise ServeError("--alias must be 1 to 256 printable characters")
+    for origin in s.cors_origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ServeError(f"--cors-origin must be '*' or an origin such as https://app.example, got '{origin}'")
+    if s.log_max_bytes < 1024 or s.log_backups < 1:
+        raise ServeError("--log-max-bytes must be at least 1024 and --log-backups at least 1")
     if s.port > 65535:
         raise ServeError(f"--port must be at most 65535, got {s.port}")
 

@@ -1,6 +1,8 @@
 """Server-sent events as OpenAI sends them, and a streaming response that notices a client leaving.
 
-Each event is `data: <json>\n\n`; the stream ends with `data: [DONE]\n\n`. `EventStream` sends the
+Each event is `data: <json>\n\n`; the stream ends with `data: [DONE]\n\n`. While a request waits (queued,
+prefilling) the stream carries `: keep-alive\n\n` comments (SSE's own comment lines, which clients skip), so
+no read timeout fires on a long prefill. `EventStream` sends the
 headers, then the events one `send` each (no buffering), while a watcher task waits for the client's
 `http.disconnect`: when it arrives, `on_disconnect` runs at once (the engine frees the slot), whatever
 the generator is waiting for — a queue turn, a prefill, the next token.
@@ -17,6 +19,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),

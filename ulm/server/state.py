@@ -89,3 +89,10 @@ class ServerState:
             why = self.engine.error or "the server is shutting down"
             raise APIError(503, f"the engine is not running: {why}")
         return self.backend, self.engine
+
+    @property
+    def model_name(self) -> str:
+        """The served model's name: --alias, else the loaded model's short name (call after `ready`)."""
+        if self.settings.alias:
+            return self.settings.alias
+        return self.backend.model_id if self.backend is not None else ""

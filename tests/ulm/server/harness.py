@@ -114,10 +114,11 @@ def start_server(args: list[str], log_path: Path, api_key: str | None = None, re
 
 
 def sse_events(body: str) -> list[Any]:
-    """The JSON payloads of an SSE body, with the final [DONE] as the string "[DONE]"."""
+    """The JSON payloads of an SSE body, with the final [DONE] as the string "[DONE]" (comments, such as the
+    keep-alives of a waiting stream, skipped as clients skip them)."""
     events: list[Any] = []
     for block in body.split("\n\n"):
-        if not block:
+        if not block or block.startswith(":"):
             continue
         assert block.startswith("data: "), f"not an SSE data event: {block!r}"
         payload = block[len("data: "):]
