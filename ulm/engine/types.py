@@ -2,6 +2,8 @@
 (token ids, sampling, limits, stops) and what flows back to its submitter (an `Event` per sampled token,
 the last one carrying the finish, or one `Failed`), plus the engine's errors.
 
+- A request with a `constraint` (ulm.guided) samples only the tokens its grammar allows and finishes with
+  "stop" once the grammar is complete; it shares its batch with unconstrained requests.
 - `Request.check(n_ctx, vocab_size)` is the one input check: ValueError naming the field for bad
   sampling settings, max_tokens or token ids, EmptyPromptError, ContextLengthError.
 - Finish reasons follow OpenAI: "stop" (a stop token or stop string) and "length" (max_tokens, the
@@ -14,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from ulm.guided.constraint import Constraint
 
 FinishReason = Literal["stop", "length", "cancelled"]
 FINISH_STOP: FinishReason = "stop"
@@ -51,6 +56,7 @@ class Request:
     stop: tuple[str, ...] = ()  # stop strings, never part of the text
     stop_token_ids: frozenset[int] | None = None  # None: the model's (EOS and end of turn); not part of the text
     request_id: str = ""
+    constraint: Constraint | None = None  # constrained decoding (ulm.guided): this request's own parser, used once
 
     def check(self, n_ctx: int, vocab_size: int) -> None:
         """Raise what makes this request impossible in a context of n_ctx positions: ValueError naming the
