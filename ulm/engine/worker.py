@@ -38,7 +38,6 @@ from collections.abc import Callable, Generator, Sequence
 
 from ulm.engine.backend import Backend
 from ulm.engine.masks import StepMasks
-from ulm.guided.constraint import GrammarViolation
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
 from ulm.engine.textout import TextOutput
 from ulm.engine.types import (
@@ -56,6 +55,7 @@ from ulm.engine.types import (
     Timings,
     Usage,
 )
+from ulm.guided.constraint import GrammarViolation
 from ulm.sampling import BatchSampler
 
 log = logging.getLogger("ulm.engine")

@@ -22,13 +22,14 @@ from starlette.responses import JSONResponse, PlainTextResponse
 
 from ulm.engine.types import Request
 from ulm.sampling import SamplingParams
-from ulm.server import errors, generation
+from ulm.server import errors, generation, structured
 from ulm.server.errors import APIError
 from ulm.server.guard import PUBLIC_PATHS, Guard
 from ulm.server.metrics import Metrics
 from ulm.server.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     DetokenizeRequest,
     DetokenizeResponse,
@@ -41,6 +42,7 @@ from ulm.server.schemas import (
     TokenizeResponse,
 )
 from ulm.server.state import ServerState
+from ulm.server.tool_calls import template_messages
 
 ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
                        "/detokenize", "/metrics", "/openapi.json"})
@@ -114,15 +116,20 @@ def create_app(state: ServerState) -> Any:
     async def chat_completions(body: ChatCompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
         check_model(body.model, backend.model_id)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        choice = structured.tool_choice(body)
+        tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools and choice else None
+        native = "tools" in str(getattr(backend.tokenizer, "chat_template", None) or "")
+        messages = template_messages([_message(m) for m in body.messages], tools, native)
         try:
-            prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages)
+            prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages, tools if native else None)
         except Exception as exc:  # the checkpoint's template refusing these messages (e.g. roles out of order)
             raise APIError(400, f"the chat template rejected the messages: {exc}", param="messages") from None
+        constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body, choice)
         gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
-                         body.stops())
+                      body.stops(), constraint=constraint)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage)
+        job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage,
+                               tool_calls=choice is not None)
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
@@ -133,7 +140,8 @@ def create_app(state: ServerState) -> Any:
             prompt = await anyio.to_thread.run_sync(lambda: backend.encode(body.prompt, add_special=True))
         else:  # token ids: the engine's check refuses ids outside the vocabulary
             prompt = list(body.prompt)
-        gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
+        constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body)
+        gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops(), constraint=constraint)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage)
         return await generation.answer(job, request, bool(body.stream))
@@ -163,6 +171,16 @@ def create_app(state: ServerState) -> Any:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS, BODY_PATHS)
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    """A request message as the chat template and ulm.server.tool_calls take it (content as text)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.text()}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
 
 
 def _in_vocab(ids: list[int], vocab_size: int, param: str) -> list[int]:

@@ -30,6 +30,7 @@ from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.server.errors import APIError
 from ulm.server.metrics import Metrics
 from ulm.server.sse import DONE, EventStream, event
+from ulm.server.tool_calls import CallStream, split_calls
 
 
 class Mailbox:
@@ -113,10 +114,11 @@ class Job:
     include_usage: bool
     id: str
     created: int
+    tool_calls: bool = False  # read tool calls out of the answer (ulm.server.tool_calls)
 
 
 def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: Request,
-          include_usage: bool) -> Job:
+          include_usage: bool, tool_calls: bool = False) -> Job:
     """Check and submit; raises APIError for context overflow, an empty prompt, a full queue or shutdown."""
     t_arrival = time.monotonic()
     try:
@@ -136,7 +138,8 @@ def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: R
     except EngineStoppedError as exc:
         raise APIError(503, str(exc), headers={"Retry-After": "1"}) from None
     prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
-    return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()))
+    return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()),
+               tool_calls)
 
 
 def usage(u: Usage) -> dict[str, Any]:
@@ -211,8 +214,13 @@ async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
         raise APIError(500, end.message)
     assert end.usage is not None and end.timings is not None
     if job.kind == "chat":
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                  "logprobs": None, "finish_reason": end.finish_reason}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish: str = end.finish_reason
+        if job.tool_calls:
+            content, calls = split_calls(text)
+            if calls:
+                message, finish = {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+        choice: dict[str, Any] = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
         obj = "chat.completion"
     else:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": end.finish_reason}
@@ -234,17 +242,22 @@ async def _chunks(job: Job) -> AsyncIterator[bytes]:
         choice = {"index": 0, key: delta, "logprobs": None, "finish_reason": finish}
         return event({**base, "choices": [choice], **extra})
 
+    calls = CallStream() if job.tool_calls else None
     if chat:
         yield chunk({"role": "assistant", "content": ""})
     async for ev in job.inbox.events():
         if isinstance(ev, Failed):
             yield event({"error": APIError(500, ev.message).body()["error"]})
             continue
-        if ev.text:
+        if calls is not None:
+            for delta in calls.feed(ev.text) + (calls.finish() if ev.finish_reason is not None else []):
+                yield chunk(delta)
+        elif ev.text:
             yield chunk({"content": ev.text} if chat else ev.text)
         if ev.finish_reason is not None:
             assert ev.usage is not None and ev.timings is not None
-            yield chunk({} if chat else "", ev.finish_reason, timings=timings(ev.usage, ev.timings))
+            finish = "tool_calls" if calls is not None and calls.calls else ev.finish_reason
+            yield chunk({} if chat else "", finish, timings=timings(ev.usage, ev.timings))
             if job.include_usage:
                 yield event({**base, "choices": [], "usage": usage(ev.usage)})
     yield DONE
