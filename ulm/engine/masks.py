@@ -8,7 +8,8 @@ A row's next mask depends only on the tokens it already sampled, so it can be co
 that produces the logits it will mask. `begin` hands the rows' parsers to llguidance's executor on a
 worker thread (llguidance drops the GIL; the forward runs in native code too), `take` waits for it. A mask
 that allows no token at all (a parser that failed) is reported by `empty_rows`, so the engine can end that
-request instead of sampling from nothing.
+request instead of sampling from nothing. With `overlap` off, `begin` computes the masks at once in the
+calling thread (the benchmark's comparison: `python -m ulm.bench.grammar`).
 """
 
 from __future__ import annotations
@@ -34,18 +35,23 @@ class Pending:
 class StepMasks:
     """Computes masks for up to `rows` rows of a `vocab_size` vocabulary."""
 
-    def __init__(self, vocab_size: int) -> None:
+    def __init__(self, vocab_size: int, overlap: bool = True) -> None:
         import llguidance
 
         self.words = (vocab_size + 31) // 32
+        self.overlap = overlap
         self._executor: Any = llguidance.LLExecutor(num_threads=1)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="ulm-masks")
 
     def begin(self, constraints: Sequence[Constraint | None]) -> Pending:
         out = torch.full((len(constraints), self.words), -1, dtype=torch.int32)  # [rows, W]: all allowed
         work = [(c.matcher, i) for i, c in enumerate(constraints) if c is not None]
-        done = self._thread.submit(self._executor.unsafe_compute_mask_ptr, work, out.data_ptr(), 4 * self.words,
-                                   len(constraints))
+        args = (work, out.data_ptr(), 4 * self.words, len(constraints))
+        if self.overlap:
+            return Pending(out, self._thread.submit(self._executor.unsafe_compute_mask_ptr, *args))
+        done: Future[None] = Future()
+        self._executor.unsafe_compute_mask_ptr(*args)
+        done.set_result(None)
         return Pending(out, done)
 
     def take(self, pending: Pending) -> torch.Tensor:

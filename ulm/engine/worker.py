@@ -36,6 +36,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 
+import torch
+
 from ulm.engine.backend import Backend
 from ulm.engine.masks import StepMasks
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
@@ -53,6 +55,7 @@ from ulm.engine.types import (
     Request,
     Sink,
     Timings,
+    TokenLogprob,
     Usage,
 )
 from ulm.guided.constraint import GrammarViolation
@@ -97,6 +100,7 @@ class Engine:
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._masks: StepMasks | None = None  # token masks of constrained requests (ulm.engine.masks)
+        self.mask_overlap = True  # compute a step's masks during its forward (False: before it; benchmarks)
         self._cond = threading.Condition()
         self._turn_lock = threading.Lock()  # in-process callers take turns one at a time
         self._drain_deadline = 0.0
@@ -383,13 +387,15 @@ class Engine:
                     return
         rows_logits = logits if len(at) == logits.shape[0] else logits[at]
         tokens = self._sampler.sample(rows_logits, [s.row for s in sampled], mask)
-        for slot, token in zip(sampled, tokens, strict=True):
-            self._accept(slot, token)
+        logprobs = _logprobs(rows_logits, tokens, [s.active.ticket.request.logprobs for s in sampled])  # type: ignore[union-attr]
+        for slot, token, logprob in zip(sampled, tokens, logprobs, strict=True):
+            self._accept(slot, token, logprob)
 
     def _step_masks(self) -> StepMasks:
         """The mask computer, made when the first constrained request runs (llguidance is imported then)."""
         if self._masks is None:
             self._masks = StepMasks(self.backend.vocab_size)
+        self._masks.overlap = self.mask_overlap
         return self._masks
 
     def _fail(self, slot: Slot, message: str) -> None:
@@ -400,7 +406,7 @@ class Engine:
         slot.last_used = time.monotonic()
         self._post(active.ticket, Failed(message, RuntimeError(message)))
 
-    def _accept(self, slot: Slot, token: int) -> None:
+    def _accept(self, slot: Slot, token: int, logprob: TokenLogprob | None = None) -> None:
         """A newly sampled token: its event with the text now safe to show; the finish on a stop token, a stop
         string, a grammar that is complete, or the token budget."""
         active = slot.active
@@ -427,14 +433,15 @@ class Engine:
             if not stopped:
                 tail, _ = active.text.flush()
                 text += tail
-            self._finish(slot, FINISH_STOP, text, token)
+            self._finish(slot, FINISH_STOP, text, token, logprob)
         elif len(active.generated) >= active.max_new:
             tail, stopped = active.text.flush()
-            self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text + tail, token)
+            self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text + tail, token, logprob)
         else:
-            self._post(active.ticket, Event(text, token))
+            self._post(active.ticket, Event(text, token, logprob=logprob))
 
-    def _finish(self, slot: Slot, reason: FinishReason, text: str = "", token: int | None = None) -> None:
+    def _finish(self, slot: Slot, reason: FinishReason, text: str = "", token: int | None = None,
+                logprob: TokenLogprob | None = None) -> None:
         """Free the slot; the request's last event (with `text` and `token`, if any), usage and timings."""
         active = slot.active
         assert active is not None
@@ -445,7 +452,7 @@ class Engine:
         timings = Timings((prefill_end - active.t_seated) * 1000.0,
                           (active.t_last_token - active.t_first_token) * 1000.0 if n else 0.0, max(0, n - 1))
         usage = Usage(len(active.ticket.request.prompt), active.cached, n)
-        self._post(active.ticket, Event(text, token, reason, usage, timings))
+        self._post(active.ticket, Event(text, token, reason, usage, timings, logprob))
 
     def _cut_all(self) -> None:
         for slot in self._slots:
@@ -465,6 +472,22 @@ class Engine:
                 slot.tokens.clear()
         for ticket in victims:
             _emit(ticket, Failed("the engine stopped working; the server needs a restart"))
+
+
+def _logprobs(logits: torch.Tensor, tokens: list[int], wanted: list[int | None]) -> list[TokenLogprob | None]:
+    """Each row's TokenLogprob where its request asked (wanted[b] = k alternatives), else None; logits [B, V]."""
+    out: list[TokenLogprob | None] = [None] * len(tokens)
+    rows = [b for b, k in enumerate(wanted) if k is not None]
+    if not rows:
+        return out
+    logp = torch.log_softmax(logits[rows].float(), dim=-1)  # [b, V]
+    k = max(wanted[b] or 0 for b in rows)
+    top_v, top_i = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())  # [b, k]
+    for j, b in enumerate(rows):
+        n = wanted[b] or 0
+        top = tuple(zip(top_i[j, :n].tolist(), top_v[j, :n].tolist(), strict=True))
+        out[b] = TokenLogprob(float(logp[j, tokens[b]]), top)
+    return out
 
 
 def _unstarted(ticket: Ticket, reason: FinishReason) -> Event:

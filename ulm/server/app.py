@@ -20,11 +20,14 @@ from fastapi import Request as HTTPRequest
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from ulm.engine.backend import Backend
 from ulm.engine.types import Request
+from ulm.guided.grammars import Grammars
 from ulm.sampling import SamplingParams
 from ulm.server import errors, generation, structured
 from ulm.server.errors import APIError
 from ulm.server.guard import PUBLIC_PATHS, Guard
+from ulm.server.logprobs import TokenBytes
 from ulm.server.metrics import Metrics
 from ulm.server.schemas import (
     ChatCompletion,
@@ -125,11 +128,14 @@ def create_app(state: ServerState) -> Any:
         except Exception as exc:  # the checkpoint's template refusing these messages (e.g. roles out of order)
             raise APIError(400, f"the chat template rejected the messages: {exc}", param="messages") from None
         constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body, choice)
+        if body.top_logprobs is not None and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
-                      body.stops(), constraint=constraint)
+                      body.stops(), constraint=constraint,
+                      logprobs=(body.top_logprobs or 0) if body.logprobs else None)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage,
-                               tool_calls=choice is not None)
+                               tool_calls=choice is not None, piece=token_bytes(backend, state.grammars))
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
@@ -141,9 +147,11 @@ def create_app(state: ServerState) -> Any:
         else:  # token ids: the engine's check refuses ids outside the vocabulary
             prompt = list(body.prompt)
         constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body)
-        gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops(), constraint=constraint)
+        gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
+                      body.stops(), constraint=constraint, logprobs=body.logprobs)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage)
+        job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage,
+                               piece=token_bytes(backend, state.grammars))
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS)
@@ -171,6 +179,13 @@ def create_app(state: ServerState) -> Any:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return Guard(app, settings.api_key, settings.max_body, metrics.count_request, ENDPOINTS, BODY_PATHS)
+
+
+def token_bytes(backend: Backend, grammars: Grammars | None) -> TokenBytes:
+    """A token's exact bytes (llguidance's tokenizer knows them; else the tokenizer's decoding of it alone)."""
+    if grammars is not None:
+        return lambda t: bytes(grammars.tokenizer.decode_bytes([t]))
+    return lambda t: backend.decode([t]).encode()
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:

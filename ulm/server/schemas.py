@@ -104,6 +104,7 @@ class SamplingFields(_Strict):
 
     model: StrictStr | None = Field(None, description="The served model's id (see /v1/models); may be left out.")
     max_tokens: MaxTokens | None = Field(None, description="Clamped to the server's --max-tokens-cap.")
+    max_completion_tokens: MaxTokens | None = Field(None, description="Alias of max_tokens; wins when both are set.")
     temperature: Temperature | None = Field(None, description="0 = greedy. Default 1.")
     top_p: Annotated[float, Field(strict=True, gt=0.0, le=1.0, allow_inf_nan=False)] | None = None
     top_k: TopK | None = Field(None, description="0 = off.")
@@ -128,7 +129,6 @@ class SamplingFields(_Strict):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: MaxTokens | None = Field(None, description="Alias of max_tokens; wins when both are set.")
     tools: Annotated[list[Tool], Field(max_length=128)] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
         None, description="auto (the default with tools), required, none, or a named function.")
