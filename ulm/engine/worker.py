@@ -39,7 +39,7 @@ from collections.abc import Callable, Generator, Sequence
 import torch
 
 from ulm.engine.backend import Backend
-from ulm.engine.masks import StepMasks
+from ulm.engine.masks import StepMasks, overlap_pays
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
 from ulm.engine.textout import TextOutput
 from ulm.engine.types import (
@@ -100,7 +100,7 @@ class Engine:
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._masks: StepMasks | None = None  # token masks of constrained requests (ulm.engine.masks)
-        self.mask_overlap = True  # compute a step's masks during its forward (False: before it; benchmarks)
+        self.mask_overlap = overlap_pays()  # compute a step's masks during its forward, or before it
         self._cond = threading.Condition()
         self._turn_lock = threading.Lock()  # in-process callers take turns one at a time
         self._drain_deadline = 0.0

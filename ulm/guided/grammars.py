@@ -9,7 +9,8 @@
   (None = any JSON object), in compact form (no free whitespace between tokens: a small model under a
   flexible-whitespace grammar can loop on blank lines); `from_llguidance(spec)`: an llguidance grammar
   (JSON), for grammars built in code (`ulm.server.structured`). Each returns a fresh `Constraint`, compiled
-  for one request (about 5-40 ms for cb's edit grammars; it drops the GIL).
+  for one request (about 5-40 ms for cb's edit grammars; it drops the GIL). `special_token(text)`: the id
+  of a special token spelled `text`, for grammars that must name it.
 - `GrammarError`: the grammar is invalid; its message is llguidance's (position and what it expected).
 """
 
@@ -48,6 +49,12 @@ class Grammars:
         backend.no_truncation()
         self.tokenizer = llguidance.LLTokenizer(backend.to_str(), n_vocab=vocab_size, eos_token=eos or None)
         self.vocab_size = vocab_size
+
+    def special_token(self, text: str) -> int | None:
+        """The id of `text` when the vocabulary has it as one special token (Qwen's `<tool_call>`), else None:
+        a grammar must then name it as `<[id]>`, since the token's bytes are not the text's."""
+        ids = self.tokenizer.tokenize_str(text, parse_special=True)
+        return ids[0] if len(ids) == 1 and self.tokenizer.is_special_token(ids[0]) else None
 
     def grammar(self, text: str) -> Constraint:
         """Lark or GBNF (see `is_gbnf`)."""

@@ -69,7 +69,9 @@ def compile_constraint(grammars: Grammars | None, body: SamplingFields,
             return grammars.json_schema(_schema(body))
         assert isinstance(body, ChatCompletionRequest) and body.tools is not None and choice is not None
         tools = [t.model_dump(exclude_none=True) for t in body.tools]
-        return grammars.lark(tool_grammar(tools, choice, body.parallel_tool_calls is not False))
+        tags = grammars.special_token("<tool_call>"), grammars.special_token("</tool_call>")
+        special = (tags[0], tags[1]) if tags[0] is not None and tags[1] is not None else None
+        return grammars.lark(tool_grammar(tools, choice, body.parallel_tool_calls is not False, special))
     except GrammarError as exc:
         first = "\n".join(str(exc).splitlines()[:MAX_ERROR_LINES])
         raise APIError(400, f"{param}: llguidance refused it: {first}", param=param) from None

@@ -12,7 +12,8 @@ between tags,
   tools (`native`: it reads a `tools` variable, as Qwen2.5's does) gets the tools and the assistant turns'
   calls as data; for any other template the tools are described in the system message and earlier calls and
   tool results are written in the wire format (results as `<tool_response>` in a user turn, as Qwen does).
-- `tool_grammar(tools, choice, parallel)`: Lark for llguidance. "auto": free text (which cannot spell
+- `tool_grammar(tools, choice, parallel, special)`: Lark for llguidance (the tags as special tokens where the
+  vocabulary has them so, as Qwen2.5's does). "auto": free text (which cannot spell
   `<tool_call>`) or text followed by calls; "required": calls only; a named function: one call of it.
   The arguments match each function's `parameters` schema. `parallel=False` allows exactly one call.
 - `split_calls(text)`: (content or None, OpenAI tool_calls) of a finished answer; `CallStream` turns streamed
@@ -96,17 +97,26 @@ def call_schema(tools: Sequence[Message]) -> dict[str, Any]:
     return {**schema, "x-guidance": _JSON_OPTIONS}
 
 
-def tool_grammar(tools: Sequence[Message], choice: str | dict[str, Any], parallel: bool) -> str:
-    """Lark: the answers `choice` ("auto", "required" or {"type": "function", "function": {"name"}}) allows."""
+def tool_grammar(tools: Sequence[Message], choice: str | dict[str, Any], parallel: bool,
+                 special: tuple[int, int] | None = None) -> str:
+    """Lark: the answers `choice` ("auto", "required" or {"type": "function", "function": {"name"}}) allows.
+    `special`: the ids of `<tool_call>` and `</tool_call>` where the vocabulary has them as special tokens
+    (Qwen2.5), which the model then writes instead of their text."""
     if isinstance(choice, dict):
         name = choice["function"]["name"]
         tools, parallel = [t for t in tools if t["function"]["name"] == name], False
-    first = f'TEXT "{_escaped(OPEN)}"' if choice == "auto" else f'"{_escaped(OPEN)}"'
-    calls = "FIRST call (NEXT call)* LAST" if parallel else "FIRST call LAST"
-    rules = ["%llguidance {}", f"start: TEXT | {calls}" if choice == "auto" else f"start: {calls}",
-             f"FIRST: {first}", f'NEXT: "{_escaped(CLOSE + chr(10) + OPEN)}"', f'LAST: "{_escaped(CLOSE)}"',
-             f"call: %json {json.dumps(call_schema(tools))}", f"TEXT: {_TEXT}"]
-    return "\n".join(rules) + "\n"
+    more = "*" if parallel else ""
+    if special is None:  # the tags are text: prose is lexed with the tag after it (llguidance's lexer is greedy)
+        first = f'TEXT "{_escaped(OPEN)}"' if choice == "auto" else f'"{_escaped(OPEN)}"'
+        rules = ["start: TEXT | calls" if choice == "auto" else "start: calls",
+                 "calls: FIRST call (NEXT call)* LAST" if parallel else "calls: FIRST call LAST", f"FIRST: {first}",
+                 f'NEXT: "{_escaped(CLOSE + chr(10) + OPEN)}"', f'LAST: "{_escaped(CLOSE)}"']
+    else:
+        opened, closed = f"<[{special[0]}]>", f"<[{special[1]}]>"
+        rules = ["start: TEXT | calls | TEXT calls" if choice == "auto" else "start: calls",
+                 f'calls: one ("\\n" one){more}', f'one: {opened} "\\n" call "\\n" {closed}']
+    rules += [f"call: %json {json.dumps(call_schema(tools))}", f"TEXT: {_TEXT}"]
+    return "\n".join(["%llguidance {}", *rules]) + "\n"
 
 
 def _escaped(text: str) -> str:
