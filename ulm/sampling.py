@@ -2,15 +2,18 @@
 own parameters, plus a small per-batch state object that a decode loop (or the server's scheduler) keeps.
 
 - `SamplingParams`: one sequence's settings (frozen; `validate()` names the first bad field).
-- `sample(logits [B, V], params: BatchParams, counts [B, V], generators)` → token ids [B]:
-  penalties over the tokens generated so far → temperature → top-k → top-p → min-p → a draw.
+- `sample(logits [B, V], params: BatchParams, counts [B, V], generators, mask)` → token ids [B]:
+  the token mask (constrained decoding: a row may only take the tokens its bitmask allows) → penalties
+  over the tokens generated so far → temperature → top-k → top-p → min-p → a draw.
   temperature 0 means greedy (argmax of the penalised logits). Each row draws with its own
   `torch.Generator`, so a row's tokens do not depend on which other rows share the batch.
 - Penalties: `repetition_penalty` has HF semantics (a seen token's logit is divided by p when positive,
   multiplied by p when negative); `presence_penalty` and `frequency_penalty` have OpenAI semantics
   (logit -= presence·[count > 0] + frequency·count). All count the *generated* tokens only.
 - `BatchSampler(max_batch, vocab_size, device)`: per-row parameter tensors, token counts and generators for
-  rows that join and leave: `set_row(row, params)`, `sample(logits, rows)` (which counts what it drew).
+  rows that join and leave: `set_row(row, params)`, `sample(logits, rows, mask)` (which counts what it drew).
+- Masks are llguidance's bitmasks: int32 [B, ⌈V/32⌉], bit i % 32 of word i / 32 set when token i is allowed
+  (all bits set: an unconstrained row); `allowed(mask, V)` unpacks them to bool [B, V].
 
 The draw is by inverse CDF (`draw`): one uniform number per row (from that row's generator; the loop is
 over rows, never the vocabulary) located in the row's cumulative probabilities, in two float64 levels
@@ -156,17 +159,28 @@ def _top_k_p_threshold(logits: torch.Tensor, params: BatchParams, use_k: torch.T
     return torch.maximum(kth, pth)
 
 
+_BITS = torch.arange(32, dtype=torch.int32)  # [32]
+
+
+def allowed(mask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """The tokens a bitmask allows: int32 [B, ⌈V/32⌉] → bool [B, V]."""
+    bits = (mask.unsqueeze(-1) >> _BITS.to(mask.device)) & 1  # [B, W, 32]
+    return bits.flatten(1)[:, :vocab].bool()
+
+
 def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
-           generators: list[torch.Generator]) -> torch.Tensor:
-    """The next token of each row: logits [B, V] (any float dtype), counts [B, V] or None → long [B]. On CPU
-    with µLM's native kernels built, one native pass per row (`ulm_sample.c`, the same semantics), else
-    torch ops."""
+           generators: list[torch.Generator], mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The next token of each row: logits [B, V] (any float dtype), counts [B, V] or None, mask int32
+    [B, ⌈V/32⌉] or None → long [B]. A row's mask must allow at least one token. On CPU with µLM's native
+    kernels built, one native pass per row (`ulm_sample.c`, the same semantics), else torch ops."""
     from ulm.kernels.native import library
 
     lib = library() if logits.device.type == "cpu" else None
     if lib is not None:
-        return _sample_native(lib, logits, params, counts, generators)
+        return _sample_native(lib, logits, params, counts, generators, mask)
     logits = logits.float()
+    if mask is not None:
+        logits = logits.masked_fill(~allowed(mask, logits.shape[-1]), float("-inf"))
     if counts is not None:
         logits = apply_penalties(logits, counts, params)
     greedy = params.temperature == 0  # bool [B]
@@ -179,7 +193,7 @@ def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | Non
 
 
 def _sample_native(lib: Any, logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | None,
-                   generators: list[torch.Generator]) -> torch.Tensor:
+                   generators: list[torch.Generator], mask: torch.Tensor | None) -> torch.Tensor:
     B, V = logits.shape
     x = logits.float().contiguous()  # read only
     table = torch.stack([params.temperature, params.top_k.float(), params.top_p, params.min_p,
@@ -189,9 +203,12 @@ def _sample_native(lib: Any, logits: torch.Tensor, params: BatchParams, counts: 
     uniform = torch.zeros(B, dtype=torch.float64) if greedy else torch.cat(
         [torch.rand(1, generator=gen, dtype=torch.float64, device=gen.device) for gen in generators])
     seen = None if counts is None else counts.to(torch.int32).contiguous()
+    bits = None if mask is None else mask.to(torch.int32).contiguous()  # [B, ⌈V/32⌉]
+    assert bits is None or bits.shape == (B, (V + 31) // 32), "one mask row of ⌈V/32⌉ words per logits row"
     out = torch.empty(B, dtype=torch.long)
-    if lib.ulm_sample_rows(x.data_ptr(), B, V, None if seen is None else seen.data_ptr(), table.data_ptr(),
-                           uniform.data_ptr(), out.data_ptr()) != 0:
+    if lib.ulm_sample_rows(x.data_ptr(), B, V, None if seen is None else seen.data_ptr(),
+                           None if bits is None else bits.data_ptr(), table.data_ptr(), uniform.data_ptr(),
+                           out.data_ptr()) != 0:
         raise MemoryError("no memory for the sampler")
     return out
 
@@ -223,8 +240,9 @@ class BatchSampler:
 
     Each row has its params, its generator and the counts of the tokens it generated. `set_row` starts a
     sequence in a row (counts cleared, generator seeded); `sample(logits, rows)` draws the next token of
-    `rows` from their logits [len(rows), V] and counts it. A step whose rows are all greedy without
-    penalties is one argmax; the rows' parameters are selected once while the same rows keep sampling.
+    `rows` from their logits [len(rows), V] under an optional mask and counts it. A step whose rows are all
+    greedy without penalties or mask is one argmax; the rows' parameters are selected once while the same
+    rows keep sampling.
     """
 
     def __init__(self, max_batch: int, vocab_size: int, device: torch.device | str = "cpu") -> None:
@@ -248,17 +266,18 @@ class BatchSampler:
         self._greedy[row] = params.greedy
         self._selected = None
 
-    def sample(self, logits: torch.Tensor, rows: list[int]) -> list[int]:
-        """Next token of each of `rows` from logits [len(rows), V], counted for the rows' penalties."""
+    def sample(self, logits: torch.Tensor, rows: list[int], mask: torch.Tensor | None = None) -> list[int]:
+        """Next token of each of `rows` from logits [len(rows), V] (under mask int32 [len(rows), ⌈V/32⌉],
+        if any), counted for the rows' penalties."""
         penalised = any(self._uses_penalties[r] for r in rows)
-        if not penalised and all(self._greedy[r] for r in rows):
+        if mask is None and not penalised and all(self._greedy[r] for r in rows):
             return logits.argmax(dim=-1).tolist()
         if self._selected is None or self._selected[0] != rows:
             index = torch.tensor(rows, dtype=torch.long, device=self.device)  # [b]
             self._selected = (list(rows), index, self.params.select(index))
         _, index, params = self._selected
         counts = self.counts.index_select(0, index) if penalised else None
-        tokens = sample(logits, params, counts, [self.generators[r] for r in rows])  # [b]
+        tokens = sample(logits, params, counts, [self.generators[r] for r in rows], mask)  # [b]
         if penalised:
             self.counts.index_put_((index, tokens), torch.ones_like(tokens, dtype=self.counts.dtype), accumulate=True)
         return tokens.tolist()

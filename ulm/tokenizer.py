@@ -110,20 +110,23 @@ def encode_prompt(tok: PreTrainedTokenizerFast, text: str) -> list[int]:
     return ids
 
 
-def render_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
-    """The chat template applied to `messages` ([{"role", "content"}, ...]), as text."""
+def render_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message], add_generation_prompt: bool = True,
+                tools: Sequence[Message] | None = None) -> str:
+    """The chat template applied to `messages` ([{"role", "content"}, ...]) and, for a template that reads
+    them, `tools` (OpenAI tool objects), as text."""
     if not messages:
         raise EmptyPromptError("the conversation has no messages")
     if not getattr(tok, "chat_template", None):
         raise ModelLoadError("this model's tokenizer has no chat template; give a raw prompt instead "
                              "(ulm generate --raw)")
-    return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
+                                   tools=list(tools) if tools else None)
 
 
-def encode_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message],
-                add_generation_prompt: bool = True) -> list[int]:
+def encode_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message], add_generation_prompt: bool = True,
+                tools: Sequence[Message] | None = None) -> list[int]:
     """Token ids of the rendered conversation; the template already holds BOS and turn markers."""
-    text = render_chat(tok, messages, add_generation_prompt)
+    text = render_chat(tok, messages, add_generation_prompt, tools)
     return list(tok(text, add_special_tokens=False)["input_ids"])
 
 

@@ -204,3 +204,40 @@ def test_a_row_restarted_with_new_params_samples_with_them(sampler: str) -> None
 def test_out_of_range_params_are_refused_by_name(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         SamplingParams(**{field: value}).validate()
+
+
+def _mask(allowed: list[list[int]], vocab: int) -> torch.Tensor:
+    """llguidance's bitmask of the allowed token ids per row: int32 [B, ⌈V/32⌉]."""
+    words = torch.zeros(len(allowed), (vocab + 31) // 32, dtype=torch.int64)
+    for b, ids in enumerate(allowed):
+        for t in ids:
+            words[b, t // 32] |= 1 << (t % 32)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # bit 31 set: a negative int32
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_row_draws_only_what_its_mask_allows(sampler: str, temperature: float) -> None:
+    vocab = 300  # several mask words, the last one partial
+    logits = torch.randn(3, vocab, generator=torch.Generator().manual_seed(2)) * 3
+    allowed = [[5, 31, 63, 299], [7], list(range(vocab))]  # bit 31 of a word, a single token, everything
+    params = _params(*[SamplingParams(temperature=temperature, top_k=5, top_p=0.9)] * 3)
+    seen: list[set[int]] = [set(), set(), set()]
+    for seed in range(60):
+        out = sample(logits, params, None, _gens(seed, seed + 1, seed + 2), _mask(allowed, vocab))
+        for b in range(3):
+            seen[b].add(int(out[b]))
+    assert seen[0] <= set(allowed[0]) and seen[1] == {7}
+    if temperature == 0:
+        assert seen[0] == {max(allowed[0], key=lambda t: logits[0, t].item())}
+        assert seen[2] == {int(logits[2].argmax())}  # an all-allowed row is untouched
+    else:
+        assert len(seen[0]) > 1
+
+
+def test_batch_sampler_masks_greedy_rows_too(sampler: str) -> None:
+    logits = torch.randn(2, V, generator=torch.Generator().manual_seed(4))
+    bs = BatchSampler(2, V)
+    bs.set_row(0, SamplingParams(temperature=0))
+    bs.set_row(1, SamplingParams(temperature=0))
+    worst = [int(logits[0].argmin()), int(logits[1].argmin())]
+    assert bs.sample(logits, [0, 1], _mask([[worst[0]], list(range(V))], V)) == [worst[0], int(logits[1].argmax())]

@@ -16,6 +16,7 @@ import torch
 
 from ulm.kv_cache import KVCache
 
+Message = dict[str, Any]  # a chat message or an OpenAI tool object
 MIN_CACHE_LEN = 256  # positions per row the KV cache starts with; it doubles up to the context as rows grow
 
 
@@ -30,8 +31,9 @@ class Backend(Protocol):
 
     def encode(self, text: str, add_special: bool = False) -> list[int]: ...
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """The chat template applied to messages, ending with the assistant turn's opening."""
+    def chat_prompt(self, messages: Sequence[Message], tools: Sequence[Message] | None = None) -> list[int]:
+        """The chat template applied to messages (and tools, for a template that reads them), ending with the
+        assistant turn's opening."""
         ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
@@ -93,10 +95,10 @@ class UlmBackend:
     def encode(self, text: str, add_special: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    def chat_prompt(self, messages: Sequence[Message], tools: Sequence[Message] | None = None) -> list[int]:
         from ulm.tokenizer import encode_chat
 
-        return encode_chat(self.tokenizer, list(messages))
+        return encode_chat(self.tokenizer, list(messages), tools=tools)
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))

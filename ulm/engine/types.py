@@ -2,6 +2,10 @@
 (token ids, sampling, limits, stops) and what flows back to its submitter (an `Event` per sampled token,
 the last one carrying the finish, or one `Failed`), plus the engine's errors.
 
+- A request with a `constraint` (ulm.guided) samples only the tokens its grammar allows and finishes with
+  "stop" once the grammar is complete; it shares its batch with unconstrained requests.
+- A request with `logprobs` (k) gets each output token's log probability and its k most likely
+  alternatives in its events (`TokenLogprob`).
 - `Request.check(n_ctx, vocab_size)` is the one input check: ValueError naming the field for bad
   sampling settings, max_tokens or token ids, EmptyPromptError, ContextLengthError.
 - Finish reasons follow OpenAI: "stop" (a stop token or stop string) and "length" (max_tokens, the
@@ -14,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.sampling import SamplingParams
 
+if TYPE_CHECKING:
+    from ulm.guided.constraint import Constraint
+
 FinishReason = Literal["stop", "length", "cancelled"]
+MAX_TOP_LOGPROBS = 20
 FINISH_STOP: FinishReason = "stop"
 FINISH_LENGTH: FinishReason = "length"
 FINISH_CANCELLED: FinishReason = "cancelled"
@@ -51,11 +59,15 @@ class Request:
     stop: tuple[str, ...] = ()  # stop strings, never part of the text
     stop_token_ids: frozenset[int] | None = None  # None: the model's (EOS and end of turn); not part of the text
     request_id: str = ""
+    constraint: Constraint | None = None  # constrained decoding (ulm.guided): this request's own parser, used once
+    logprobs: int | None = None  # None: off; k: each token's log probability and the k most likely (0..20)
 
     def check(self, n_ctx: int, vocab_size: int) -> None:
         """Raise what makes this request impossible in a context of n_ctx positions: ValueError naming the
         field, EmptyPromptError, ContextLengthError."""
         self.sampling.validate()
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {self.logprobs}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if not self.prompt:
@@ -100,6 +112,15 @@ NO_TIMINGS = Timings(0.0, 0.0, 0)
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A sampled token's log probability under the model (its distribution before temperature, penalties
+    and any grammar's mask) and the most likely tokens there, as (id, log probability), best first."""
+
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Event:
     """One sampled token of a request and the text that is now certain (often "", when held back: half a
     character, or what may begin a stop string); the last event has the finish, usage and timings."""
@@ -109,6 +130,7 @@ class Event:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     timings: Timings | None = None
+    logprob: TokenLogprob | None = None  # for token_id, when the request asked for logprobs
 
 
 @dataclass(frozen=True)

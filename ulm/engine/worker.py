@@ -8,7 +8,9 @@ Each turn of its loop it
    cancellations are never stalled behind long prompts for more than one chunk): the prompts' tokens ride
    in the decode step's pass over the weights, and requests that arrive together prefill together;
    then samples every row that needs a token (`ulm.sampling.BatchSampler`, each request with its own
-   params and seed) and turns the tokens into text (`textout.TextOutput`).
+   params and seed) and turns the tokens into text (`textout.TextOutput`). Rows of constrained requests
+   (`Request.constraint`) sample under their grammar's token mask, computed while the forward runs
+   (`ulm.engine.masks`); a grammar that is complete ends its request.
 
 Two ways to drive it:
 - a worker loop (`run` in the thread that loaded the model, or `start` for a new thread), for the server:
@@ -37,7 +39,10 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import torch
+
 from ulm.engine.backend import Backend
+from ulm.engine.masks import StepMasks, overlap_pays
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
 from ulm.engine.textout import TextOutput
 from ulm.engine.types import (
@@ -53,8 +58,10 @@ from ulm.engine.types import (
     Request,
     Sink,
     Timings,
+    TokenLogprob,
     Usage,
 )
+from ulm.guided.constraint import GrammarViolation
 from ulm.sampling import BatchSampler
 
 log = logging.getLogger("ulm.engine")
@@ -96,6 +103,8 @@ class Engine:
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # work for the engine's thread
+        self._masks: StepMasks | None = None  # token masks of constrained requests (ulm.engine.masks)
+        self.mask_overlap = overlap_pays()  # compute a step's masks during its forward, or before it
         self._cond = threading.Condition()
         self._turn_lock = threading.Lock()  # in-process callers take turns one at a time
         self._drain_deadline = 0.0
@@ -382,28 +391,60 @@ class Engine:
         ids = [[s.active.generated[-1]] for s in decoding] + [chunk for _, chunk in chunks]  # type: ignore[union-attr]
         rows = [s.row for s in decoding] + [slot.row for slot, _ in chunks]
         starts = [len(s.tokens) for s in decoding] + [slot.active.prefilled for slot, _ in chunks]  # type: ignore[union-attr]
-        self._deliver()
-        logits = self.backend.forward(ids, rows, starts)  # [B, V]: decoding rows, then the chunks
-        for slot in decoding:
-            slot.tokens.append(slot.active.generated[-1])  # type: ignore[union-attr]
         sampled, at = list(decoding), list(range(len(decoding)))  # slots that get a token, their logits' rows
         for i, (slot, chunk) in enumerate(chunks, start=len(decoding)):
             active = slot.active
             assert active is not None
-            active.prefilled += len(chunk)
-            slot.tokens.extend(chunk)
-            if active.prefilled == len(active.ticket.request.prompt):
+            if active.prefilled + len(chunk) == len(active.ticket.request.prompt):
                 sampled.append(slot)
                 at.append(i)
-        if sampled:
-            rows_logits = logits if len(at) == logits.shape[0] else logits[at]
-            tokens = self._sampler.sample(rows_logits, [s.row for s in sampled])
-            for slot, token in zip(sampled, tokens, strict=True):
-                self._accept(slot, token)
+        constraints = [s.active.ticket.request.constraint for s in sampled]  # type: ignore[union-attr]
+        pending = self._step_masks().begin(constraints) if any(c is not None for c in constraints) else None
+        self._deliver()
+        logits = self.backend.forward(ids, rows, starts)  # [B, V]: decoding rows, then the chunks
+        for slot in decoding:
+            slot.tokens.append(slot.active.generated[-1])  # type: ignore[union-attr]
+        for slot, chunk in chunks:
+            slot.active.prefilled += len(chunk)  # type: ignore[union-attr]
+            slot.tokens.extend(chunk)
+        if not sampled:
+            return
+        mask = None
+        if pending is not None:
+            mask = self._step_masks().take(pending)  # int32 [len(sampled), W]
+            dead = StepMasks.empty_rows(mask)
+            if dead:  # a parser that failed allows nothing: its request ends, the others sample
+                for j in dead:
+                    self._fail(sampled[j], "the grammar allows no next token: "
+                               f"{constraints[j].error or 'its parser is stuck'}")  # type: ignore[union-attr]
+                keep = [j for j in range(len(sampled)) if j not in dead]
+                sampled, at, mask = [sampled[j] for j in keep], [at[j] for j in keep], mask[keep]
+                if not sampled:
+                    return
+        rows_logits = logits if len(at) == logits.shape[0] else logits[at]
+        tokens = self._sampler.sample(rows_logits, [s.row for s in sampled], mask)
+        logprobs = _logprobs(rows_logits, tokens, [s.active.ticket.request.logprobs for s in sampled])  # type: ignore[union-attr]
+        for slot, token, logprob in zip(sampled, tokens, logprobs, strict=True):
+            self._accept(slot, token, logprob)
 
-    def _accept(self, slot: Slot, token: int) -> None:
+    def _step_masks(self) -> StepMasks:
+        """The mask computer, made when the first constrained request runs (llguidance is imported then)."""
+        if self._masks is None:
+            self._masks = StepMasks(self.backend.vocab_size)
+        self._masks.overlap = self.mask_overlap
+        return self._masks
+
+    def _fail(self, slot: Slot, message: str) -> None:
+        """End a running request with Failed(message) and free its slot (its cache row stays valid)."""
+        active = slot.active
+        assert active is not None
+        slot.active = None
+        slot.last_used = time.monotonic()
+        self._post(active.ticket, Failed(message, RuntimeError(message)))
+
+    def _accept(self, slot: Slot, token: int, logprob: TokenLogprob | None = None) -> None:
         """A newly sampled token: its event with the text now safe to show; the finish on a stop token, a stop
-        string or the token budget."""
+        string, a grammar that is complete, or the token budget."""
         active = slot.active
         assert active is not None
         now = self._clock()
@@ -416,16 +457,27 @@ class Engine:
         if token in active.stop_ids:  # not part of the output
             self._finish(slot, FINISH_STOP, active.text.flush()[0])
             return
+        constraint = active.ticket.request.constraint
+        if constraint is not None:
+            try:
+                constraint.advance(token)
+            except GrammarViolation as exc:  # this request alone fails; the batch goes on
+                self._fail(slot, str(exc))
+                return
         text, stopped = active.text.push(token)
-        if stopped:
-            self._finish(slot, FINISH_STOP, text, token)
+        if stopped or (constraint is not None and constraint.done):  # a complete grammar ends it as a stop would
+            if not stopped:
+                tail, _ = active.text.flush()
+                text += tail
+            self._finish(slot, FINISH_STOP, text, token, logprob)
         elif len(active.generated) >= active.max_new:
             tail, stopped = active.text.flush()
-            self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text + tail, token)
+            self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text + tail, token, logprob)
         else:
-            self._post(active.ticket, Event(text, token))
+            self._post(active.ticket, Event(text, token, logprob=logprob))
 
-    def _finish(self, slot: Slot, reason: FinishReason, text: str = "", token: int | None = None) -> None:
+    def _finish(self, slot: Slot, reason: FinishReason, text: str = "", token: int | None = None,
+                logprob: TokenLogprob | None = None) -> None:
         """Free the slot; the request's last event (with `text` and `token`, if any), usage and timings."""
         active = slot.active
         assert active is not None
@@ -436,7 +488,7 @@ class Engine:
         timings = Timings((prefill_end - active.t_seated) * 1000.0,
                           (active.t_last_token - active.t_first_token) * 1000.0 if n else 0.0, max(0, n - 1))
         usage = Usage(len(active.ticket.request.prompt), active.cached, n)
-        self._post(active.ticket, Event(text, token, reason, usage, timings))
+        self._post(active.ticket, Event(text, token, reason, usage, timings, logprob))
 
     def _cut_all(self) -> None:
         for slot in self._slots:
@@ -456,6 +508,22 @@ class Engine:
                 slot.tokens.clear()
         for ticket in victims:
             _emit(ticket, Failed("the engine stopped working; the server needs a restart"))
+
+
+def _logprobs(logits: torch.Tensor, tokens: list[int], wanted: list[int | None]) -> list[TokenLogprob | None]:
+    """Each row's TokenLogprob where its request asked (wanted[b] = k alternatives), else None; logits [B, V]."""
+    out: list[TokenLogprob | None] = [None] * len(tokens)
+    rows = [b for b, k in enumerate(wanted) if k is not None]
+    if not rows:
+        return out
+    logp = torch.log_softmax(logits[rows].float(), dim=-1)  # [b, V]
+    k = max(wanted[b] or 0 for b in rows)
+    top_v, top_i = logp.topk(k, dim=-1) if k else (logp[:, :0], logp[:, :0].long())  # [b, k]
+    for j, b in enumerate(rows):
+        n = wanted[b] or 0
+        top = tuple(zip(top_i[j, :n].tolist(), top_v[j, :n].tolist(), strict=True))
+        out[b] = TokenLogprob(float(logp[j, tokens[b]]), top)
+    return out
 
 
 def _unstarted(ticket: Ticket, reason: FinishReason) -> Event:

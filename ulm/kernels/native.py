@@ -113,8 +113,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.ulm_kq_repack.argtypes, lib.ulm_kq_repack.restype = KQ_REPACK_ARGS, ctypes.c_int
     lib.ulm_kq_dequant_rows.argtypes, lib.ulm_kq_dequant_rows.restype = KQ_ROWS_ARGS, ctypes.c_int
     lib.ulm_kq_vnni.argtypes, lib.ulm_kq_vnni.restype = (), ctypes.c_int
-    # ulm_sample_rows: logits, R, V, counts (or None), params, uniform, out
-    lib.ulm_sample_rows.argtypes, lib.ulm_sample_rows.restype = (_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR), ctypes.c_int
+    # ulm_sample_rows: logits, R, V, counts (or None), mask (or None), params, uniform, out
+    lib.ulm_sample_rows.argtypes = (_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR)
+    lib.ulm_sample_rows.restype = ctypes.c_int
     if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
         lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64), ctypes.c_int
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int

@@ -3,9 +3,12 @@
  * one native pass per row, where the torch version runs ~20 tensor ops over [B, V] (0.45 ms a step for one
  * row of the embedded model's 49k-token vocabulary, 0.8 ms for four).
  *
- * ulm_sample_rows(logits, R, V, counts, params, uniform, out) → 0, or -1 without scratch memory.
+ * ulm_sample_rows(logits, R, V, counts, mask, params, uniform, out) → 0, or -1 without scratch memory.
  *   logits   [R, V] fp32 (read only)
  *   counts   [R, V] int32 tokens generated so far per row (for the penalties), or NULL: no penalties
+ *   mask     [R, ⌈V/32⌉] int32 bitmask of the tokens a row may take (bit i % 32 of word i / 32; llguidance's
+ *            layout), or NULL: every token; a token outside it is a -inf logit before anything else. A row's
+ *            mask must allow at least one token.
  *   params   [R, 7] fp32: temperature, top_k, top_p, min_p, repetition, presence, frequency penalty
  *   uniform  [R] float64 in [0, 1): the row's draw (from its own generator, so rows never share a stream)
  *   out      [R] int64 tokens
@@ -132,10 +135,13 @@ static int64_t draw(const float *w, int64_t V, double u) {
 }
 
 /* One row: logits (read only) → its token. scratch: 4V floats. */
-static int64_t sample_row(const float *logits, int64_t V, const int32_t *counts, const float *param, double u,
-                          float *scratch) {
+static int64_t sample_row(const float *logits, int64_t V, const int32_t *counts, const uint32_t *mask,
+                          const float *param, double u, float *scratch) {
     float *x = scratch, *weight = scratch + V;
     memcpy(x, logits, sizeof(float) * (size_t)V);
+    if (mask != NULL)
+        for (int64_t i = 0; i < V; i++)
+            if (!((mask[i >> 5] >> (i & 31)) & 1u)) x[i] = -INFINITY;
     if (counts != NULL && (param[REPETITION] != 1.0f || param[PRESENCE] != 0.0f || param[FREQUENCY] != 0.0f))
         for (int64_t i = 0; i < V; i++) {
             if (counts[i] <= 0) continue;
@@ -158,8 +164,9 @@ static int64_t sample_row(const float *logits, int64_t V, const int32_t *counts,
     return draw(weight, V, u);
 }
 
-int ulm_sample_rows(const float *logits, int64_t R, int64_t V, const int32_t *counts, const float *params,
-                    const double *uniform, int64_t *out) {
+int ulm_sample_rows(const float *logits, int64_t R, int64_t V, const int32_t *counts, const int32_t *mask,
+                    const float *params, const double *uniform, int64_t *out) {
+    const int64_t words = (V + 31) / 32;
     int failed = 0;
 #pragma omp parallel for schedule(static) if (R > 1)
     for (int64_t r = 0; r < R; r++) {
@@ -169,7 +176,8 @@ int ulm_sample_rows(const float *logits, int64_t R, int64_t V, const int32_t *co
             failed = 1;
             continue;
         }
-        out[r] = sample_row(logits + r * V, V, counts == NULL ? NULL : counts + r * V, params + r * N_PARAMS,
+        out[r] = sample_row(logits + r * V, V, counts == NULL ? NULL : counts + r * V,
+                            mask == NULL ? NULL : (const uint32_t *)mask + r * words, params + r * N_PARAMS,
                             uniform[r], scratch);
         free(scratch);
     }

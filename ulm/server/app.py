@@ -26,15 +26,19 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, PlainTextResponse
 
+from ulm.engine.backend import Backend
 from ulm.engine.types import Request
+from ulm.guided.grammars import Grammars
 from ulm.sampling import SamplingParams
-from ulm.server import embeddings, errors, generation, introspect
+from ulm.server import embeddings, errors, generation, introspect, structured
 from ulm.server.errors import APIError
 from ulm.server.guard import PUBLIC_PATHS, Guard
+from ulm.server.logprobs import TokenBytes
 from ulm.server.metrics import Metrics
 from ulm.server.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     DetokenizeRequest,
     DetokenizeResponse,
@@ -47,6 +51,7 @@ from ulm.server.schemas import (
     TokenizeResponse,
 )
 from ulm.server.state import ServerState
+from ulm.server.tool_calls import template_messages
 
 ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
                        "/detokenize", "/metrics", "/openapi.json", "/v1/embeddings", "/props", "/slots"})
@@ -121,15 +126,23 @@ def create_app(state: ServerState) -> Any:
     async def chat_completions(body: ChatCompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
         check_model(body.model)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        choice = structured.tool_choice(body)
+        tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools and choice else None
+        native = "tools" in str(getattr(backend.tokenizer, "chat_template", None) or "")
+        messages = template_messages([_message(m) for m in body.messages], tools, native)
         try:
-            prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages)
+            prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages, tools if native else None)
         except Exception as exc:  # the checkpoint's template refusing these messages (e.g. roles out of order)
             raise APIError(400, f"the chat template rejected the messages: {exc}", param="messages") from None
+        constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body, choice)
+        if body.top_logprobs is not None and not body.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
-                         body.stops())
+                      body.stops(), constraint=constraint,
+                      logprobs=(body.top_logprobs or 0) if body.logprobs else None)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("chat", state.model_name, engine, metrics, gen, include_usage)
+        job = generation.start("chat", state.model_name, engine, metrics, gen, include_usage,
+                               tool_calls=choice is not None, piece=token_bytes(backend, state.grammars))
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
@@ -140,9 +153,12 @@ def create_app(state: ServerState) -> Any:
             prompt = await anyio.to_thread.run_sync(lambda: backend.encode(body.prompt, add_special=True))
         else:  # token ids: the engine's check refuses ids outside the vocabulary
             prompt = list(body.prompt)
-        gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
+        constraint = await anyio.to_thread.run_sync(structured.compile_constraint, state.grammars, body)
+        gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
+                      body.stops(), constraint=constraint, logprobs=body.logprobs)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        job = generation.start("text", state.model_name, engine, metrics, gen, include_usage)
+        job = generation.start("text", state.model_name, engine, metrics, gen, include_usage,
+                               piece=token_bytes(backend, state.grammars))
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/tokenize", response_model=TokenizeResponse, responses=_ERRORS)
@@ -176,6 +192,23 @@ def create_app(state: ServerState) -> Any:
         return guarded
     return CORSMiddleware(guarded, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
                           allow_headers=["Authorization", "Content-Type", "X-Api-Key"], max_age=600)
+
+
+def token_bytes(backend: Backend, grammars: Grammars | None) -> TokenBytes:
+    """A token's exact bytes (llguidance's tokenizer knows them; else the tokenizer's decoding of it alone)."""
+    if grammars is not None:
+        return lambda t: bytes(grammars.tokenizer.decode_bytes([t]))
+    return lambda t: backend.decode([t]).encode()
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    """A request message as the chat template and ulm.server.tool_calls take it (content as text)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.text()}
+    if m.tool_calls:
+        out["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
 
 
 def _in_vocab(ids: list[int], vocab_size: int, param: str) -> list[int]:

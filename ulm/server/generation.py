@@ -30,8 +30,10 @@ from ulm.engine.worker import Engine
 from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.server.defaults import SSE_KEEPALIVE_S
 from ulm.server.errors import APIError
+from ulm.server.logprobs import TextLogprobs, TokenBytes, chat_entry
 from ulm.server.metrics import Metrics
 from ulm.server.sse import DONE, KEEPALIVE, EventStream, event
+from ulm.server.tool_calls import CallStream, split_calls
 
 
 class Mailbox:
@@ -123,10 +125,12 @@ class Job:
     include_usage: bool
     id: str
     created: int
+    tool_calls: bool = False  # read tool calls out of the answer (ulm.server.tool_calls)
+    piece: TokenBytes | None = None  # a token's bytes, for the answer's logprobs (None: none asked for)
 
 
 def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: Request,
-          include_usage: bool) -> Job:
+          include_usage: bool, tool_calls: bool = False, piece: TokenBytes | None = None) -> Job:
     """Check and submit; raises APIError for context overflow, an empty prompt, a full queue or shutdown."""
     t_arrival = time.monotonic()
     try:
@@ -146,7 +150,8 @@ def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: R
     except EngineStoppedError as exc:
         raise APIError(503, str(exc), headers={"Retry-After": "1"}) from None
     prefix = "chatcmpl-" if kind == "chat" else "cmpl-"
-    return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()))
+    return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()),
+               tool_calls, piece if request.logprobs is not None else None)
 
 
 def usage(u: Usage) -> dict[str, Any]:
@@ -195,6 +200,9 @@ async def _wait_disconnect(request: HTTPRequest) -> None:
 
 
 async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
+    chat_lp: list[dict[str, Any]] = []
+    text_lp = TextLogprobs(job.piece) if job.piece is not None and job.kind == "text" else None
+
     async def collect() -> tuple[str, Event | Failed]:
         parts: list[str] = []
         async for ev in job.inbox.events():
@@ -202,6 +210,11 @@ async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
             if isinstance(ev, Failed):
                 return "".join(parts), ev
             parts.append(ev.text)
+            if ev.logprob is not None and ev.token_id is not None and job.piece is not None:
+                if text_lp is not None:
+                    text_lp.add(ev.token_id, ev.logprob)
+                else:
+                    chat_lp.append(chat_entry(ev.token_id, ev.logprob, job.piece))
             if ev.finish_reason is not None:
                 return "".join(parts), ev
         raise AssertionError("unreachable: events end with a finish or Failed")
@@ -222,11 +235,18 @@ async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
         raise APIError(500, end.message)
     assert end.usage is not None and end.timings is not None
     if job.kind == "chat":
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                  "logprobs": None, "finish_reason": end.finish_reason}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish: str = end.finish_reason
+        if job.tool_calls:
+            content, calls = split_calls(text)
+            if calls:
+                message, finish = {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish,
+                                  "logprobs": {"content": chat_lp} if job.piece is not None else None}
         obj = "chat.completion"
     else:
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": end.finish_reason}
+        choice = {"index": 0, "text": text, "finish_reason": end.finish_reason,
+                  "logprobs": text_lp.value if text_lp is not None else None}
         obj = "text_completion"
     return JSONResponse({"id": job.id, "object": obj, "created": job.created, "model": job.model_id,
                          "choices": [choice], "usage": usage(end.usage),
@@ -240,11 +260,21 @@ async def _chunks(job: Job) -> AsyncIterator[bytes]:
     if job.include_usage:
         base["usage"] = None
 
-    def chunk(delta: dict[str, Any] | str, finish: str | None = None, **extra: Any) -> bytes:
+    def chunk(delta: dict[str, Any] | str, finish: str | None = None, logprobs: Any = None, **extra: Any) -> bytes:
         key = "delta" if chat else "text"
-        choice = {"index": 0, key: delta, "logprobs": None, "finish_reason": finish}
+        choice = {"index": 0, key: delta, "logprobs": logprobs, "finish_reason": finish}
         return event({**base, "choices": [choice], **extra})
 
+    def token_logprobs(ev: Event) -> Any:
+        if job.piece is None or ev.logprob is None or ev.token_id is None:
+            return None
+        if chat:
+            return {"content": [chat_entry(ev.token_id, ev.logprob, job.piece)]}
+        one = TextLogprobs(job.piece)
+        one.add(ev.token_id, ev.logprob)
+        return one.value
+
+    calls = CallStream() if job.tool_calls else None
     if chat:
         yield chunk({"role": "assistant", "content": ""})
     async for ev in job.inbox.events(SSE_KEEPALIVE_S):
@@ -254,11 +284,15 @@ async def _chunks(job: Job) -> AsyncIterator[bytes]:
         if isinstance(ev, Failed):
             yield event({"error": APIError(500, ev.message).body()["error"]})
             continue
-        if ev.text:
-            yield chunk({"content": ev.text} if chat else ev.text)
+        if calls is not None:
+            for delta in calls.feed(ev.text) + (calls.finish() if ev.finish_reason is not None else []):
+                yield chunk(delta)
+        elif ev.text or token_logprobs(ev) is not None:
+            yield chunk({"content": ev.text} if chat else ev.text, logprobs=token_logprobs(ev))
         if ev.finish_reason is not None:
             assert ev.usage is not None and ev.timings is not None
-            yield chunk({} if chat else "", ev.finish_reason, timings=timings(ev.usage, ev.timings))
+            finish = "tool_calls" if calls is not None and calls.calls else ev.finish_reason
+            yield chunk({} if chat else "", finish, timings=timings(ev.usage, ev.timings))
             if job.include_usage:
                 yield event({**base, "choices": [], "usage": usage(ev.usage)})
     yield DONE

@@ -111,7 +111,7 @@ def router(state: ServerState) -> APIRouter:
             "endpoint_metrics": True,
             "build_info": build,
             "is_sleeping": False,
-            "grammar": False,
+            **state.capabilities(),  # grammar, response_format, tools, logprobs
         }
 
     @routes.get("/slots", responses={401: {}, 503: {}})

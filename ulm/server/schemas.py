@@ -1,7 +1,8 @@
 """Request and response bodies of the OpenAI-compatible endpoints, as pydantic models.
 
 Requests are validated strictly (no "10" for an int, no true for a number) so that a bad field is a
-400 naming it, and unknown fields are ignored, as OpenAI clients send many this server does not use.
+400 naming it, and so is an unknown field: nothing a client asks for is dropped silently (a field this
+server does not implement, such as `logit_bias`, is refused by name rather than ignored).
 These models also produce the /openapi.json that schemathesis and clients read.
 """
 
@@ -23,7 +24,7 @@ RepetitionPenalty = Annotated[float, Field(strict=True, ge=0.01, le=100.0, allow
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
 
 class TextPart(_Strict):
@@ -31,10 +32,61 @@ class TextPart(_Strict):
     text: StrictStr
 
 
+# -- constrained decoding, tools, logprobs (ulm.server.structured, ulm.server.tool_calls) ----------------
+
+
+class JsonSchemaFormat(_Strict):
+    name: Annotated[str, Field(strict=True, min_length=1, max_length=64)]
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="The JSON Schema; none = any JSON.")
+    description: StrictStr | None = None
+    strict: StrictBool | None = Field(None, description="Always enforced: the output matches the schema.")
+
+
+class ResponseFormat(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="llama.cpp's spelling of "
+                                           "json_schema.schema, with type json_object.")
+
+
+class FunctionDef(_Strict):
+    name: Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    description: StrictStr | None = None
+    parameters: dict[str, Any] | None = Field(None, description="JSON Schema of the arguments object.")
+    strict: StrictBool | None = None
+
+
+class Tool(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class FunctionName(_Strict):
+    name: StrictStr
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class FunctionCall(_Strict):
+    name: StrictStr
+    arguments: StrictStr
+
+
+class ToolCall(_Strict):
+    id: StrictStr
+    type: Literal["function"]
+    function: FunctionCall
+
+
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
     name: StrictStr | None = None
+    tool_calls: list[ToolCall] | None = Field(None, description="An assistant turn's calls.")
+    tool_call_id: StrictStr | None = Field(None, description="The call a tool message answers.")
 
     def text(self) -> str:
         if self.content is None:
@@ -53,6 +105,7 @@ class SamplingFields(_Strict):
 
     model: StrictStr | None = Field(None, description="The served model's id (see /v1/models); may be left out.")
     max_tokens: MaxTokens | None = Field(None, description="Clamped to the server's --max-tokens-cap.")
+    max_completion_tokens: MaxTokens | None = Field(None, description="Alias of max_tokens; wins when both are set.")
     temperature: Temperature | None = Field(None, description="0 = greedy. Default 1.")
     top_p: Annotated[float, Field(strict=True, gt=0.0, le=1.0, allow_inf_nan=False)] | None = None
     top_k: TopK | None = Field(None, description="0 = off.")
@@ -67,6 +120,10 @@ class SamplingFields(_Strict):
     n: Annotated[int, Field(strict=True, ge=1, le=1)] | None = Field(None, description="Only 1 is supported.")
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
+    user: StrictStr | None = Field(None, description="An end-user id; accepted and not used.")
+    grammar: Annotated[str, Field(strict=True, min_length=1)] | None = Field(
+        None, description="Constrain the output: Lark (llguidance's dialect) or GBNF (rules written ::=).")
+    response_format: ResponseFormat | None = Field(None, description="text, json_object or json_schema.")
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -76,7 +133,13 @@ class SamplingFields(_Strict):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    max_completion_tokens: MaxTokens | None = Field(None, description="Alias of max_tokens; wins when both are set.")
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = Field(
+        None, description="auto (the default with tools), required, none, or a named function.")
+    parallel_tool_calls: StrictBool | None = Field(None, description="false: at most one call. Default true.")
+    logprobs: StrictBool | None = Field(None, description="Return each output token's log probability.")
+    top_logprobs: Annotated[int, Field(strict=True, ge=0, le=20)] | None = Field(
+        None, description="And that many most likely alternatives (needs logprobs: true).")
 
     @field_validator("messages")
     @classmethod
@@ -84,6 +147,10 @@ class ChatCompletionRequest(SamplingFields):
         for i, message in enumerate(messages):
             if message.content is None and message.role != "assistant":
                 raise ValueError(f"messages[{i}]: content is required for role '{message.role}'")
+            if message.tool_calls is not None and message.role != "assistant":
+                raise ValueError(f"messages[{i}]: only assistant messages have tool_calls")
+            if message.tool_call_id is not None and message.role != "tool":
+                raise ValueError(f"messages[{i}]: only tool messages have tool_call_id")
         return messages
 
 
@@ -91,6 +158,8 @@ class CompletionRequest(SamplingFields):
     prompt: StrictStr | Annotated[list[TokenId], Field(min_length=1)] = Field(
         ..., description="Text, or a list of token ids."
     )
+    logprobs: Annotated[int, Field(strict=True, ge=0, le=20)] | None = Field(
+        None, description="Return each token's log probability and that many most likely alternatives.")
 
 
 class TokenizeRequest(_Strict):
@@ -130,14 +199,29 @@ class Usage(BaseModel):
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
 
 
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletion(BaseModel):
@@ -150,11 +234,18 @@ class ChatCompletion(BaseModel):
     timings: dict[str, Any]
 
 
+class TextLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: str
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None
 
 
 class TextCompletion(BaseModel):

@@ -1,7 +1,10 @@
 """What the server knows: its settings, and the model + engine once loaded.
 
 The model loads in a background thread after the socket is bound, so `/health` can answer 503
-("loading") meanwhile and 200 once the engine runs; every model endpoint answers 503 until then.
+("loading") meanwhile and 200 once the engine runs; every model endpoint answers 503 until then. The
+tokenizer is prepared for constrained decoding (`ulm.guided.Grammars`) in the same load, once; without
+llguidance installed the server runs and refuses grammars. `capabilities()` is what the server can honour,
+for a props endpoint (cb reads `"grammar": true` there).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 
 from ulm.engine.backend import Backend
 from ulm.engine.worker import Engine
+from ulm.guided.grammars import Grammars
 from ulm.server.defaults import DEFAULT_CTX
 from ulm.server.errors import APIError
 from ulm.server.settings import Settings
@@ -20,6 +24,15 @@ from ulm.server.settings import Settings
 log = logging.getLogger("ulm.server")
 
 
+def _grammars(backend: Backend) -> Grammars | None:
+    """The tokenizer prepared for llguidance, or None (logged) when llguidance is not installed."""
+    try:
+        import llguidance  # noqa: F401
+    except ImportError:
+        log.warning("llguidance is not installed: grammar, response_format and tools are refused "
+                    "(pip install llguidance)")
+        return None
+    return Grammars(backend.tokenizer, backend.vocab_size, backend.eos_ids)
 
 class ServerState:
     """Settings, the loaded backend and engine (None while loading), and why loading failed if it did."""
@@ -28,6 +41,7 @@ class ServerState:
         self.settings = settings
         self.backend: Backend | None = None
         self.engine: Engine | None = None
+        self.grammars: Grammars | None = None  # None: llguidance is not installed (or the model is loading)
         self.load_error: str | None = None
         self.created = int(time.time())
         self._load_backend = load_backend or self._load_ulm
@@ -55,6 +69,7 @@ class ServerState:
             engine = Engine(backend, parallel=s.parallel, n_ctx=n_ctx, queue_size=s.queue_size,
                             prefill_chunk=s.prefill_chunk, step_delay=s.debug_token_delay,
                             fail_at_token=s.debug_fail_at_token)
+            self.grammars = _grammars(backend)
             self.backend = backend
             self.engine = engine
         except Exception as exc:
@@ -70,6 +85,11 @@ class ServerState:
         thread = threading.Thread(target=self.load_and_run, name="ulm-engine", daemon=True)
         thread.start()
         return thread
+
+    def capabilities(self) -> dict[str, bool]:
+        """What requests may ask for beyond plain sampling (false while the model loads)."""
+        constrains = self.grammars is not None
+        return {"grammar": constrains, "response_format": constrains, "tools": constrains, "logprobs": True}
 
     @property
     def status(self) -> str:

@@ -103,11 +103,12 @@ def test_no_cors_headers_at_all_without_the_flag(server: Server) -> None:
 # -- /props and /slots -----------------------------------------------------------------------------------------
 
 
-def test_props_has_llama_cpp_shape_and_says_no_grammar(server: Server, tiny_llama_dir: Path) -> None:
+def test_props_has_llama_cpp_shape_and_says_it_constrains_decoding(server: Server, tiny_llama_dir: Path) -> None:
     with server.client() as c:
         props = c.get("/props").json()
         assert httpx.get(server.base + "/props", timeout=10).status_code == 401  # behind the key, as llama.cpp's
-    assert props["grammar"] is False  # cb.backend reads it: no constrained decoding (yet)
+    assert props["grammar"] is True  # cb.backend reads it to send its edit grammar
+    assert props["response_format"] is True and props["tools"] is True and props["logprobs"] is True
     assert props["total_slots"] == 2
     settings = props["default_generation_settings"]
     assert settings["n_ctx"] == 256
