@@ -94,11 +94,11 @@ class Model:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.module.embed.weight.dtype
+        return self.module.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.module.embed.weight.device
+        return self.module.device
 
     @property
     def generator(self) -> Generator:
@@ -214,7 +214,7 @@ def _build(source: ModelSource, mode: str, dtype: torch.dtype, quant: str | None
     if mode == "fast" and dtype == torch.bfloat16:
         from ulm.fast import load_fast
 
-        return load_fast(source, device, scheme=quant or "int4")
+        return load_fast(source, device, scheme=quant)  # None: from the GGUF's blocks where they all run
     config, state = load_checkpoint(source, dtype)
     module = build_model(config, state, dtype, device)
     if mode == "fast":

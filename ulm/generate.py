@@ -129,9 +129,8 @@ class Generator:
         self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)
         self.stop_token_ids = tuple(stop_token_ids) or tuple(self.config.eos_token_ids)
         self.skip_special_tokens = skip_special_tokens
-        param = model.embed.weight
-        self.device = param.device
-        self._cache_dtype = param.dtype if param.dtype.is_floating_point else torch.float32
+        self.device = model.device
+        self._cache_dtype = model.dtype if model.dtype.is_floating_point else torch.float32
         self._cache: KVCache | None = None
         self._row_tokens: list[list[int]] = [[] for _ in range(max_batch)]  # what each cache row holds
         self.sampler = BatchSampler(max_batch, self.config.vocab_size, self.device)

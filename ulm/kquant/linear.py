@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,7 +36,9 @@ from torch import Tensor, nn
 from ulm.kernels.native import library
 from ulm.kquant.formats import FORMATS, block_format, dequantize
 from ulm.kquant.memory import huge_pages_buffer
-from ulm.quant import BlockTensor
+
+if TYPE_CHECKING:
+    from ulm.quant import BlockTensor
 
 TILE = 32  # output rows per tile of the native layout
 # The tile layout's version (ulm/kernels/ulm_kquant.c, ulm_kquant_layout.h): part of any cache key of repacked
@@ -67,7 +70,8 @@ def kernels_available() -> bool:
     return lib is not None and bool(lib.ulm_kq_vnni())
 
 
-def _part_bytes(ggml_type: str, rows: int, k: int, layout: str) -> int:
+def part_bytes(ggml_type: str, rows: int, k: int, layout: str = "tiles") -> int:
+    """Bytes one part of `rows` rows over K inputs takes in `layout` (tiles: whole tiles, rows past N zero)."""
     fmt = block_format(ggml_type, k)
     if layout == "rows":
         return rows * fmt.row_bytes(k)
@@ -105,7 +109,7 @@ class KQuantLinear(nn.Module):
             raise ValueError(f"a linear needs parts of at least one row each, not {self.spec}")
         self.in_features, self.out_features = in_features, sum(n for _, n in self.spec)
         self.layout, self.out_dtype, self.precise = layout, out_dtype, precise
-        self._offsets = np.cumsum([0] + [_part_bytes(t, n, in_features, layout) for t, n in self.spec]).tolist()
+        self._offsets = np.cumsum([0] + [part_bytes(t, n, in_features, layout) for t, n in self.spec]).tolist()
         if data.dtype != torch.uint8 or data.numel() != self._offsets[-1]:
             raise ValueError(f"{layout} data for {self.spec} × {in_features} is {self._offsets[-1]} bytes of uint8, "
                              f"not {data.numel()} of {data.dtype}")
@@ -133,11 +137,11 @@ class KQuantLinear(nn.Module):
                 raise ValueError(f"{p.ggml_type} blocks of shape {r.shape} do not encode a {n}×{k} weight ({want})")
         spec = [(p.ggml_type, s[0]) for p, s in zip(parts, shapes, strict=True)]
         layout = "tiles" if kernels_available() else "rows"
-        data = huge_pages_buffer(sum(_part_bytes(t, n, k, layout) for t, n in spec))
+        data = huge_pages_buffer(sum(part_bytes(t, n, k, layout) for t, n in spec))
         at = 0
         lib = library()
         for (ggml_type, n), r in zip(spec, rows, strict=True):
-            size = _part_bytes(ggml_type, n, k, layout)
+            size = part_bytes(ggml_type, n, k, layout)
             if layout == "rows":
                 data[at:at + size] = torch.from_numpy(np.ascontiguousarray(r).reshape(-1))
             else:
