@@ -2,9 +2,10 @@
 Q8_0, Q5_0: the Qwen2.5-Coder files), built from the blocks themselves: no float copy of any weight, in
 memory or on disk.
 
-- `runs_from_blocks(raw)`: whether a file takes this path: every linear (fused q/k/v, o, fused gate/up,
-  down, the LM head) maps onto the "kquant" kind (`ulm.quant.FROM_BLOCKS`), the embedding has a row kernel,
-  norms and biases are floats, and this machine runs the kernels (AVX-512 VNNI: the tile layout).
+- `runs_from_blocks(config, raw)`: whether a file takes this path: every linear (fused q/k/v, o, fused
+  gate/up, down, the LM head) maps onto the "kquant" kind (`ulm.quant.FROM_BLOCKS`), the embedding has a
+  row kernel, norms and biases are floats (`in_blocks`), and this machine runs the kernels (AVX-512 VNNI:
+  the tile layout).
 - `load_blocks(source)` builds the `FastTransformer` (None for a file that does not run from its blocks):
   * every linear a `KQuantLinear` (Qwen2's q/k/v bias added in the kernel, fp32), the tiles of all of them in
     one huge-page arena (`ulm.kquant.huge_pages_buffer`) in the order `layout` gives; the linears named in
@@ -104,7 +105,12 @@ def layout(config: ModelConfig, raw: dict[str, GGUFTensor]) -> list[Slot]:
 
 def runs_from_blocks(config: ModelConfig, raw: dict[str, GGUFTensor]) -> bool:
     """Whether this file's fast model runs from its blocks here (see the module docstring)."""
-    if not kernels_available() or config.norm != "rmsnorm" or config.mlp != "swiglu":
+    return kernels_available() and in_blocks(config, raw)
+
+
+def in_blocks(config: ModelConfig, raw: dict[str, GGUFTensor]) -> bool:
+    """Whether the file is one whose fast model runs from its blocks where the kernels run (any machine)."""
+    if config.norm != "rmsnorm" or config.mlp != "swiglu":
         return False
     try:
         slots = layout(config, raw)

@@ -7,7 +7,8 @@ loops run on torch's own thread pool: torch ships libgomp.so.1 and loads it firs
 the library's libgomp.so.1 to that copy. The library is cached as `<cache>/kernels/ulm_kernels-<key>.so`,
 where the key hashes the source, the flags, the compiler's version and the CPU's feature flags (a cache
 dir shared by machines with different CPUs never runs code built for the other one). It is compiled into
-a temp file and renamed, so concurrent first uses never load half a library.
+a temp file and renamed, so concurrent first uses never load half a library; the build is an `ulm.progress`
+stage (shown by the `ulm` commands and the server's /health).
 
 `library()` returns the loaded `ctypes.CDLL`, or None when the native path is off: `ULM_NATIVE=0`, no C
 compiler (`CC`, else cc/gcc/clang on PATH), or a failed build. The reason is logged once (logger `ulm`)
@@ -26,6 +27,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from ulm import progress
 
 HERE = Path(__file__).parent
 SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c",
@@ -145,7 +148,8 @@ def library() -> ctypes.CDLL | None:
         target = _kernel_dir() / f"ulm_kernels-{key.hexdigest()[:20]}.so"
         if not target.is_file():
             log.info("building µLM's native kernels for this machine (once, ~10 s) into %s", target.parent)
-            _build(cc, target)
+            with progress.stage("building µLM's native kernels (once)"):
+                _build(cc, target)
         return _declare(ctypes.CDLL(str(target)))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("µLM's native kernels are unavailable (%s): running the slower torch kernels", exc)
