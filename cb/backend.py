@@ -3,11 +3,20 @@ stdlib's http.client, one kept-alive connection per Backend (httpx and httpcore 
 more to import).
 
 `Backend.chat(messages)` streams an answer as events: `Delta` (text), then one `Done` carrying the finish
-reason, the usage (prompt, completion and cached tokens) and the timing (TTFT, tokens/s). Every failure
+reason, the usage (prompt, completion and cached tokens), the timing (TTFT, tokens/s) and the tool calls
+the answer made (their streamed deltas assembled: OpenAI's `tool_calls` shape). Every failure
 (refused connection, timeout, 401, 404, context overflow, overload, a broken stream) is raised as
 `BackendError` whose message is one line for the user; a context overflow is a `ContextOverflow`, with the
 server's counts when it gave them (cb.chat cuts the prompt further and asks again). Closing the stream
-early (Ctrl-C) closes the HTTP connection, which is how the server learns to free the slot.
+early (Ctrl-C) closes the HTTP connection, which is how the server learns to free the slot. Any other error
+answer is a `RequestError` carrying the status and the server's message (cb.exchange reads it to learn that a
+server refuses a field it sent).
+
+`Backend.features()` says, once per Backend, what the server offers beyond plain chat (`ServerFeatures`):
+`ulm serve` is known by `"owned_by": "ulm"` in its /v1/models entries and says `"grammar": true` in
+`GET /props` when it constrains decoding; llama.cpp (`"owned_by": "llamacpp"`) says whether its chat template
+takes tool calls in /props' `chat_template_caps`; OpenAI's own API (`"owned_by": "openai"` or `"system"`)
+takes tool calls. Anything else is a plain chat server.
 
 Timeouts: connecting waits at most min(timeout, 10) s; every later read waits at most `timeout` s (so a
 stream may run longer, as long as chunks keep coming). Proxies: the usual environment variables (HTTPS_PROXY,
@@ -36,6 +45,16 @@ CONNECT_TIMEOUT_S = 10.0
 
 class BackendError(RuntimeError):
     """A failure talking to the model server; str() is one line for the user."""
+
+
+class RequestError(BackendError):
+    """The server refused the request (a status other than the ones with their own message): `status`, and
+    `detail`, the server's own message."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
 
 
 class ContextOverflow(BackendError):
@@ -73,6 +92,8 @@ class Done:
     ttft_s: float | None = None
     total_s: float = 0.0
     usage_reported: bool = False
+    # the answer's tool calls: [{"id", "type", "function": {"name", "arguments"}}]
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -81,6 +102,20 @@ class Done:
             return None
         span = self.total_s - self.ttft_s
         return (self.usage.completion_tokens - 1) / span if span > 0 else None
+
+
+@dataclass(frozen=True)
+class ServerFeatures:
+    """What a server offers beyond plain chat (see the module docstring): `server` is "ulm", "llamacpp",
+    "openai" or "" (unknown); `grammar`: it takes a `grammar` field (Lark, llguidance's dialect); `tools`: it
+    takes OpenAI `tools` and answers with `tool_calls`."""
+
+    server: str = ""
+    grammar: bool = False
+    tools: bool = False
+
+
+OPENAI_OWNERS = frozenset({"openai", "system", "openai-internal"})
 
 
 def server_root(base_url: str) -> str:
@@ -168,6 +203,7 @@ class Backend:
         self._via_proxy = False  # plain HTTP through a proxy: requests name the absolute URL
         self._tokenize_ok: bool | None = None
         self._models: list[dict[str, Any]] | None = None
+        self._features: ServerFeatures | None = None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -283,7 +319,7 @@ class Backend:
             after = reply.headers.get("retry-after")
             hint = f"; retry in {after}s" if after else "; try again shortly"
             raise BackendError(f"the server is busy ({code}: {msg}){hint}")
-        raise _overflow(reply, msg) or BackendError(f"the server answered {code}: {msg}")
+        raise _overflow(reply, msg) or RequestError(f"the server answered {code}: {msg}", code, msg)
 
     def _lines(self, resp: http.client.HTTPResponse) -> Iterator[str]:
         """The response body's lines as they arrive, without their line ends."""
@@ -346,6 +382,40 @@ class Backend:
                         return int(source[key])
         return None
 
+    def features(self) -> ServerFeatures:
+        """What the server offers beyond plain chat, asked once per Backend (a server that cannot say offers
+        nothing more)."""
+        if self._features is None:
+            try:
+                self._features = self._detect_features()
+            except BackendError:
+                self._features = ServerFeatures()
+        return self._features
+
+    def assume_features(self, features: ServerFeatures) -> None:
+        """Take `features` as known (cb.chat keeps the local server's, per server start)."""
+        self._features = features
+
+    def _detect_features(self) -> ServerFeatures:
+        owners = {str(entry.get("owned_by", "")) for entry in self.models()}
+        if "ulm" in owners:
+            return ServerFeatures("ulm", grammar=self._props().get("grammar") is True)
+        if "llamacpp" in owners:
+            caps = self._props().get("chat_template_caps")
+            return ServerFeatures("llamacpp", tools=isinstance(caps, dict) and caps.get("supports_tool_calls") is True)
+        if owners & OPENAI_OWNERS:
+            return ServerFeatures("openai", tools=True)
+        return ServerFeatures()
+
+    def _props(self) -> dict[str, Any]:
+        """GET <root>/props (llama.cpp's and ulm's server facts); {} when the server has none."""
+        reply = self._request("GET", f"{self.root}/props")
+        try:
+            data = reply.json() if reply.ok else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by the server's tokenizer; an estimate (chars / 4) when it has none."""
         if self._tokenize_ok is not False:
@@ -375,6 +445,7 @@ class Backend:
         url = f"{self.base_url}/chat/completions"
         start = time.perf_counter()
         done = Done(finish_reason=None)
+        calls: dict[int, dict[str, Any]] = {}
         resp = self._open("POST", url, body)
         try:
             if not 200 <= resp.status < 300:
@@ -400,10 +471,13 @@ class Backend:
                 for choice in chunk.get("choices") or []:
                     delta = choice.get("delta") or {}
                     text = delta.get("content")
+                    pieces = delta.get("tool_calls")
+                    if (text or pieces) and done.ttft_s is None:
+                        done.ttft_s = time.perf_counter() - start
                     if text:
-                        if done.ttft_s is None:
-                            done.ttft_s = time.perf_counter() - start
                         yield Delta(text)
+                    if isinstance(pieces, list):
+                        _add_tool_call_deltas(calls, pieces)
                     if choice.get("finish_reason"):
                         done.finish_reason = choice["finish_reason"]
             if not seen:
@@ -415,7 +489,31 @@ class Backend:
             resp.close()
             self.close()
         done.total_s = time.perf_counter() - start
+        done.tool_calls = [calls[i] for i in sorted(calls)]
         yield done
+
+
+def _add_tool_call_deltas(calls: dict[int, dict[str, Any]], pieces: list[Any]) -> None:
+    """Fold one chunk's `tool_calls` deltas into `calls` (by index): the id and name as they come, the
+    arguments concatenated (a server that sends them as an object sends them whole)."""
+    for piece in pieces:
+        if not isinstance(piece, dict):
+            continue
+        index = piece.get("index")
+        index = index if isinstance(index, int) else len(calls)
+        call = calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        if isinstance(piece.get("id"), str):
+            call["id"] = piece["id"]
+        function = piece.get("function")
+        if not isinstance(function, dict):
+            continue
+        if isinstance(function.get("name"), str):
+            call["function"]["name"] += function["name"]
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            call["function"]["arguments"] += arguments
+        elif isinstance(arguments, dict):
+            call["function"]["arguments"] = json.dumps(arguments)
 
 
 def _proxy_for(scheme: str, host: str) -> SplitResult | None:

@@ -5,12 +5,17 @@ started on demand) → context assembled fresh from the session (open files, tab
 stdin, conversation) → the answer streamed through the sanitising renderer → the turn appended to the
 session. It returns a `Turn` with the answer, usage, timing and what was cut from the context. A prompt the
 server refuses as too long for its context is cut further and sent again (`Chat._events`).
+
+Edits are asked for as cb.exchange says: with a grammar of the open files when the server is ulm serve
+with grammar support (the `grammar` setting: auto | on | off), with tool calls where another server takes
+them, else plainly; an answer whose edits cannot be applied gets up to `edit_retries` repair rounds, and the
+last answer is the turn's. A server that refuses the grammar or the tools (a 400 naming them) is asked again
+plainly, and remembered as such, unless `grammar = on`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -18,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cb import context, paths, server
-from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done
+from cb import context, exchange, paths, server
+from cb.backend import Backend, BackendError, ContextOverflow, Delta, Done, ServerFeatures
 from cb.config import KEYS, Settings
 from cb.render import Out
 from cb.session import Session
@@ -41,6 +46,8 @@ class Turn:
     cuts: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     context_length: int = 0
+    mode: str = "plain"  # how edits were asked for: grammar | tools | plain (cb.exchange)
+    repairs: list[exchange.Repair] = field(default_factory=list)  # answers replaced by a repair round, in order
 
 
 class Chat:
@@ -109,15 +116,21 @@ class Chat:
             known = json.loads(record.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             known = {}
-        if isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int):
+        if (isinstance(known, dict) and known.get("stamp") == stamp and isinstance(known.get("context_length"), int)
+                and isinstance(known.get("features"), dict)):
             backend.model = str(known["model_id"])
             self._context_length = self.settings.context_length or known["context_length"]
+            features = known["features"]
+            backend.assume_features(ServerFeatures(str(features.get("server", "")), features.get("grammar") is True,
+                                                   features.get("tools") is True))
             return
         backend.use_served_model()
         length = backend.context_length() or DEFAULT_CONTEXT
         self._context_length = self.settings.context_length or length
-        record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length}),
-                          encoding="utf-8")
+        features = backend.features()
+        record.write_text(json.dumps({"stamp": stamp, "model_id": backend.model, "context_length": length,
+                                      "features": {"server": features.server, "grammar": features.grammar,
+                                                   "tools": features.tools}}), encoding="utf-8")
 
     def set_model(self, model: str) -> None:
         """Switch models (the local server restarts with it on the next turn)."""
@@ -146,19 +159,28 @@ class Chat:
             out.append(context.stdin_source(self.stdin_text))
         return out
 
-    def assemble(self, question: str, history: list[dict[str, str]] | None = None,
-                 correction: int = 0) -> context.Assembled:
+    def shape(self, sources: list[context.Source]) -> exchange.Shape:
+        """How this turn asks for edits (cb.exchange): the mode for this server, about the files in `sources`."""
+        mode = exchange.edit_mode(self.settings.grammar, self.backend().features())
+        shown = [(s.label, s.data) for s in sources if s.kind == "files" and s.data is not None]
+        return exchange.request_shape(mode, exchange.open_files(shown) if mode == "grammar" else [])
+
+    def assemble(self, question: str, history: list[dict[str, str]] | None = None, correction: int = 0, *,
+                 sources: list[context.Source] | None = None, instructions: str | None = None) -> context.Assembled:
+        """The prompt for `question`: `sources` (default: read now) and the edit `instructions` (default: the
+        ones this server's mode teaches)."""
         self.backend()
         assert self._counter is not None
+        sources = self.sources() if sources is None else sources
         return context.assemble(
             question=question,
             history=self.session.messages() if history is None else history,
-            sources=self.sources(),
+            sources=sources,
             count=self._counter,
             context_length=self.context_length(),
             max_tokens=self.settings.max_tokens,
             extra_system=self.settings.system_prompt,
-            instructions=edit_instructions(),
+            instructions=self.shape(sources).instructions if instructions is None else instructions,
             correction=correction,
         )
 
@@ -173,9 +195,11 @@ class Chat:
         closed, the server stops generating); the turn comes back with `cancelled=True` and nothing is recorded.
         """
         turn = Turn(question)
-        built = self.assemble(question, history)
+        sources = self.sources()
+        shape = self.shape(sources)
+        built = self.assemble(question, history, sources=sources, instructions=shape.instructions)
         view = self.out.stream() if show else None
-        events = self._events(turn, built, history)
+        events = self._events(turn, built, history, shape)
         try:
             for event in events:
                 if isinstance(event, Delta):
@@ -184,6 +208,16 @@ class Chat:
                         view.write(event.text)
                     if on_text:
                         on_text(event.text)
+                elif isinstance(event, exchange.Repair):
+                    turn.repairs.append(event)
+                    turn.answer = ""
+                    note = repair_note(event)
+                    if view:
+                        view.close()
+                        self.out.info(note)
+                        view = self.out.stream()
+                    if on_text:
+                        on_text(f"\n\n[{note}]\n\n")
                 else:
                     turn.done = event
         except (KeyboardInterrupt, TurnCancelled):
@@ -199,25 +233,62 @@ class Chat:
         self.last = turn
         return turn
 
-    def _events(self, turn: Turn, built: context.Assembled,
-                history: list[dict[str, str]] | None) -> Iterator[Delta | Done]:
-        """The answer's events. A prompt the server refuses as too long for its context (the estimate of a
-        cut was low, or its context is smaller than configured) is assembled again with its counts, and sent
-        again, at most OVERFLOW_RETRIES times."""
-        for attempt in itertools.count():
+    def _events(self, turn: Turn, built: context.Assembled, history: list[dict[str, str]] | None,
+                shape: exchange.Shape) -> Iterator[Delta | exchange.Repair | Done]:
+        """The answer's events, its repair rounds included (cb.exchange.rounds)."""
+        first = self._first_round(turn, built, history, shape)
+
+        def ask_again(answer: str, errors: list[str]) -> Iterator[Delta | Done] | None:
+            sources = self.sources()  # read again: a file saved meanwhile is shown (and constrained) as it is now
+            again = self.shape(sources)
+            try:
+                fresh = self.assemble(turn.question, history, sources=sources, instructions=again.instructions)
+            except context.ContextError:
+                return None
+            assert self._counter is not None
+            follow = exchange.follow_up(fresh.messages, fresh.prompt_tokens, fresh.max_tokens, fresh.context_length,
+                                        answer, errors, again.mode, self._counter)
+            if follow is None:
+                return None
+            messages, budget = follow
+            return self.backend().chat(messages, max_tokens=budget, temperature=self.settings.temperature,
+                                       extra=dict(again.extra))
+
+        root = Path(self.session.project)
+        yield from exchange.rounds(first, ask_again=ask_again, check=lambda answer: exchange.problems(answer, root),
+                                   retries=self.settings.edit_retries)
+
+    def _first_round(self, turn: Turn, built: context.Assembled, history: list[dict[str, str]] | None,
+                     shape: exchange.Shape) -> Iterator[Delta | Done]:
+        """The first answer's events. A prompt the server refuses as too long for its context (the estimate of
+        a cut was low, or its context is smaller than configured) is assembled again with its counts, and sent
+        again, at most OVERFLOW_RETRIES times. A server that refuses the shape's grammar or tools is asked
+        plainly, and is known as plain from then on (not with grammar = on: then its refusal stands)."""
+        overflows = 0
+        while True:
             turn.cuts, turn.prompt_tokens, turn.context_length = built.cuts, built.prompt_tokens, built.context_length
+            turn.mode = shape.mode
             stream = self.backend().chat(built.messages, max_tokens=built.max_tokens,
-                                         temperature=self.settings.temperature)
+                                         temperature=self.settings.temperature, extra=dict(shape.extra))
             try:
                 yield from stream
                 return
             except ContextOverflow as exc:
-                if attempt == OVERFLOW_RETRIES:
+                if overflows == OVERFLOW_RETRIES:
                     raise
+                overflows += 1
                 try:
-                    built = self.assemble(turn.question, history, self._correction(built, exc))
+                    built = self.assemble(turn.question, history, self._correction(built, exc),
+                                          instructions=shape.instructions)
                 except context.ContextError:
                     raise exc from None  # not even the mandatory part fits: the server's word stands
+            except BackendError as exc:
+                if self.settings.grammar == "on" or not exchange.refused(exc, shape):
+                    raise
+                self.out.info(f"the server refused the {shape.mode} request ({exc}); asking plainly")
+                self.backend().assume_features(ServerFeatures(self.backend().features().server))
+                shape = exchange.request_shape("plain", [])
+                built = self.assemble(turn.question, history, built.correction, instructions=shape.instructions)
             finally:
                 stream.close()
 
@@ -243,11 +314,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "model"
 
 
-def edit_instructions() -> str:
-    """The edit tools' instructions for the system prompt."""
-    from tools.format import INSTRUCTIONS
-
-    return INSTRUCTIONS
+def repair_note(repair: exchange.Repair) -> str:
+    """The line shown when an answer's edits go back to the model."""
+    first = repair.errors[0] if repair.errors else ""
+    more = f" (and {len(repair.errors) - 1} more)" if len(repair.errors) > 1 else ""
+    return f"the edits above cannot be applied: {first}{more}; asking the model to correct them"
 
 
 def tab_tails(lines: int) -> list[tuple[str, str]]:

@@ -32,10 +32,13 @@ ALIASES = "aliases"  # the config files' table of model aliases
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
 
-def _key(default: Any, help: str, fallback_env: str = "") -> Any:
+def _key(default: Any, help: str, fallback_env: str = "", choices: tuple[str, ...] = (), minimum: int | None = None
+         ) -> Any:
     """A config key: a field of Settings with its default, the help `cb config` shows and, for a key other
-    clients also read from the environment, that variable (used when no cb layer sets the key)."""
-    return field(default=default, metadata={"help": help, "fallback_env": fallback_env})
+    clients also read from the environment, that variable (used when no cb layer sets the key); `choices`
+    (the only values a string key takes) and `minimum` (of a number) are checked when a value is set."""
+    return field(default=default, metadata={"help": help, "fallback_env": fallback_env, "choices": choices,
+                                            "minimum": minimum})
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ class Settings:
     system_prompt: str = _key("", "extra instructions appended to cb's system prompt")
     instruction_files: str = _key("AGENTS.md CONVENTIONS.md", "files at the project root always in the context, "
                                   "like open files (space-separated; empty = none)")
+    grammar: str = _key("auto", "constrain answers to edit blocks about the open files: auto (when the server is "
+                        "ulm serve with grammar support), on (always send the grammar), off",
+                        choices=("auto", "on", "off"))
+    edit_retries: int = _key(1, "when an answer's edits cannot be applied, send the errors back to the model and use "
+                             "its next answer, at most this many times (0 = off)", minimum=0)
     tab_lines: int = _key(40, "lines of each open agentshell tab's output given to the model")
     code_theme: str = _key("monokai", "Pygments theme for code blocks in answers")
     source: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -86,6 +94,8 @@ class Key:
     default: Any
     help: str
     fallback_env: str = ""
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
 
     @property
     def env(self) -> str:
@@ -93,7 +103,8 @@ class Key:
 
 
 _TYPES = get_type_hints(Settings)
-KEYS: dict[str, Key] = {f.name: Key(f.name, _TYPES[f.name], f.default, f.metadata["help"], f.metadata["fallback_env"])
+KEYS: dict[str, Key] = {f.name: Key(f.name, _TYPES[f.name], f.default, f.metadata["help"], f.metadata["fallback_env"],
+                            f.metadata["choices"], f.metadata["minimum"])
                         for f in fields(Settings) if "help" in f.metadata}
 
 
@@ -102,10 +113,20 @@ class ConfigError(ValueError):
 
 
 def coerce(key: str, value: Any) -> Any:
-    """Convert `value` (a string from env/flags, or a TOML value) to the key's type; raise ConfigError."""
+    """Convert `value` (a string from env/flags, or a TOML value) to the key's type and check it against
+    the key's choices or minimum; raise ConfigError."""
     if key not in KEYS:
         raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(KEYS)}")
-    kind = KEYS[key].type
+    spec = KEYS[key]
+    converted = _converted(key, spec.type, value)
+    if spec.choices and converted not in spec.choices:
+        raise ConfigError(f"{key} must be one of {', '.join(spec.choices)}, not {value!r}")
+    if spec.minimum is not None and converted < spec.minimum:
+        raise ConfigError(f"{key} must be at least {spec.minimum}, not {value!r}")
+    return converted
+
+
+def _converted(key: str, kind: type, value: Any) -> Any:
     if isinstance(value, kind) and not isinstance(value, bool):
         return value
     if isinstance(value, str):

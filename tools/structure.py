@@ -48,7 +48,7 @@ from tools.textfile import TextFile
 def _anycase(words: Iterable[str]) -> str:
     """An alternation of `words` in any case, as character classes ([Nn][Ee][Ww]): no regex flags needed."""
     return "(?:" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in w)
-                            for w in sorted(words, key=len, reverse=True)) + ")"
+                            for w in sorted(words, key=lambda w: (-len(w), w))) + ")"
 
 
 # The parser's patterns (tools.format) spelled without flags, word boundaries or lookarounds, so that a

@@ -63,6 +63,11 @@ def edits(
     api_key: common.ApiKeyOpt = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per answer.")] = 512,
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="Sampling temperature.")] = 0.0,
+    grammar: common.GrammarOpt = None,
+    retries: Annotated[int | None, typer.Option("--retries", help="Repair rounds per task: when an answer's edits "
+                                                "cannot be applied, the errors go back to the model, as cb ask "
+                                                "does (config key: edit_retries; 0 = off).",
+                                                show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of the table: per-tier figures "
                                           "and every task (answer, verdict, reason, time, tokens).")] = False,
     out_file: Annotated[str | None, typer.Option("--out", help="Also write the JSON to this file.",
@@ -74,18 +79,22 @@ def edits(
     user's message, and the answer is parsed, planned and applied in a fresh temp copy, then checked.
 
     Per tier it prints the tasks, well-formed % (the answer parsed into edits), applicable % (they applied),
-    correct % (the check passed), escapes (writes outside the copy: must be 0), and the median seconds and
-    tokens per task. The server is the configured one, or the local `ulm serve` (started if needed).
+    correct % (the check passed), escapes (writes outside the copy: must be 0), repaired (tasks whose first
+    answer failed and went back to the model), and the median seconds and tokens per task (all rounds). The
+    server is the configured one, or the local `ulm serve` (started if needed). Edits are asked for as cb
+    asks for them: with a grammar of the open files against ulm serve (--grammar auto), else plainly (or
+    with tool calls where the server takes them); the header says which.
 
     \b
     cb bench edits --split dev --limit 20
+    cb bench edits --split heldout --grammar off --retries 0     the same tasks without grammar or repair
     cb bench edits --split heldout --tier rename --tier two-file --json --out rename.json
     cb bench edits --base-url http://127.0.0.1:8080/v1 --model qwen2.5-coder
     """
     import json
     import sys
 
-    from cb.editbench import corpus, report, run, score
+    from cb.editbench import corpus, report, run, score, wiring
     from cb.render import Out
 
     out = Out()
@@ -100,7 +109,7 @@ def edits(
     if not tasks:
         common.fail("no tasks match that selection", exits.EXIT_USAGE)
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
-                               max_tokens=max_tokens)
+                               max_tokens=max_tokens, grammar=grammar, edit_retries=retries)
     from cb.chat import describe_error
 
     try:
@@ -110,9 +119,10 @@ def edits(
     except Exception as exc:  # one line, never a traceback
         common.fail(describe_error(exc) if not isinstance(exc, run.BenchError) else str(exc))
     try:
+        mode = wiring.edit_mode(settings.grammar, conn)
         with report.Progress(out, len(tasks)) as progress:
-            results = run.run_tasks(tasks, conn, max_tokens=max_tokens, temperature=temperature,
-                                    starting=progress.start, progress=progress.step)
+            results = run.run_tasks(tasks, conn, max_tokens=max_tokens, temperature=temperature, mode=mode,
+                                    retries=settings.edit_retries, starting=progress.start, progress=progress.step)
     except KeyboardInterrupt:
         raise typer.Exit(exits.EXIT_INTERRUPTED) from None
     except Exception as exc:
@@ -121,7 +131,9 @@ def edits(
         conn.close()
     rows = score.tier_rows(results)
     meta = {"model": conn.backend.model, "base_url": conn.backend.base_url, "max_tokens": max_tokens,
-            "temperature": temperature, "tiers_selected": list(tier or ()), "limit": limit,
+            "temperature": temperature, "grammar": settings.grammar, "edit_mode": mode,
+            "server": conn.backend.features().server or "other", "retries": settings.edit_retries,
+            "tiers_selected": list(tier or ()), "limit": limit,
             "corpus": {"tasks": len(everything), "fingerprint": corpus.fingerprint(everything)}}
     data = report.as_json(split, rows, results, meta)
     if out_file:

@@ -14,6 +14,7 @@ def chat(
     api_key: common.ApiKeyOpt = None,
     temperature: common.TemperatureOpt = None,
     max_tokens: common.MaxTokensOpt = None,
+    grammar: common.GrammarOpt = None,
     system: common.SystemOpt = None,
     session_ref: common.SessionOpt = None,
     resume: common.ContinueOpt = False,
@@ -30,5 +31,5 @@ def chat(
     from cb.repl import run
 
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
-                               max_tokens=max_tokens, system_prompt=system)
+                               max_tokens=max_tokens, system_prompt=system, grammar=grammar)
     run(settings, common.current_session(settings, session_ref, resume))

@@ -25,6 +25,10 @@ SystemOpt = Annotated[str | None, typer.Option("--system", "-s", help="Extra ins
                                                "of the system_prompt setting.", show_default=False)]
 SessionOpt = Annotated[str | None, typer.Option("--session", help="Use this session (id, id prefix or name) for "
                                                 "this run; the project's current session stays.", show_default=False)]
+GrammarOpt = Annotated[str | None, typer.Option("--grammar", help="auto, on or off: constrain the answer to edit "
+                                                "blocks about the open files with a grammar (auto: when the server "
+                                                "is ulm serve with grammar support; config key: grammar).",
+                                                show_default=False)]
 ContinueOpt = Annotated[bool, typer.Option("--continue", "-c", help="Continue this project's most recent "
                                            "conversation (it becomes the current session).")]
 

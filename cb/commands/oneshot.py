@@ -2,7 +2,9 @@
 
 Piped stdin is context: `git diff | cb "write the commit message"`. With no question, piped stdin is the
 question itself. The answer streams to stdout (Markdown on a terminal, plain text in a pipe); the status line
-goes to stderr. `--json` prints one JSON object instead: {"answer", "edits", "applied", "usage", ...}.
+goes to stderr. `--json` prints one JSON object instead: {"answer", "edits", "applied", "usage", "edit_mode",
+"repairs", ...} ("repairs": the answers whose edits could not be applied and went back to the model, with the
+errors).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def ask(
     api_key: common.ApiKeyOpt = None,
     temperature: common.TemperatureOpt = None,
     max_tokens: common.MaxTokensOpt = None,
+    grammar: common.GrammarOpt = None,
 ) -> None:
     """Answer one question with the open files as context, then exit.
 
@@ -45,7 +48,7 @@ def ask(
     from cb.render import Out
 
     settings = common.settings(model=model, base_url=base_url, api_key=api_key, temperature=temperature,
-                               max_tokens=max_tokens, system_prompt=system)
+                               max_tokens=max_tokens, system_prompt=system, grammar=grammar)
     text = " ".join(question or []).strip()
     piped = None if sys.stdin.isatty() else sys.stdin.read()
     if not text:
@@ -69,6 +72,8 @@ def ask(
         out.info(stats_line(turn))
     outcome = handle_edits(turn.answer, session, out, yes=yes, quiet=as_json)
     if as_json:
+        repairs = [{"answer": r.answer, "errors": list(r.errors)} for r in turn.repairs]
         sys.stdout.write(json.dumps({"answer": turn.answer, **outcome.as_dict(), "usage": info_dict(turn),
+                                     "edit_mode": turn.mode, "repairs": repairs,
                                      "session": session.id}) + "\n")  # ASCII: no raw C1 or surrogates
     raise typer.Exit(outcome.exit_code)

@@ -15,8 +15,8 @@ from cb.editbench.tasks import SPLITS, Task
 from cb.render import Out, is_terminal
 from cb.sanitize import sanitize
 
-COLUMNS = ("tier", "tasks", "well-formed", "applicable", "correct", "escapes", "median s", "median prompt tok",
-           "median completion tok")
+COLUMNS = ("tier", "tasks", "well-formed", "applicable", "correct", "escapes", "repaired", "median s",
+           "median prompt tok", "median completion tok")
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -25,7 +25,7 @@ def _number(value: float | None, digits: int = 0) -> str:
 
 def row_cells(row: TierRow) -> list[str]:
     return [row.tier, str(row.tasks), f"{row.pct(row.well_formed):.1f}%", f"{row.pct(row.applicable):.1f}%",
-            f"{row.pct(row.correct):.1f}%", str(row.escaped), _number(row.median_seconds, 1),
+            f"{row.pct(row.correct):.1f}%", str(row.escaped), str(row.repaired), _number(row.median_seconds, 1),
             _number(row.median_prompt_tokens), _number(row.median_completion_tokens)]
 
 
@@ -60,7 +60,8 @@ def show_table(out: Out, title: str, columns: Sequence[str], rows: Sequence[Sequ
 
 def title(split: str, shown: int, meta: Mapping[str, Any]) -> str:
     return (f"cb bench edits: split {split}, {shown} tasks; model {meta['model']} at {meta['base_url']}; "
-            f"max_tokens {meta['max_tokens']}, temperature {meta['temperature']:g}")
+            f"max_tokens {meta['max_tokens']}, temperature {meta['temperature']:g}; grammar {meta['grammar']} "
+            f"(edits asked for: {meta['edit_mode']}), retries {meta['retries']}")
 
 
 def results_table(out: Out, split: str, rows: Sequence[TierRow], meta: Mapping[str, Any]) -> None:

@@ -1,12 +1,17 @@
 """The runner: each task through cb's real path against one OpenAI-compatible server, one at a time.
 
     conn = run.connect(settings)                      # the configured server, or the local ulm serve
-    results = run.run_tasks(tasks, conn, max_tokens=512, temperature=0.0, progress=on_each)
+    mode = wiring.edit_mode("auto", conn)             # grammar against ulm serve with grammar support
+    results = run.run_tasks(tasks, conn, max_tokens=512, temperature=0.0, mode=mode, retries=1,
+                            progress=on_each)
 
-Per task: a fresh sandbox (cb.editbench.score.Sandbox) → cb's prompt for the task's open files and request
-(cb.editbench.wiring.prompt) → `extra_body(task, files)`, fields merged into the request body (default none;
-the hook later work uses to send a grammar or a response_format per task: `files` maps each open file's
-path to its copy in the workspace) → the streamed answer → score_answer (parse, plan, apply, check).
+Per task: a fresh sandbox (cb.editbench.score.Sandbox) → how edits are asked for in `mode` (cb.exchange via
+wiring.shape: the instructions, and for "grammar" the grammar of the task's open files) → cb's prompt for
+the task's open files and request (cb.editbench.wiring.prompt) → `extra_body(task, files)`, more fields
+merged into the request body (default none: `files` maps each open file's path to its copy in the
+workspace) → the streamed answer with up to `retries` repair rounds, as cb ask gets it (wiring.ask) →
+score_answer (parse, plan, apply, check) of the final answer. A task's seconds and tokens are those of all
+its rounds; its result says whether it needed a repair, and what the first answer was and why it failed.
 
 A server error on one task (a 400, a prompt too long), or a prompt that cannot fit the context, is that
 task's failure, recorded with the message; the run stops with BenchError after MAX_SERVER_ERRORS server
@@ -52,55 +57,45 @@ def connect(settings: Any) -> wiring.Connection:
     return conn
 
 
-def _ask(conn: wiring.Connection, messages: list[dict[str, str]], max_tokens: int, temperature: float,
-         extra: Mapping[str, Any]) -> tuple[str, Any]:
-    """The whole streamed answer and its Done event."""
-    from cb.backend import Delta
-
-    parts: list[str] = []
-    done = None
-    stream = conn.backend.chat(messages, max_tokens=max_tokens, temperature=temperature, extra=dict(extra))
-    try:
-        for event in stream:
-            if isinstance(event, Delta):
-                parts.append(event.text)
-            else:
-                done = event
-    finally:
-        stream.close()
-    return "".join(parts), done
-
-
 def run_task(task: Task, conn: wiring.Connection, *, max_tokens: int, temperature: float,
-             extra_body: ExtraBody = no_extra) -> TaskResult:
+             extra_body: ExtraBody = no_extra, mode: str = "plain", retries: int = 0) -> TaskResult:
     """One task, start to end (see the module docstring); BackendError passes through."""
     start = time.perf_counter()
     with Sandbox(task) as box:
+        shaped = wiring.shape(mode, box.workspace, task.open)
         built = wiring.prompt(box.workspace, task.open, task.request, count=conn.count,
-                              context_length=conn.context_length, max_tokens=max_tokens)
+                              context_length=conn.context_length, max_tokens=max_tokens,
+                              instructions=shaped.instructions)
         extra = extra_body(task, {p: box.workspace / p for p in task.open})
         asked = time.perf_counter()
-        answer, done = _ask(conn, built.messages, built.max_tokens, temperature, extra)
-        answered = time.perf_counter()
-        outcome = score_answer(task, answer, box)
-    reported = bool(done and done.usage_reported)
-    return _result(task, outcome, time.perf_counter() - start, answered - asked,
-                   done.usage.prompt_tokens if reported else built.prompt_tokens,
-                   done.usage.completion_tokens if reported else None, reported,
-                   done.finish_reason if done else None, list(built.cuts), answer)
+        answered = wiring.ask(conn, built, shaped, temperature=temperature, retries=retries, workspace=box.workspace,
+                              extra=extra)
+        answer_seconds = time.perf_counter() - asked
+        outcome = score_answer(task, answered.text, box)
+    dones = answered.rounds
+    reported = bool(dones) and all(d.usage_reported for d in dones)
+    prompt_tokens = sum(d.usage.prompt_tokens for d in dones) if reported else built.prompt_tokens
+    completion_tokens = sum(d.usage.completion_tokens for d in dones) if reported else None
+    first = answered.repairs[0] if answered.repairs else None
+    return _result(task, outcome, time.perf_counter() - start, answer_seconds, prompt_tokens, completion_tokens,
+                   reported, dones[-1].finish_reason if dones else None, list(built.cuts), answered.text,
+                   repaired=len(answered.repairs), first_answer=first.answer if first else "",
+                   first_errors=list(first.errors) if first else [])
 
 
 def _result(task: Task, outcome: Outcome, seconds: float, answer_seconds: float, prompt_tokens: int | None,
             completion_tokens: int | None, reported: bool, finish: str | None, cuts: list[str],
-            answer: str) -> TaskResult:
+            answer: str, repaired: int = 0, first_answer: str = "", first_errors: list[str] | None = None
+            ) -> TaskResult:
     return TaskResult(task.id, task.tier, task.split, task.unit, outcome.well_formed, outcome.applicable,
                       outcome.correct, outcome.escaped, round(seconds, 3), round(answer_seconds, 3), prompt_tokens,
                       completion_tokens, reported, finish, outcome.status, outcome.reason, outcome.errors, cuts,
-                      answer, task.base_tier)
+                      answer, task.base_tier, repaired, first_answer, first_errors or [])
 
 
 def run_tasks(tasks: Sequence[Task], conn: wiring.Connection, *, max_tokens: int, temperature: float,
-              extra_body: ExtraBody = no_extra, starting: Callable[[int, Task], None] | None = None,
+              extra_body: ExtraBody = no_extra, mode: str = "plain", retries: int = 0,
+              starting: Callable[[int, Task], None] | None = None,
               progress: Callable[[int, TaskResult], None] | None = None) -> list[TaskResult]:
     """Every task in order; `starting(i, task)` before each and `progress(i, result)` after (i from 1)."""
     from cb.backend import BackendError
@@ -112,7 +107,8 @@ def run_tasks(tasks: Sequence[Task], conn: wiring.Connection, *, max_tokens: int
         if starting is not None:
             starting(i, task)
         try:
-            result = run_task(task, conn, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body)
+            result = run_task(task, conn, max_tokens=max_tokens, temperature=temperature, extra_body=extra_body,
+                              mode=mode, retries=retries)
             failures_in_a_row = 0
         except ContextError as exc:
             result = _result(task, Outcome(reason=f"the prompt does not fit: {exc}", errors=[str(exc)]), 0.0, 0.0,

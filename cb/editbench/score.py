@@ -5,7 +5,9 @@ Per task:
 - applicable: well-formed, and the batch planned without errors and was applied (cb applies nothing from
   an answer with a malformed block, and neither does the benchmark);
 - correct: applicable, nothing escaped, and the check passed on the edited copy;
-- escaped: something outside the workspace changed (counted in its own column; never correct).
+- escaped: something outside the workspace changed (counted in its own column; never correct);
+- repaired: the first answer's edits could not be applied and a repair round was asked for (the runner
+  says so; the figures above are of the final answer, as a user of cb gets it).
 
 The sandbox is a fresh temp dir per task: `workspace/` holds the task's files (the root the edits may
 touch), `journal/` the undo journal the apply writes, `outside/` a canary. Everything in the sandbox but
@@ -199,8 +201,11 @@ class TaskResult:
     reason: str
     errors: list[str]
     cuts: list[str]
-    answer: str
+    answer: str  # the final answer (after any repair rounds)
     base_tier: str = ""
+    repaired: int = 0  # repair rounds the task needed (the first answer's edits could not be applied)
+    first_answer: str = ""  # when repaired: the first answer
+    first_errors: list[str] = field(default_factory=list)  # when repaired: why it could not be applied
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -214,6 +219,7 @@ class TierRow:
     applicable: int
     correct: int
     escaped: int
+    repaired: int  # tasks that needed a repair round
     median_seconds: float | None
     median_prompt_tokens: float | None
     median_completion_tokens: float | None
@@ -234,6 +240,7 @@ def _median(values: Iterable[float | int | None]) -> float | None:
 def tier_row(name: str, results: Sequence[TaskResult]) -> TierRow:
     return TierRow(name, len(results), sum(r.well_formed for r in results), sum(r.applicable for r in results),
                    sum(r.correct for r in results), sum(r.escaped for r in results),
+                   sum(r.repaired > 0 for r in results),
                    _median(r.seconds for r in results), _median(r.prompt_tokens for r in results),
                    _median(r.completion_tokens for r in results))
 

@@ -5,13 +5,18 @@ format where the model copies the lines it changes); everything else in cb.editb
 through the functions here, so adapting the benchmark to a change is a change of this module:
 
     connect(settings)                cb.chat.Chat's backend: the configured server, or the local `ulm serve`
-    prompt(workspace, open, request, count=, context_length=, max_tokens=)
+    prompt(workspace, open, request, count=, context_length=, max_tokens=, instructions=)
                                      cb.context.file_source + cb.context.assemble with the edit instructions,
                                      the open files shown as cb shows them, the request as the user message
+    edit_mode(setting, conn)         cb.exchange.edit_mode for the connected server (grammar | tools | plain)
+    shape(mode, workspace, open)     cb.exchange.request_shape: the instructions and extra body fields
+    ask(conn, prompt, shape, ...)    the answer through cb.exchange.rounds, as cb ask and the REPL get it:
+                                     tool calls written as blocks, repair rounds when the edits fail
     parse(answer)                    tools.parse_proposals
     apply(proposals, workspace, journal_dir)
                                      tools.apply_batch (which plans first), confirmation = accept all
-    answer_for(before, after)        an answer in cb's edit format that turns files `before` into `after`
+    answer_for(before, after)        an answer in cb's edit format (v2: copied lines) that turns files
+                                     `before` into `after`
     reference_answer(task)           the task's solution written as cb asks models to write edits
     transcript(task, ...)            the chat a training example is made of: prompt + reference answer
 """
@@ -34,6 +39,7 @@ class Prompt:
     prompt_tokens: int  # cb's own count (the server's usage, when it reports one, is exact)
     max_tokens: int  # what the answer may use (max_tokens, less what the prompt leaves no room for)
     cuts: tuple[str, ...]  # what did not fit the context
+    context_length: int = 0  # the context it was assembled for
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,72 @@ def connect(settings: Any) -> Connection:
 
 
 def prompt(workspace: Path, open_paths: Sequence[str], request: str, *, count: Callable[[str], int],
-           context_length: int, max_tokens: int) -> Prompt:
-    """The messages cb sends for `request` with `open_paths` (relative to `workspace`) open, no history."""
+           context_length: int, max_tokens: int, instructions: str | None = None) -> Prompt:
+    """The messages cb sends for `request` with `open_paths` (relative to `workspace`) open, no history;
+    `instructions` are the edit instructions (default: the blocks, as plain prompting teaches them)."""
     from cb import context
-    from cb.chat import edit_instructions
+    from tools.format import INSTRUCTIONS
 
     sources = [context.file_source(workspace / p, p) for p in open_paths]
     built = context.assemble(question=request, history=[], sources=sources, count=count,
-                             context_length=context_length, max_tokens=max_tokens, instructions=edit_instructions())
-    return Prompt(built.messages, built.prompt_tokens, built.max_tokens, tuple(built.cuts))
+                             context_length=context_length, max_tokens=max_tokens,
+                             instructions=INSTRUCTIONS if instructions is None else instructions)
+    return Prompt(built.messages, built.prompt_tokens, built.max_tokens, tuple(built.cuts), context_length)
+
+
+def edit_mode(setting: str, conn: Connection) -> str:
+    """How edits are asked for with `grammar = setting` against the connected server."""
+    from cb import exchange
+
+    return exchange.edit_mode(setting, conn.backend.features())
+
+
+def shape(mode: str, workspace: Path, open_paths: Sequence[str]) -> Any:
+    """The cb.exchange.Shape of a request in `mode` with `open_paths` (relative to `workspace`) open."""
+    from cb import exchange
+
+    files = exchange.open_files((p, (workspace / p).read_bytes()) for p in open_paths) if mode == "grammar" else []
+    return exchange.request_shape(mode, files)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The final answer, every round's Done event, and the repairs (cb.exchange.Repair) it took."""
+
+    text: str
+    rounds: tuple[Any, ...]
+    repairs: tuple[Any, ...]
+
+
+def ask(conn: Connection, built: Prompt, shaped: Any, *, temperature: float, retries: int, workspace: Path,
+        extra: Mapping[str, Any] | None = None) -> Answered:
+    """The answer to `built` as cb's chat gets it (cb.exchange.rounds): the shape's fields (and `extra`) in
+    every request, the edits checked against `workspace`, up to `retries` repair rounds."""
+    from cb import exchange
+    from cb.backend import Delta, Done
+
+    body = {**shaped.extra, **(extra or {})}
+
+    def ask_again(answer: str, errors: list[str]) -> Any:
+        follow = exchange.follow_up(built.messages, built.prompt_tokens, built.max_tokens, built.context_length,
+                                    answer, errors, shaped.mode, conn.count)
+        if follow is None:
+            return None
+        messages, budget = follow
+        return conn.backend.chat(messages, max_tokens=budget, temperature=temperature, extra=body)
+
+    first = conn.backend.chat(built.messages, max_tokens=built.max_tokens, temperature=temperature, extra=body)
+    text, dones, repairs = "", [], []
+    for event in exchange.rounds(first, ask_again=ask_again, check=lambda a: exchange.problems(a, workspace),
+                                 retries=retries):
+        if isinstance(event, Delta):
+            text += event.text
+        elif isinstance(event, Done):
+            dones.append(event)
+        else:
+            repairs.append(event)
+            text = ""
+    return Answered(text, tuple(dones), tuple(repairs))
 
 
 def parse(answer: str) -> Parsed:
@@ -109,25 +172,95 @@ def apply(proposals: Sequence[Any], workspace: Path, journal_dir: Path) -> Appli
 
 
 def _proposals_for(path: str, old: bytes | None, new: bytes) -> list[Any]:
-    """Line edits that turn `old` into `new` (a create when there is no old file)."""
-    from tools import CreateFile, InsertAfterEdit, LineReplaceEdit, SingleLineEdit, file_version
+    """Edits of format v2 that turn `old` into `new` (a create when there is no old file): each difflib change
+    becomes a replace or an insert whose copied lines occur once in the file (widened by the lines around
+    it until they do); changes whose copied lines would overlap become one replace."""
+    from tools import AnchoredInsertEdit, CreateFile, SearchReplaceEdit, file_version
     from tools.textfile import TextFile
 
     if old is None:
         return [CreateFile(path, new.decode("utf-8"))]
     version = file_version(old)
     before, after = TextFile.parse(old).text_lines(), TextFile.parse(new).text_lines()
-    out: list[Any] = []
     matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        content = "".join(line + "\n" for line in after[j1:j2])
-        if tag == "insert":
-            out.append(InsertAfterEdit(path, version, i1, content))
-        elif tag == "replace" and i2 - i1 == 1 and j2 - j1 == 1:
-            out.append(SingleLineEdit(path, version, i1 + 1, content))
-        elif tag in ("replace", "delete"):
-            out.append(LineReplaceEdit(path, version, i1 + 1, i2, content))
+    changes = [_Change(i1, i2, after[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+    merged: list[_Edit] = []
+    for edit in (_anchored(before, c) for c in changes):
+        if merged and edit.form not in ("top", "end") and merged[-1].form not in ("top", "end") \
+                and edit.start < merged[-1].end:
+            edit = _Edit("replace", merged[-1].start, max(edit.end, merged[-1].end), merged[-1].changes + edit.changes)
+            merged.pop()
+        merged.append(edit)
+    out: list[Any] = []
+    for edit in merged:
+        copied = _text(before[edit.start:edit.end])
+        if edit.form == "replace":
+            out.append(SearchReplaceEdit(path, version, copied, _text(edit.result(before))))
+        else:
+            content = _text(edit.changes[0].new)
+            out.append(AnchoredInsertEdit(path, version, edit.form, "" if edit.form in ("top", "end") else copied,
+                                          content))
     return out
+
+
+@dataclass(frozen=True)
+class _Change:
+    """Lines [start, end) of the old file become `new` (start == end: an insertion there)."""
+
+    start: int
+    end: int
+    new: list[str]
+
+
+@dataclass(frozen=True)
+class _Edit:
+    """One edit: its form (replace | after | before | top | end), the old lines [start, end) it copies, and
+    the changes it makes."""
+
+    form: str
+    start: int
+    end: int
+    changes: list[_Change]
+
+    def result(self, before: Sequence[str]) -> list[str]:
+        """Lines [start, end) with the changes made."""
+        out, at = [], self.start
+        for change in self.changes:
+            out += [*before[at:change.start], *change.new]
+            at = change.end
+        return out + list(before[at:self.end])
+
+
+def _anchored(before: Sequence[str], change: _Change) -> _Edit:
+    """The edit for `change` whose copied lines occur once in `before`."""
+    n = len(before)
+    if change.start == change.end:
+        if change.start == 0:
+            return _Edit("top", 0, 0, [change])
+        if change.start == n:
+            return _Edit("end", n, n, [change])
+        for start in range(change.start - 1, -1, -1):  # after: lines ending just above the insertion
+            if _occurrences(before, before[start:change.start]) == 1:
+                return _Edit("after", start, change.start, [change])
+        for end in range(change.start + 1, n + 1):  # before: lines starting just below it
+            if _occurrences(before, before[change.start:end]) == 1:
+                return _Edit("before", change.start, end, [change])
+    start, end = change.start, max(change.end, change.start + 1)
+    while _occurrences(before, before[start:end]) != 1:  # widen below, then above, in turn
+        if end < n and (end - change.end <= change.start - start or start == 0):
+            end += 1
+        else:
+            start -= 1
+    return _Edit("replace", start, end, [change])
+
+
+def _occurrences(lines: Sequence[str], run: Sequence[str]) -> int:
+    k = len(run)
+    return sum(1 for i in range(len(lines) - k + 1) if lines[i:i + k] == run)
+
+
+def _text(lines: Sequence[str]) -> str:
+    return "".join(line + "\n" for line in lines)
 
 
 def answer_for(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:

@@ -1,10 +1,14 @@
 """A scripted OpenAI-compatible HTTP server for the client's edge cases (errors, timeouts, slow streams).
 
 Each test enqueues replies; each POST /v1/chat/completions pops one. A reply is either a list of content
-pieces (streamed as SSE deltas, with an optional delay between them and a usage chunk), or an HTTP error
+pieces (streamed as SSE deltas, with an optional delay between them and a usage chunk) and tool calls
+(streamed as OpenAI `tool_calls` deltas: the name first, then the arguments in pieces), or an HTTP error
 (a message, or a whole JSON body such as a context overflow's).
-Requests are recorded so tests can assert what cb sent. The main paths are tested against the real
-`ulm serve` elsewhere; this is only for what a real server will not do on demand.
+Chat requests are recorded (`requests`: headers and body) so tests can assert what cb sent, and so are the
+paths of GET requests (`gets`). The server can pass for another kind: `owned_by` is what its /v1/models
+entry says ("ulm", "llamacpp", "openai", …) and `props` what GET /props answers (None: 404). The main paths
+are tested against the real `ulm serve` elsewhere; this is only for what a real server will not do on
+demand.
 """
 
 from __future__ import annotations
@@ -28,14 +32,19 @@ class Reply:
     raw: bytes | None = None  # sent as the SSE body verbatim (for malformed streams)
     body: dict[str, Any] | None = None  # an error answer's JSON body (default: {"error": {"message": error}})
     finish_reason: str = "stop"
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # [{"name", "arguments": str}], streamed
 
 
 class ScriptedServer:
     """Serve on 127.0.0.1:<random port> in a thread; `base_url` ends in /v1."""
 
-    def __init__(self, context_length: int = 4096, tokenize: bool = True) -> None:
+    def __init__(self, context_length: int = 4096, tokenize: bool = True, owned_by: str = "tests",
+                 props: dict[str, Any] | None = None) -> None:
         self.replies: list[Reply] = []
         self.requests: list[dict[str, Any]] = []
+        self.gets: list[str] = []
+        self.owned_by = owned_by
+        self.props = props
         self.context_length = context_length
         self.tokenize = tokenize
         self.disconnects = 0
@@ -58,12 +67,15 @@ class ScriptedServer:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                outer.gets.append(self.path)
                 if self.path == "/health":
                     self._json(200, {"status": "ok"})
                 elif self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [
-                        {"id": "scripted", "object": "model", "owned_by": "tests",
+                        {"id": "scripted", "object": "model", "owned_by": outer.owned_by,
                          "context_length": outer.context_length}]})
+                elif self.path == "/props" and outer.props is not None:
+                    self._json(200, outer.props)
                 else:
                     self._json(404, {"error": {"message": "not found", "type": "not_found"}})
 
@@ -109,6 +121,14 @@ class ScriptedServer:
                     if reply.delay:
                         time.sleep(reply.delay)
                     self._send({**base, "choices": [{"index": 0, "delta": {"content": piece}}]})
+                for i, call in enumerate(reply.tool_calls):
+                    self._send({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+                        {"index": i, "id": f"call_{i}", "type": "function",
+                         "function": {"name": call["name"], "arguments": ""}}]}}]})
+                    args = call["arguments"]
+                    for start in range(0, len(args), 7):
+                        self._send({**base, "choices": [{"index": 0, "delta": {"tool_calls": [
+                            {"index": i, "function": {"arguments": args[start:start + 7]}}]}}]})
                 self._send({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
                 usage = reply.usage or {"prompt_tokens": 10, "completion_tokens": len(reply.pieces),
                                         "prompt_tokens_details": {"cached_tokens": 4}}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cb import server
+from cb import paths, server
 from cb.cli import app
 from tests.cb.test_repl import quit_repl, spawn_repl
 
@@ -134,6 +134,15 @@ def _wait_gone(pid: int, timeout: float = 15) -> bool:
     return False
 
 
+def _says_grammar(base_url: str) -> bool:
+    """Whether the ulm serve at `base_url` says in GET /props that it constrains decoding."""
+    try:
+        with urllib.request.urlopen(base_url.removesuffix("/v1") + "/props", timeout=5) as reply:
+            return json.load(reply).get("grammar") is True
+    except OSError:  # no /props (404): a ulm serve without constrained decoding
+        return False
+
+
 def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_stops(tiny_model_2k: Path, project: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CB_MODEL", str(tiny_model_2k))
@@ -149,6 +158,9 @@ def test_managed_server_starts_once_is_reused_restarts_on_new_server_args_and_st
         assert again.exit_code == 0 and f"pid {info.pid}" in again.stdout
         answer = runner.invoke(app, ["hi"])  # no base_url: the managed server answers
         assert answer.exit_code == 0, answer.output
+        served = json.loads((paths.server_dir() / "served.json").read_text())  # its facts, kept per start
+        assert served["stamp"] == f"{info.pid}:{info.started}" and served["features"]["server"] == "ulm"
+        assert served["features"]["grammar"] is _says_grammar(info.base_url) and served["features"]["tools"] is False
         status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
         assert status["model_server"]["up"] is True and status["model_server"]["pid"] == info.pid
         assert "ulm" in runner.invoke(app, ["server", "logs", "-n", "200"]).stdout

@@ -40,10 +40,29 @@ def test_project_root_is_the_git_root(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("key", "raw", "message"), [
     ("max_tokens", "lots", "max_tokens must be a int"), ("nope", "1", "unknown config key 'nope'"),
+    ("grammar", "yes", "grammar must be one of auto, on, off, not 'yes'"),
+    ("edit_retries", "-1", "edit_retries must be at least 0, not '-1'"),
 ])
 def test_bad_values_are_one_line_errors(key: str, raw: str, message: str) -> None:
     with pytest.raises(config.ConfigError, match=message):
         config.coerce(key, raw)
+
+
+def test_the_grammar_and_repair_keys_default_to_auto_and_1_and_cb_config_show_lists_them(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = config.load()
+    assert (s.grammar, s.edit_retries) == ("auto", 1)
+    (project / ".cb.toml").write_text('grammar = "off"\nedit_retries = 0\n')
+    monkeypatch.setenv("CB_GRAMMAR", "on")
+    s = config.load()
+    assert (s.grammar, s.source["grammar"], s.edit_retries) == ("on", "env CB_GRAMMAR", 0)
+    shown = {line.split()[0]: line.split() for line in CliRunner().invoke(app, ["config", "show"]).output.splitlines()
+             if line.strip()}
+    assert shown["grammar"] == ["grammar", "'on'", "(env", "CB_GRAMMAR)"]
+    assert shown["edit_retries"][:2] == ["edit_retries", "0"] and shown["edit_retries"][2].endswith(".cb.toml)")
+    (project / ".cb.toml").write_text('edit_retries = -2\n')
+    with pytest.raises(config.ConfigError, match="edit_retries must be at least 0, not -2"):
+        config.load()
 
 
 def test_broken_config_file_names_the_file(project: Path) -> None:

@@ -97,9 +97,10 @@ def test_yes_applies_edits(runner: CliRunner, scripted: ScriptedServer, project:
 
 def test_stale_version_is_refused_with_exit_4(runner: CliRunner, scripted: ScriptedServer, project: Path) -> None:
     before = (project / "app.py").read_bytes()
-    scripted.enqueue(Reply([_replace_block(project, version="deadbeef")]))
+    stale = _replace_block(project, version="deadbeef")
+    scripted.enqueue(Reply([stale]), Reply([stale]))  # the repair round (edit_retries = 1) gets it wrong again
     result = runner.invoke(app, ["use pi", "-y"])
-    assert result.exit_code == 4
+    assert result.exit_code == 4 and len(scripted.requests) == 2
     assert (project / "app.py").read_bytes() == before
 
 

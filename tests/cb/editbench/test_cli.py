@@ -1,5 +1,7 @@
 """`cb bench` as a group: alone it is still the overhead benchmark (= `cb bench overhead`); `cb bench edits`
-prints the table or JSON, plain progress lines in a pipe, the corpus with --list, and one-line errors.
+prints the table or JSON, plain progress lines in a pipe, the corpus with --list, and one-line errors; with
+--grammar and --retries it asks for edits as cb ask does and records how (the grammar of each task's files
+against ulm serve, the repair rounds a task needed), and without them is one flag each.
 
 Run: .venv/bin/python -m pytest tests/cb/editbench/test_cli.py -q
 """
@@ -16,7 +18,10 @@ from typer.testing import CliRunner
 
 from cb.cli import app
 from cb.editbench import corpus, wiring
+from cb.editbench.tasks import Task
+from cb.grammar import literal
 from tests.cb.scripted_server import Reply, ScriptedServer
+from tools import OpenFile, file_version
 
 
 def cb(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -88,3 +93,50 @@ def test_edits_says_when_the_model_is_not_served(scripted: ScriptedServer) -> No
     done = cb("bench", "edits", "--base-url", scripted.base_url, "--model", "nope", "--limit", "1")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "model 'nope' is not served at" in done.stderr and "it serves: scripted" in done.stderr
+
+
+def _missing_anchor(task: Task) -> str:
+    """An answer whose one edit copies a line the task's first file lacks."""
+    path = task.open[0]
+    return (f'<replace path="{path}" version="{file_version(task.files[path])}">\n<old>\nno such line\n</old>\n'
+            "<new>\nx = 1\n</new>\n</replace>\n")
+
+
+def test_edits_with_the_grammar_and_a_repair_round_record_both(tmp_path: Path) -> None:
+    tasks = corpus.select(corpus.load(), "dev", ("literal",), 2)
+    with ScriptedServer(owned_by="ulm", props={"grammar": True}) as ulm:
+        ulm.enqueue(Reply([_missing_anchor(tasks[0])]), Reply([wiring.reference_answer(tasks[0])]),
+                    Reply([wiring.reference_answer(tasks[1])]))
+        done = cb("bench", "edits", "--base-url", ulm.base_url, "--tier", "literal", "--limit", "2", "--json")
+        assert done.returncode == 0, done.stderr
+        bodies = [r["body"] for r in ulm.requests]
+    data = json.loads(done.stdout)
+    assert (data["grammar"], data["edit_mode"], data["server"], data["retries"]) == ("auto", "grammar", "ulm", 1)
+    first, second = data["tasks"]
+    assert first["correct"] and first["repaired"] == 1 and first["first_answer"] == _missing_anchor(tasks[0])
+    assert first["first_errors"] == [f"{tasks[0].open[0]}: the <old> line 'no such line' is not in the file; "
+                                     + first["first_errors"][0].split("is not in the file; ", 1)[1]]
+    assert second["correct"] and second["repaired"] == 0 and second["first_errors"] == []
+    assert [t["repaired"] for t in data["tiers"]] == [1, 1]
+    assert len(bodies) == 3 and bodies[0]["grammar"] == bodies[1]["grammar"] != bodies[2]["grammar"]
+    for path in tasks[0].open:  # the grammar of the task's own files (built in the cb process: compared by content)
+        f = OpenFile.from_bytes(path, tasks[0].files[path])
+        assert f'path=\\"{path}\\" version=\\"{f.version}\\"' in bodies[0]["grammar"]
+        assert all(literal(line + "\n") in bodies[0]["grammar"] for line in f.lines if line.strip())
+    assert first["first_errors"][0] in bodies[1]["messages"][-1]["content"]
+
+
+def test_edits_without_the_grammar_nor_retries_is_one_flag_each_and_the_header_says_so() -> None:
+    task = corpus.select(corpus.load(), "dev", ("literal",), 1)[0]
+    with ScriptedServer(owned_by="ulm", props={"grammar": True}) as ulm:
+        ulm.enqueue(Reply([_missing_anchor(task)]))
+        done = cb("bench", "edits", "--base-url", ulm.base_url, "--tier", "literal", "--limit", "1",
+                  "--grammar", "off", "--retries", "0")
+        assert done.returncode == 0, done.stderr
+        assert len(ulm.requests) == 1 and "grammar" not in ulm.requests[0]["body"]
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith("; grammar off (edits asked for: plain), retries 0")
+    assert lines[1].split()[:7] == ["tier", "tasks", "well-formed", "applicable", "correct", "escapes", "repaired"]
+    assert lines[2].split()[:7] == ["literal", "1", "100.0%", "0.0%", "0.0%", "0", "0"]
+    bad = cb("bench", "edits", "--base-url", "http://127.0.0.1:9/v1", "--retries", "-1")
+    assert bad.returncode == 1 and bad.stderr.strip() == "cb: edit_retries must be at least 0, not -1"

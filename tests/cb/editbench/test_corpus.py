@@ -61,6 +61,36 @@ def test_every_task_is_solved_by_its_reference_answer_and_not_by_the_untouched_f
             assert outcome.correct, (task.id, outcome.status, outcome.reason, outcome.errors)
 
 
+def test_reference_answers_are_format_v2_whose_copied_lines_occur_once() -> None:
+    from tools import AnchoredInsertEdit, CreateFile, SearchReplaceEdit, parse_proposals
+    from tools.anchors import find_run
+    from tools.proposals import content_lines
+    from tools.textfile import TextFile
+
+    forms: set[str] = set()
+    for task in corpus.load():
+        for p in parse_proposals(wiring.reference_answer(task)).proposals:
+            assert isinstance(p, SearchReplaceEdit | AnchoredInsertEdit | CreateFile), (task.id, p)
+            copied = p.old if isinstance(p, SearchReplaceEdit) else getattr(p, "anchor", "")
+            forms.add(type(p).__name__ + (f" {p.where}" if isinstance(p, AnchoredInsertEdit) else ""))
+            if copied:
+                run = find_run(TextFile.parse(task.files[p.path]).text_lines(), content_lines(copied), "copy")
+                assert run.how == "", (task.id, run.how)  # found exactly, once, with no tolerance
+    assert {"SearchReplaceEdit", "AnchoredInsertEdit after"} <= forms
+
+
+def test_a_change_next_to_lines_that_repeat_copies_enough_to_be_unique() -> None:
+    before = {"a.py": b"x = 1\nx = 1\nx = 1\ny = 2\n"}
+    for after in (b"x = 1\nz = 0\nx = 1\nx = 1\ny = 2\n", b"x = 1\nx = 2\nx = 1\ny = 2\n", b"x = 1\ny = 2\n"):
+        answer = wiring.answer_for(before, {"a.py": after})
+        assert "line=" not in answer and "start=" not in answer and "after=" not in answer
+        with Sandbox(corpus.load()[0]) as box:
+            (box.workspace / "a.py").write_bytes(before["a.py"])
+            applied = wiring.apply(wiring.parse(answer).proposals, box.workspace, box.journal)
+            assert applied.status == "applied", (after, applied.errors)
+            assert (box.workspace / "a.py").read_bytes() == after
+
+
 def test_the_stdlib_fixtures_match_their_manifest() -> None:
     data = resources.files("cb.editbench").joinpath("data/stdlib")
     manifest = json.loads(data.joinpath("MANIFEST.json").read_text("utf-8"))

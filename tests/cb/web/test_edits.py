@@ -154,6 +154,8 @@ def test_a_change_with_a_warning_needs_a_second_yes(page: Page, scripted: Script
 
 def test_a_malformed_block_refuses_the_batch(page: Page, scripted: ScriptedServer, project: Path) -> None:
     version = file_version((project / "app.py").read_bytes())
-    propose(page, scripted, f'<edit path="app.py" version="{version}">\nx\n</edit>\n')
+    malformed = f'<edit path="app.py" version="{version}">\nx\n</edit>\n'
+    scripted.enqueue(Reply([malformed]))  # the first answer: the repair round gets the same one back below
+    propose(page, scripted, malformed)
     assert badge(page) == "refused" and "malformed edit" in page.text(".batch .error")
     assert not page.find_all(".batch button.apply")

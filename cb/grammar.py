@@ -1,0 +1,184 @@
+'''The grammar cb sends with a request to a server that constrains decoding (ulm serve): the answer is free
+prose and edit blocks about the open files, nothing else.
+
+    grammar = edit_grammar([OpenFile.from_bytes("geo.py", data), ...])   # Lark text, llguidance's dialect
+
+Built from `tools.structure` (the edit format as data, so the grammar and the parser cannot drift apart):
+a block names an open file by its own path and version, and its copied parts (<old>, <after>, <before>)
+are made of lines that exist in that file; new text is free but cannot hold its closing tag or open a
+block; prose between blocks cannot open a block. Whether the copied lines are consecutive and occur once
+is left to the plan, which refuses with a message the model can act on (cb.exchange sends it back).
+
+The shape, for one open file:
+
+    %llguidance {}
+    start: block* TAIL
+    block: OPEN_0 body_0 | OPEN_1 body_1 | OPEN_2 body_2 | OPEN_3 body_3
+    body_0: FORM_0                               (one alternative per block form and file)
+    body_1: FORM_1 | FORM_2 | FORM_3 | FORM_4
+    PROSE: /(?s:.*)/ & ~/(?s:.*)(?:<replace |<insert |<create path="|<run>|any block opening)(?s:.*)/
+    TAIL: PROSE
+    OPEN_0: PROSE "<replace "                    (prose ends in the terminal of the opener after it)
+    FORM_0: "path=\\"geo.py\\" version=\\"1d96a4f2\\">\\n<old>\\n" (LINES_0)+ "</old>\\n<new>\\n" TEXT_0
+            "</new>\\n</replace>"
+    LINES_0: "import math\\n" | "def area(r):\\n" | ...         (the file's distinct lines, once per file)
+    TEXT_0: /(?:[^\\r\\n]*\\n)*/ & ~/(?s:.*)(?:</new> in any spelling|any block opening)(?s:.*)/
+
+Why whole blocks are terminals: llguidance's lexer is greedy and never backtracks between lexemes, so a
+copied run followed by its own terminal "</old>" would fail on a file line that starts with "</o". Inside
+one terminal the regex decides where free or copied text ends. For the same reason prose is lexed with the
+opener that follows it. The file's lines appear once in the grammar (a part whose line set differs, by the
+few lines holding that part's closing tag, adds them beside the shared terminal), so its size grows with
+the file's size, not with the number of forms: docs/edits.md has the measured sizes and compile times.
+
+The structure's patterns are the parser's (Python `re`, case-insensitive, Unicode classes) spelled for Rust's
+`regex`, and the two differ on a few characters: Python's `\\s` also takes \\x1c-\\x1f, its case folding makes
+"ı", "İ", "K" (Kelvin) and "ſ" stand for i, k and s, and its `\\w` differs from Rust's on some non-ASCII
+characters. So free text here also avoids "<" or "</" and ASCII letters followed by a non-ASCII character
+(which covers a tag spelled with one of those four letters, and a tag name followed by a letter Rust counts
+as a word character and Python does not), and `\\s` gets \\x1c-\\x1f: nothing the grammar lets through can
+open or close a block for the parser when it did not for the grammar. (The simpler spelling, the four
+letters and the tag names each, makes llguidance's lexer give up: too many states.)
+
+String literals are JSON strings (llguidance's syntax); ":" is written \\u003a where "::=" would appear, so
+that no file line makes the text look like GBNF to a server that tells the two apart by "::=".
+'''
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from tools.structure import Block, Copied, Line, Literal, OpenFile, Piece, Structure, Text, format_structure
+
+PREAMBLE = "%llguidance {}"
+_ANY = "/(?s:.*)/"
+_SPACE = r"[\s\x1c-\x1f]"  # Python's \s
+_META = set("\\.+*?()|[]{}^$#&-~")
+_LINES_TEXT = r"/(?:[^\r\n]*\n)*/"  # zero or more whole lines (no carriage returns: the parser drops them)
+
+
+def edit_grammar(files: Iterable[OpenFile]) -> str:
+    """The Lark grammar of an answer about `files` (see the module docstring)."""
+    return _Builder(format_structure(files)).text()
+
+
+def literal(text: str) -> str:
+    """`text` as a Lark string literal: a JSON string, with DEL escaped and no "::=" spelled out."""
+    quoted = json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return quoted.replace("::=", ":\\u003a=")
+
+
+def regex(pattern: str) -> str:
+    """`pattern` (Rust regex syntax, no flags) as a Lark /regex/ literal."""
+    return "/" + pattern.replace("/", "\\/") + "/"
+
+
+def _escape(text: str) -> str:
+    """`text` as a Rust regex matching it literally."""
+    return "".join("\\" + c if c in _META else c for c in text)
+
+
+def _containing(pattern: str) -> str:
+    """A regex matching any text in which `pattern` (one of tools.structure's), or a spelling of it that
+    Python's `re` reads the same (see the module docstring), matches somewhere."""
+    python = pattern.replace(r"\s", _SPACE)
+    extra = f"</?{_SPACE}*[A-Za-z_]*[^\\x00-\\x7f]"  # a tag Python may read, with a non-ASCII letter in or after it
+    return regex(f"(?s:.*)(?:{python}|{extra})(?s:.*)")
+
+
+def _line_class(forbidden: str) -> str:
+    """`forbidden`'s characters escaped for use inside a regex character class."""
+    return "".join("\\" + c if c in "\\]^-[" else c for c in forbidden)
+
+
+class _Builder:
+    """Names the terminals as it meets the pieces; shared ones (a file's lines, a text kind) are made once."""
+
+    def __init__(self, structure: Structure) -> None:
+        self.structure = structure
+        self.terminals: dict[str, str] = {}  # name -> definition, in order of first use
+        self._texts: dict[str, str] = {}  # forbidden regex -> terminal name
+        self._lines: dict[str, str] = {}  # forbidden characters -> terminal name
+        self._copied: dict[tuple[str | None, tuple[str, ...]], str] = {}  # (file, a part's lines) -> expression
+        self._shared: dict[str | None, tuple[str, frozenset[str]]] = {}  # file path -> (LINES_n, its lines)
+
+    def text(self) -> str:
+        blocks = self.structure.blocks
+        self._share_lines(blocks)
+        openers: dict[str, list[Block]] = {}
+        for block in blocks:
+            first = block.pieces[0]
+            assert isinstance(first, Literal), block
+            openers.setdefault(first.text, []).append(block)
+        forbidden = "|".join([*(_escape(o) for o in openers), self.structure.block_opening])
+        rules = ["start: block* TAIL",
+                 "block: " + " | ".join(f"OPEN_{i} body_{i}" for i in range(len(openers)))]
+        prose = [f"PROSE: {_ANY} & ~{_containing(forbidden)}", "TAIL: PROSE"]
+        for i, (opener, group) in enumerate(openers.items()):
+            prose.append(f"OPEN_{i}: PROSE {literal(opener)}")
+            forms = [self._form(block.path, block.pieces[1:]) for block in group]
+            rules.append(f"body_{i}: " + " | ".join(forms))
+        definitions = [f"{name}: {body}" for name, body in self.terminals.items()]
+        return "\n".join([PREAMBLE, *rules, *prose, *definitions]) + "\n"
+
+    def _share_lines(self, blocks: Sequence[Block]) -> None:
+        """Per file, the lines every copied part of it can hold, as one terminal."""
+        parts: dict[str | None, list[tuple[str, ...]]] = {}
+        for block in blocks:
+            for piece in block.pieces:
+                if isinstance(piece, Copied):
+                    parts.setdefault(block.path, []).append(piece.lines)
+        for path, sets in parts.items():
+            common = set(sets[0]).intersection(*sets[1:])
+            ordered = [line for line in sets[0] if line in common]
+            if ordered:
+                name = self._terminal("LINES", " | ".join(literal(line + "\n") for line in ordered))
+                self._shared[path] = (name, frozenset(ordered))
+
+    def _form(self, path: str | None, pieces: Sequence[Piece]) -> str:
+        """One block form after its opener, as a terminal; returns its name."""
+        out: list[str] = []
+        pending = ""
+        for piece in pieces:
+            if isinstance(piece, Literal):
+                pending += piece.text
+                continue
+            if pending:
+                out.append(literal(pending))
+                pending = ""
+            out.append(self._piece(path, piece))
+        if pending:
+            out.append(literal(pending))
+        return self._terminal("FORM", " ".join(out))
+
+    def _piece(self, path: str | None, piece: Piece) -> str:
+        if isinstance(piece, Copied):
+            return self._copied_lines(path, piece.lines)
+        if isinstance(piece, Text):
+            if piece.forbidden not in self._texts:
+                self._texts[piece.forbidden] = self._terminal(
+                    "TEXT", f"{_LINES_TEXT} & ~{_containing(piece.forbidden)}")
+            return self._texts[piece.forbidden]
+        assert isinstance(piece, Line), piece
+        if piece.forbidden not in self._lines:
+            allowed = _line_class(piece.forbidden)
+            self._lines[piece.forbidden] = self._terminal(
+                "LINE", regex(f"[^{allowed}\\r\\n]*[^{allowed}\\s\\x1c-\\x1f][^{allowed}\\r\\n]*"))
+        return self._lines[piece.forbidden]
+
+    def _copied_lines(self, path: str | None, lines: tuple[str, ...]) -> str:
+        """One or more of `lines`, each with its newline: the file's shared terminal plus this part's extras."""
+        key = (path, lines)
+        if key not in self._copied:
+            name, shared = self._shared.get(path, ("", frozenset()))
+            extra = [line for line in lines if line not in shared]
+            alternatives = ([name] if name else []) + [literal(line + "\n") for line in extra]
+            self._copied[key] = "(" + " | ".join(alternatives) + ")+"
+        return self._copied[key]
+
+    def _terminal(self, kind: str, body: str) -> str:
+        name = f"{kind}_{sum(n.startswith(kind + '_') for n in self.terminals)}"
+        self.terminals[name] = body
+        return name
+
