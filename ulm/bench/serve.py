@@ -147,7 +147,14 @@ async def second_turn(base: str, headers: dict[str, str], repeats: int, model: s
     """TTFTs of a second chat turn with the first turn cached, and of the same prompt with nothing cached;
     and the second turn's prompt tokens."""
     reuse, fresh, prompt_tokens = [], [], 0
-    conn = SSEConnection(base, headers)
+
+    async def ttft(messages: list[dict[str, str]]) -> float:
+        conn = SSEConnection(base, headers)  # its own: one kept alive through a long first turn may time out
+        try:
+            return (await stream_chat(conn, messages, 4, model)).ttft
+        finally:
+            await conn.close()
+
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=600) as client:
         system = await system_prompt(client, context)
         for r in range(repeats):
@@ -159,12 +166,11 @@ async def second_turn(base: str, headers: dict[str, str], repeats: int, model: s
             answer = (await client.post("/v1/chat/completions", json=body)).json()["choices"][0]["message"]["content"]
             second = [*first, {"role": "assistant", "content": answer},
                       {"role": "user", "content": "And how would you prevent it in Python?"}]
-            reuse.append((await stream_chat(conn, second, 4, model)).ttft)
+            reuse.append(await ttft(second))
             busted = [{"role": "system", "content": "#" + system[1:]}, *second[1:]]
-            fresh.append((await stream_chat(conn, busted, 4, model)).ttft)
+            fresh.append(await ttft(busted))
         body = {"messages": second, "max_tokens": 1, "temperature": 0, **({"model": model} if model else {})}
         prompt_tokens = (await client.post("/v1/chat/completions", json=body)).json()["usage"]["prompt_tokens"]
-    await conn.close()
     return reuse, fresh, prompt_tokens
 
 

@@ -155,8 +155,8 @@ class DecodePlan:
         if bound.blocks is None and T > 1:
             return None
         x = self.embed(ids).view(B * T, self.dim)  # [B·T, D] fp32 residual
-        if bound.blocks is not None:
-            bound.blocks.run(x, token_spans(rows, starts, [T] * B, window))
+        if bound.blocks is not None:  # T == 1: tokens being decoded; else a prompt's
+            bound.blocks.run(x, token_spans(rows, starts, [T] * B, window), B if T == 1 else 0)
         elif not self._layer_loop(x, bound, rows, starts, window):
             return None
         h = x.view(B, T, self.dim)[:, -1:].contiguous() if last_only else x.view(B, T, self.dim)  # [B, T or 1, D]
@@ -168,11 +168,16 @@ class DecodePlan:
         bound = self.bind(cache)
         if bound.blocks is None:
             return None
+        # the single tokens (decoding rows) first, then the prompt chunks: the kernels take the rows being
+        # decoded as the leading ones; the logits come back in the given order
+        order = sorted(range(len(ids)), key=lambda b: len(ids[b]) > 1)
+        ids, rows, starts = [ids[b] for b in order], [rows[b] for b in order], [starts[b] for b in order]
         lengths = [len(seq) for seq in ids]
         x = self.embed(torch.tensor([t for seq in ids for t in seq], dtype=torch.long))  # [N, D]
-        bound.blocks.run(x, token_spans(rows, starts, lengths, window))
+        bound.blocks.run(x, token_spans(rows, starts, lengths, window), lengths.count(1))
         last = torch.tensor(lengths).cumsum(0) - 1  # [B]: each sequence's last row
-        return self.head(self.norm(x[last]))  # [B, V]
+        logits = self.head(self.norm(x[last]))  # [B, V] in sorted order
+        return logits[torch.tensor(order).argsort()]
 
     def _layer_loop(self, x: Tensor, bound: CacheBinding, rows: list[int], starts: list[int],
                     window: int | None) -> bool:

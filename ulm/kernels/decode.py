@@ -95,13 +95,18 @@ class DecodeBlocks:
             return None
         return cls(lib, layers, blocks, eps)
 
-    def run(self, x: Tensor, meta: Tensor) -> None:
-        """x [B, D] fp32 contiguous (the residual stream, updated in place); meta [B, 3] as for DecodeLayers."""
+    def run(self, x: Tensor, meta: Tensor, decoded: int | None = None) -> None:
+        """x [B, D] fp32 contiguous (the residual stream, updated in place); meta [B, 3] as for DecodeLayers;
+        the first `decoded` rows (None: all) are tokens being decoded, the others a prompt's (a precise
+        block-quant linear quantises the former's activations to int16, the latter's to int8)."""
         B = x.shape[0]
         if x.dtype != torch.float32 or not x.is_contiguous() or x.shape[1] != self._dim:
             raise ValueError(f"the residual stream must be a contiguous fp32 [B, {self._dim}] tensor")
+        P = B if decoded is None else decoded
+        if not 0 <= P <= B:
+            raise ValueError(f"{decoded} decoded rows of {B}")
         rc = self._fn(ctypes.addressof(self._structs), self._n, self._dim, self._hidden, self._eps,
-                      meta.data_ptr(), B, x.data_ptr())
+                      meta.data_ptr(), B, P, x.data_ptr())
         if rc == -2:
             raise MemoryError("no memory for the decode step's buffers")
         if rc == -3:

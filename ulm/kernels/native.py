@@ -50,8 +50,8 @@ INT4_MM_ARGS = (_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, ctypes.c_int)
 KQ_REPACK_ARGS = (_I64, _PTR, _I64, _I64, _I64, _PTR)
 # ulm_kq_dequant_rows: type, rows, row_stride, ids, n_ids, K, out
 KQ_ROWS_ARGS = (_I64, _PTR, _I64, _PTR, _I64, _I64, _PTR)
-# ulm_kq_mm: linear, x, x_f32, M, out, out_f32
-KQ_MM_ARGS = (_PTR, _PTR, ctypes.c_int, _I64, _PTR, ctypes.c_int)
+# ulm_kq_mm: linear, x, x_f32, M, P (int16 rows), out, out_f32
+KQ_MM_ARGS = (_PTR, _PTR, ctypes.c_int, _I64, _I64, _PTR, ctypes.c_int)
 # ulm_refine_logits: logits, R, V, table, D, h, k, chunk
 REFINE_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
@@ -123,8 +123,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
         lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
         lib.ulm_dequant_int4_vnni_bf16_t.restype = None
-        # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, x
-        lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _PTR)
+        # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, decoded rows, x
+        lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _I64, _PTR)
         lib.ulm_decode_blocks_bf16.restype = ctypes.c_int
     if lib.ulm_kq_vnni():  # the GGUF block-quant kernels of ulm_kquant_mm.c: linear descriptor, Wᵀ [K, N] bf16
         lib.ulm_kq_mm.argtypes, lib.ulm_kq_mm.restype = KQ_MM_ARGS, ctypes.c_int

@@ -10,6 +10,8 @@
  * RMSNorm's output in fp32, as the generic forward hands it over. AVX-512 VNNI builds only.
  *   x      [B, D] fp32, the residual stream after the embedding; updated in place
  *   meta   [B, 3] int64 (cache row, lo, hi) per batch row, as for ulm_decode_layer_bf16
+ *   P      rows 0 .. P − 1 are tokens being decoded, the others a prompt's: a precise block-quant linear
+ *          quantises the former's activations to int16, the latter's to int8 (ulm_kquant_mm.c)
  * Returns 0, -1 when a row has no key to attend to (or attention has no memory), -2 without memory, -3 for
  * a block-quant linear the kernels refuse (or one in a build without them).
  */
@@ -40,11 +42,13 @@ typedef struct {
     ulm_linear qkv, o, gu, down;       /* [(Hq + 2·Hkv)·hd, D], [D, Hq·hd], [2F, D], [D, F] */
 } ulm_block;
 
-/* out [M, N] bf16 = x [M, K] · Wᵀ (+ bias); x fp32 when x_f32 (block-quant linears only), else bf16 */
-static int matmul(const ulm_linear *w, const void *x, int x_f32, int64_t M, int64_t K, int64_t N, bf16 *out) {
+/* out [M, N] bf16 = x [M, K] · Wᵀ (+ bias); x fp32 when x_f32 (block-quant linears only), else bf16; the first
+ * P rows are decoded tokens (int16 activations in a precise block-quant linear) */
+static int matmul(const ulm_linear *w, const void *x, int x_f32, int64_t M, int64_t P, int64_t K, int64_t N,
+                  bf16 *out) {
     if (w->kq != NULL) {
 #if KQ_BUILT
-        const int rc = ulm_kq_mm(w->kq, x, x_f32, M, out, 0);
+        const int rc = ulm_kq_mm(w->kq, x, x_f32, M, P, out, 0);
         return rc == 0 ? 0 : rc == -2 ? -2 : -3;
 #else
         return -3;
@@ -59,7 +63,7 @@ static void add_bf16(float *x, const bf16 *y, int64_t n) {
 }
 
 int ulm_decode_blocks_bf16(const ulm_block *blocks, int64_t n_layers, int64_t D, int64_t F, float eps,
-                           const int64_t *meta, int64_t B, float *x) {
+                           const int64_t *meta, int64_t B, int64_t P, float *x) {
     const ulm_layer *first = blocks[0].attn;
     const int64_t Q = first->Hq * first->hd, QKV = (first->Hq + 2 * first->Hkv) * first->hd;
     float *h = malloc(sizeof(float) * (size_t)(B * D)); /* each norm's output: bf16, or fp32 for a block-quant linear */
@@ -75,17 +79,17 @@ int ulm_decode_blocks_bf16(const ulm_block *blocks, int64_t n_layers, int64_t D,
         const ulm_block *L = blocks + i;
         const int qkv_f32 = L->qkv.kq != NULL, gu_f32 = L->gu.kq != NULL;
         ulm_rms_norm(x, B, D, L->attn_norm, eps, h, !qkv_f32);
-        if ((rc = matmul(&L->qkv, h, qkv_f32, B, D, QKV, qkv)) != 0) break;
+        if ((rc = matmul(&L->qkv, h, qkv_f32, B, P, D, QKV, qkv)) != 0) break;
         if (ulm_decode_layer_bf16(L->attn, meta, B, qkv, att) != 0) {
             rc = -1;
             break;
         }
-        if ((rc = matmul(&L->o, att, 0, B, Q, D, proj)) != 0) break;
+        if ((rc = matmul(&L->o, att, 0, B, P, Q, D, proj)) != 0) break;
         add_bf16(x, proj, B * D);
         ulm_rms_norm(x, B, D, L->mlp_norm, eps, h, !gu_f32);
-        if ((rc = matmul(&L->gu, h, gu_f32, B, D, 2 * F, gu)) != 0) break;
+        if ((rc = matmul(&L->gu, h, gu_f32, B, P, D, 2 * F, gu)) != 0) break;
         ulm_silu_mul_bf16(gu, B, F, act);
-        if ((rc = matmul(&L->down, act, 0, B, F, D, proj)) != 0) break;
+        if ((rc = matmul(&L->down, act, 0, B, P, F, D, proj)) != 0) break;
         add_bf16(x, proj, B * D);
     }
     free(h);
