@@ -253,4 +253,6 @@ def load_blocks(source: ModelSource, use_cache: bool = True) -> FastTransformer 
             setattr(module.get_submodule(owner), attr, nn.Parameter(_floats(t), requires_grad=False))
     module.rope.rebuild(ACT_DTYPE, torch.device("cpu"))
     module.requires_grad_(False)
+    if gf.file_backed:  # what the load read of the file (metadata, norms): the embedding maps its rows on use
+        release_pages(gf.data)
     return module.eval().bind()
