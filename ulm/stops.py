@@ -1,25 +1,15 @@
-"""When a sequence ends, and which of its text may be shown: stop strings, stop token ids, max tokens.
+"""Stop strings across token boundaries: which of a sequence's streamed text may be shown.
 
-Per-sequence, step-by-step objects (one per sequence; the caller feeds them as tokens arrive):
-
-- `StopStrings(stops)`: `feed(text) -> (emit, stopped)`. Text is matched across token boundaries: a stop
-  string may begin in one delta and end in a later one. Stop strings are never emitted, and text that
-  could still be the start of a stop string is held back until it is decided; `flush()` returns what is
-  held back when the sequence ends for another reason. When stopped, `emit` is the text before the stop.
-- `StopCriteria(stop_token_ids, max_tokens)`: `check(token_id, n_generated) -> finish reason or None`.
-  A stop token (EOS by default) ends with "stop" and is not part of the output; reaching max_tokens ends
-  with "length".
-
-Finish reasons follow OpenAI: "stop" (a stop string or stop token) and "length" (max tokens or context).
+`StopStrings(stops)` is one sequence's step-by-step state: `feed(text) -> (emit, stopped)`. Text is matched
+across token boundaries: a stop string may begin in one delta and end in a later one. Stop strings are
+never emitted, and text that could still be the start of a stop string is held back until it is decided;
+`flush()` returns what is held back when the sequence ends for another reason. When stopped, `emit` is
+the text before the stop. (Stop token ids and the token budget are the engine's: `ulm.engine.worker`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
-
-FinishReason = Literal["stop", "length"]
+from collections.abc import Sequence
 
 
 class StopStrings:
@@ -67,25 +57,3 @@ class StopStrings:
                     best = n
                     break
         return best
-
-
-@dataclass(frozen=True)
-class StopCriteria:
-    """Stop token ids and the token budget of one sequence."""
-
-    stop_token_ids: frozenset[int]
-    max_tokens: int
-
-    @classmethod
-    def make(cls, stop_token_ids: Iterable[int], max_tokens: int) -> StopCriteria:
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        return cls(frozenset(int(t) for t in stop_token_ids), max_tokens)
-
-    def check(self, token_id: int, n_generated: int) -> FinishReason | None:
-        """Finish reason after generating `token_id` as the `n_generated`-th token, or None to go on."""
-        if token_id in self.stop_token_ids:
-            return "stop"
-        if n_generated >= self.max_tokens:
-            return "length"
-        return None

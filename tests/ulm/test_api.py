@@ -14,7 +14,7 @@ import torch
 import ulm
 from ulm.api import Model
 from ulm.errors import ContextLengthError, EmptyPromptError
-from ulm.generate import reference_greedy
+from ulm.reference import reference_greedy
 from ulm.registry import ModelNotFoundError
 
 

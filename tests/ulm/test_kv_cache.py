@@ -1,4 +1,4 @@
-"""ulm.kv_cache: the cache's lifecycle (allocate, advance, truncate for prefix reuse, reset) and its errors.
+"""ulm.kv_cache: its lifecycle (allocate, commit and advance, truncate for prefix reuse, grow, reset) and its errors.
 
 Run: .venv/bin/python -m pytest tests/ulm/test_kv_cache.py -q
 """
@@ -63,3 +63,30 @@ def test_truncated_prefix_is_reused_for_a_new_continuation() -> None:
     out = model(second, cache=cache)
     ref = model(torch.cat([shared, second], dim=1))[:, 10:]
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_commit_records_a_write_and_drops_what_followed_it() -> None:
+    cache = KVCache(CONFIG, max_batch=3, max_len=20)
+    cache.commit([0, 1, 2], [0, 0, 0], [9, 5, 7])
+    cache.commit([2, 0], [3, 9], [1, 1])  # row 2 rewritten from position 3 on, row 0 one more token
+    cache.commit([1], [5], [4])
+    assert cache.lengths.tolist() == [10, 9, 4]
+    with pytest.raises(ValueError, match="max length 20"):
+        cache.commit([0], [18], [3])
+    assert cache.lengths.tolist() == [10, 9, 4]
+
+
+@torch.inference_mode()
+def test_grow_keeps_what_the_rows_hold() -> None:
+    torch.manual_seed(0)
+    model = Transformer(CONFIG).eval()
+    ids = torch.randint(0, 61, (1, 12))
+    cache = KVCache(CONFIG, 1, 8)
+    model(ids[:, :8], cache=cache, start=0)
+    cache.commit([0], [0], [8])
+    cache.grow(16)
+    assert (cache.max_len, cache.lengths.tolist()) == (16, [8])
+    out = model(ids[:, 8:], cache=cache, start=8)
+    torch.testing.assert_close(out, model(ids)[:, 8:], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="shrink"):
+        cache.grow(4)

@@ -170,11 +170,8 @@ def test_a_rows_draws_do_not_depend_on_its_batch_neighbours(sampler: str) -> Non
     together = BatchSampler(3, V)
     for row, p in enumerate(params):
         together.set_row(row, p)
-    rows = torch.arange(3)
     for _ in range(30):
-        a = alone.sample(logits[:1], torch.tensor([0]))
-        t = together.sample(logits, rows)
-        assert a.item() == t[0].item()
+        assert alone.sample(logits[:1], [0])[0] == together.sample(logits, [0, 1, 2])[0]
 
 
 def test_batch_sampler_counts_generated_tokens_for_penalties(sampler: str) -> None:
@@ -182,14 +179,24 @@ def test_batch_sampler_counts_generated_tokens_for_penalties(sampler: str) -> No
     sampler.set_row(1, SamplingParams(temperature=0, presence_penalty=2.0))
     logits = torch.zeros(1, V)
     logits[0, 3] = 1.0
-    rows = torch.tensor([1])
-    first = sampler.sample(logits, rows)
-    assert first.item() == 3
-    sampler.observe(rows, first)
+    assert sampler.sample(logits, [1]) == [3]
     assert sampler.counts[1, 3].item() == 1 and sampler.counts[0].sum().item() == 0
-    assert sampler.sample(logits, rows).item() != 3  # penalised away
+    assert sampler.sample(logits, [1]) != [3]  # penalised away
     sampler.set_row(1, SamplingParams(temperature=0))
     assert sampler.counts[1].sum().item() == 0
+
+
+def test_a_row_restarted_with_new_params_samples_with_them(sampler: str) -> None:
+    batch = BatchSampler(2, V)
+    logits = torch.zeros(2, V)
+    logits[:, 3] = 1.0
+    for row in (0, 1):
+        batch.set_row(row, SamplingParams(temperature=0.5, top_k=1))
+    assert batch.sample(logits, [0, 1]) == [3, 3]
+    batch.set_row(1, SamplingParams(temperature=0.5, top_k=1, presence_penalty=2.0))
+    assert batch.sample(logits, [0, 1]) == [3, 3]  # row 1 counts its 3 now
+    kept, penalised = batch.sample(logits, [0, 1])
+    assert kept == 3 and penalised != 3
 
 
 @pytest.mark.parametrize("field,value", [("temperature", -1), ("top_p", 0), ("top_p", 1.5), ("top_k", -1),

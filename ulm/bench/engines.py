@@ -33,34 +33,35 @@ class EngineUnavailable(Exception):
 
 
 class UlmEngine:
-    """µLM loaded through the public `ulm.load` (exact or fast mode), driven on its module and a static KV cache."""
+    """µLM loaded through the public `ulm.load` (exact or fast mode) and decoding as its users do, through
+    `Model.stream` (the engine, run in this thread): greedy, with no stop tokens."""
 
     def __init__(self, source: ModelSource, mode: str, max_len: int) -> None:
-        import torch
-
         from ulm.api import load
-        from ulm.kv_cache import KVCache
 
-        self._torch = torch
-        model = load(source.name if source.parts else str(source.path), mode=mode, max_len=max_len)
-        self.module = model.module
-        self.cache = KVCache(model.config, 1, max_len, model.dtype)
-        self.pos = 0
-        self._token = torch.zeros(1, 1, dtype=torch.long)  # [1, 1], reused every step
-
-    def _run(self, ids: Any) -> int:
-        with self._torch.inference_mode():
-            logits = self.module(ids, cache=self.cache, start=self.pos, last_only=True)  # [1, 1, V]
-        self.pos += ids.shape[1]
-        return int(logits[0, -1].argmax())
+        ref = source.name if source.parts else str(source.path)
+        self.model = load(ref, mode=mode, max_len=max_len + 1)  # a prompt leaves room for a token
+        self._events: Any = None
+        self._last = -1
 
     def prefill(self, ids: Sequence[int]) -> int:
-        self.pos = 0
-        return self._run(self._torch.tensor([list(ids)]))
+        if self._events is not None:
+            self._events.close()  # the last run's request is cancelled: its slot is free again
+        self.model.reset()  # a fresh cache, no prefix reuse
+        self._events = self.model.stream(list(ids), temperature=0, max_tokens=self.model.max_len - len(ids),
+                                         stop_token_ids=[])
+        return self._next()
 
     def step(self, token: int) -> int:
-        self._token.fill_(token)
-        return self._run(self._token)
+        if token != self._last:
+            raise ValueError("µLM's engine feeds back the token it sampled; the bench must step with it")
+        return self._next()
+
+    def _next(self) -> int:
+        event = next(self._events)
+        assert event.token_id is not None
+        self._last = event.token_id
+        return event.token_id
 
 
 class HFEngine:

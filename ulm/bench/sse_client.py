@@ -44,14 +44,28 @@ class SSEConnection:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """POST body to path; yield each event's data (the bytes after `data: `), `[DONE]` included."""
+    async def _exchange(self, request: bytes) -> tuple[asyncio.StreamReader, int, dict[str, str]]:
+        """Send a request on the connection (opened if need be); its reader and the response's head."""
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._host, self._port)
         reader, writer = self._streams
+        writer.write(request)
+        return (reader, *await _read_head(reader))
+
+    async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """POST body to path; yield each event's data (the bytes after `data: `), `[DONE]` included."""
         data = json.dumps(body).encode()
-        writer.write(f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(data)}\r\n\r\n".encode() + data)
-        status, headers = await _read_head(reader)
+        request = f"POST {path} HTTP/1.1\r\n{self._head}Content-Length: {len(data)}\r\n\r\n".encode() + data
+        reused = self._streams is not None
+        try:
+            reader, status, headers = await self._exchange(request)
+        except (StreamError, OSError):
+            if not reused:
+                raise
+            # the server closed the kept-alive connection while it sat idle (its keep-alive timeout), before
+            # reading this request: send it again on a new connection
+            await self.close()
+            reader, status, headers = await self._exchange(request)
         chunked = headers.get("transfer-encoding", "").lower() == "chunked"
         if headers.get("connection", "").lower() == "close":
             self._streams = None

@@ -43,7 +43,7 @@ def _fit(model: Model, history: list[dict[str, str]], system: list[dict[str, str
     """Drop the oldest exchanges until the conversation plus the answer fits the context; the prompt length."""
     from ulm.errors import ContextLengthError
 
-    limit = model.generator.max_len
+    limit = model.max_len
     while True:
         n = len(model.encode(system + history))
         if n + max_tokens <= limit or len(history) <= 1:

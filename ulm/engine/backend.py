@@ -1,9 +1,10 @@
 """What the engine needs from a model: token ids in, last-position logits out, against a KV cache with
-one row per slot. `Backend` is that seam; `UlmBackend` implements it on µLM (`ulm.load` + `KVCache`).
+one row per slot. `Backend` is that seam; `UlmBackend` implements it on µLM (a `Transformer` + `KVCache`).
 
-The engine owns positions: it says which cache row each batch row uses and where its tokens start, and
-the backend keeps the cache's lengths in step. Tokenisation and the chat template live here too, since
-they come with the checkpoint, but the engine itself only ever sees token ids.
+The engine owns positions: it says which cache row each batch row uses and where its tokens start. The
+backend owns the cache: it runs the forward and records what it wrote through the cache's own methods
+(`KVCache.commit`, `grow`). Tokenisation and the chat template live here too, since they come with the
+checkpoint, but the engine itself only ever sees token ids.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from typing import Any, Protocol
 
 import torch
 
+from ulm.kv_cache import KVCache
+
+MIN_CACHE_LEN = 256  # positions per row the KV cache starts with; it doubles up to the context as rows grow
+
 
 class Backend(Protocol):
     """A loaded model as the engine and server use it."""
@@ -20,7 +25,7 @@ class Backend(Protocol):
     model_id: str  # the short name clients send as `model`
     max_seq_len: int  # the longest context the model supports
     vocab_size: int
-    eos_ids: frozenset[int]
+    eos_ids: frozenset[int]  # the tokens that end a generation unless a request names its own
     tokenizer: Any  # a transformers fast tokenizer (or a `tokenizers.Tokenizer`), for ulm.detok
 
     def encode(self, text: str, add_special: bool = False) -> list[int]: ...
@@ -32,11 +37,12 @@ class Backend(Protocol):
     def decode(self, ids: Sequence[int]) -> str: ...
 
     def allocate(self, rows: int, n_ctx: int) -> None:
-        """(Re)allocate the KV cache: `rows` rows of `n_ctx` positions each."""
+        """(Re)allocate the KV cache: `rows` rows of up to `n_ctx` positions each."""
         ...
 
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
-        """Feed ids[b] (rows of any lengths) into cache row rows[b] at positions start[b]..start[b]+len(ids[b])-1.
+        """Feed ids[b] (rows of any lengths) into cache row rows[b] at positions start[b]..start[b]+len(ids[b])-1;
+        the row then holds positions 0..start[b]+len(ids[b])-1 (what it held past start[b] is gone).
 
         Returns the logits of each row's last position: [B, V].
         """
@@ -44,12 +50,14 @@ class Backend(Protocol):
 
 
 class UlmBackend:
-    """µLM's Transformer, KV cache and tokenizer behind the Backend seam."""
+    """µLM's Transformer, KV cache and tokenizer behind the Backend seam. The cache starts at MIN_CACHE_LEN
+    positions a row and doubles (copying what is filled) up to n_ctx as rows get longer, so memory follows
+    use: an 8k context answering short prompts keeps a small cache."""
 
     def __init__(self, net: Any, tokenizer: Any, model_id: str, cache_dtype: torch.dtype | None = None) -> None:
         from ulm.tokenizer import stop_token_ids
 
-        self._net = net  # ulm.model.Transformer (possibly with quantized linears)
+        self._net = net  # ulm.model.Transformer (possibly with quantized linears, or ulm.fast's)
         self.tokenizer = tokenizer
         self.config = net.config
         self.model_id = model_id
@@ -58,7 +66,9 @@ class UlmBackend:
         self.eos_ids = frozenset(stop_token_ids(tokenizer, self.config.eos_token_ids))
         self._device = net.device
         self._cache_dtype = cache_dtype or (net.dtype if net.dtype.is_floating_point else torch.float32)
-        self._cache: Any = None
+        self._cache: KVCache | None = None
+        self._n_ctx = 0
+        self._ragged = getattr(net, "forward_ragged", None)  # one native call for rows of mixed lengths
 
     @classmethod
     def load(cls, ref: str | None, mode: str = "exact") -> UlmBackend:
@@ -66,8 +76,12 @@ class UlmBackend:
         "fast" = int4 weight-only linears with bf16 activations (the KV cache takes the activations' dtype)."""
         import ulm
 
-        model = ulm.load(ref, mode=mode)
-        return cls(model.module, model.tokenizer, model.source.name)
+        return ulm.load(ref, mode=mode).backend
+
+    @property
+    def cache(self) -> KVCache | None:
+        """The KV cache (None before `allocate`)."""
+        return self._cache
 
     def encode(self, text: str, add_special: bool = False) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
@@ -81,28 +95,38 @@ class UlmBackend:
         return str(self.tokenizer.decode(list(ids), skip_special_tokens=False))
 
     def allocate(self, rows: int, n_ctx: int) -> None:
-        from ulm.kv_cache import KVCache
-
-        self._cache = KVCache(self.config, rows, n_ctx, self._cache_dtype, self._device)
+        self._n_ctx = n_ctx
+        self._cache = KVCache(self.config, rows, min(n_ctx, MIN_CACHE_LEN), self._cache_dtype, self._device)
 
     @torch.inference_mode()
     def forward(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
+        cache = self._cache
+        assert cache is not None, "allocate() first"
         lengths = [len(r) for r in ids]
+        end = max(s + n for s, n in zip(start, lengths, strict=True))
+        if end > cache.max_len and end <= self._n_ctx:
+            cache.grow(min(self._n_ctx, max(end, 2 * cache.max_len)))
         if len(set(lengths)) > 1:  # a step mixing decode rows with a prompt chunk
-            ragged = getattr(self._net, "forward_ragged", None)
-            logits = None if ragged is None else ragged([list(r) for r in ids], self._cache, list(rows), list(start))
+            logits = None if self._ragged is None else self._ragged([list(r) for r in ids], cache, list(rows),
+                                                                    list(start))
             if logits is None:  # no one-call path: each length as a batch of its own
                 logits = torch.empty(len(ids), self.vocab_size, device=self._device)
                 for n in sorted(set(lengths)):
                     at = [b for b, m in enumerate(lengths) if m == n]
-                    logits[at] = self.forward([ids[b] for b in at], [rows[b] for b in at], [start[b] for b in at])
-                return logits
-            ends = [s + n for s, n in zip(start, lengths, strict=True)]
-            self._cache.lengths[torch.tensor(list(rows), device=self._device)] = torch.tensor(ends, device=self._device)
-            return logits
+                    logits[at] = self._run([ids[b] for b in at], [rows[b] for b in at], [start[b] for b in at])
+        else:
+            logits = self._run(ids, rows, start)
+        cache.commit(rows, start, lengths)
+        return logits
+
+    def _run(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
+        """One forward of rows of equal lengths: logits of their last positions [B, V]."""
         x = torch.tensor([list(r) for r in ids], dtype=torch.long, device=self._device)  # [B, T]
-        row_t = torch.tensor(list(rows), dtype=torch.long, device=self._device)  # [B]
-        start_t = torch.tensor(list(start), dtype=torch.long, device=self._device)  # [B]
-        logits = self._net(x, cache=self._cache, start=start_t, rows=row_t, last_only=True)  # [B, 1, V]
-        self._cache.lengths[row_t] = start_t + x.shape[1]
+        if list(rows) == list(range(len(rows))) and all(s == start[0] for s in start):
+            # rows 0..B-1 at one position (a single stream, equal prompts): the cache's slice path
+            logits = self._net(x, cache=self._cache, start=int(start[0]), last_only=True)  # [B, 1, V]
+        else:
+            row_t = torch.tensor(list(rows), dtype=torch.long, device=self._device)  # [B]
+            start_t = torch.tensor(list(start), dtype=torch.long, device=self._device)  # [B]
+            logits = self._net(x, cache=self._cache, start=start_t, rows=row_t, last_only=True)  # [B, 1, V]
         return logits[:, -1, :]

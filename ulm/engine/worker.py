@@ -1,4 +1,4 @@
-"""The engine: one worker thread that owns the model and its KV cache, fed by a bounded queue.
+"""The engine: it owns the model's backend, the slots and the sampler, fed by a bounded queue.
 
 Each turn of its loop it
 1. acts on cancellations (a cancelled request leaves its slot at once, queued or running),
@@ -6,25 +6,33 @@ Each turn of its loop it
 3. runs one forward for every slot past prefill (one token each) together with the next prompt chunks of
    the requests still prefilling, oldest first, `prefill_chunk` tokens in all (so decodes and
    cancellations are never stalled behind long prompts for more than one chunk): the prompts' tokens ride
-   in the decode step's pass over the weights, and requests that arrive together prefill together.
+   in the decode step's pass over the weights, and requests that arrive together prefill together;
+   then samples every row that needs a token (`ulm.sampling.BatchSampler`, each request with its own
+   params and seed) and turns the tokens into text (`textout.TextOutput`).
 
-`submit` never blocks: a full queue raises QueueFullError at once. Events go to each request's sink from
-this thread, a step's events together right before the next forward (or before the worker waits), so the
-server's event loop is woken once a step rather than once a token and mostly streams them while the
-forward runs in native code (each wake-up can still hand it the GIL at once: py-spy puts ~5% of this
-thread's time there at 4 clients). `stop(grace)` drains: queued requests end at once, running ones may
-finish within the grace period and are then cut with finish_reason "length".
+Two ways to drive it:
+- a worker loop (`run` in the thread that loaded the model, or `start` for a new thread), for the server:
+  `submit` never blocks (a full queue raises QueueFullError at once) and events go to each request's sink
+  from the worker, a step's events together right before the next forward (or before the worker waits),
+  so the server's event loop is woken once a step rather than once a token and mostly streams them while
+  the forward runs in native code (each wake-up can still hand it the GIL at once: py-spy puts ~5% of this
+  thread's time there at 4 clients). `stop(grace)` drains: queued requests end at once, running ones may
+  finish within the grace period and are then cut with finish_reason "length";
+- in process (`generate`, `turn`), for `ulm.Model`: the calling thread runs the turns itself, so the
+  forward runs in the thread that loaded the model, as the worker does (see `run`).
+
+Request timings are on the engine's clock, the time spent in steps, so neither a wait for work nor an
+in-process caller's time between events counts as prefill or decode time.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-
-import torch
+from collections.abc import Callable, Generator, Sequence
 
 from ulm.engine.backend import Backend
 from ulm.engine.slots import Active, Slot, Ticket, pick_slot
@@ -33,17 +41,17 @@ from ulm.engine.types import (
     FINISH_CANCELLED,
     FINISH_LENGTH,
     FINISH_STOP,
-    Delta,
+    NO_TIMINGS,
     EngineStoppedError,
     Event,
     Failed,
-    Finished,
-    GenRequest,
+    FinishReason,
     QueueFullError,
+    Request,
     Sink,
     Timings,
+    Usage,
 )
-from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.sampling import BatchSampler
 
 log = logging.getLogger("ulm.engine")
@@ -81,11 +89,14 @@ class Engine:
         self.state = RUNNING
         self.error: str | None = None  # why the engine died, when state == DEAD
         self._slots = [Slot(row) for row in range(parallel)]
-        self._outbox: list[tuple[Ticket, Event]] = []  # events of the worker's last step, not yet delivered
+        self._outbox: list[tuple[Ticket, Event | Failed]] = []  # events of the last step, not yet delivered
         self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._cond = threading.Condition()
+        self._turn_lock = threading.Lock()  # in-process callers take turns one at a time
         self._drain_deadline = 0.0
+        self._busy_s = 0.0  # the engine's clock: seconds spent in steps so far
+        self._step_t0: float | None = None  # perf_counter() when the running step began
         self._thread: threading.Thread | None = None  # the worker: started by start(), or whoever calls run()
         self._exited = threading.Event()
         backend.allocate(parallel, n_ctx)
@@ -107,24 +118,12 @@ class Engine:
         finally:
             self._exited.set()
 
-    def check(self, request: GenRequest) -> None:
-        """Raise the error submit would raise for this request (callers check before streaming): ValueError
-        for bad sampling settings, EmptyPromptError, ContextLengthError."""
-        request.sampling.validate()
-        if request.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {request.max_tokens}")
-        if not request.prompt:
-            raise EmptyPromptError("the prompt is empty: nothing to condition on")
-        if len(request.prompt) >= self.n_ctx:
-            raise ContextLengthError(
-                len(request.prompt),
-                self.n_ctx,
-                f"the request has {len(request.prompt)} prompt tokens, which leaves no room to generate in "
-                f"the context of {self.n_ctx} tokens",
-            )
+    def check(self, request: Request) -> None:
+        """Raise the error submit would raise for this request (callers check before streaming)."""
+        request.check(self.n_ctx, self.backend.vocab_size)
 
-    def submit(self, request: GenRequest, sink: Sink) -> Ticket:
-        """Queue a request; its events go to `sink` from the worker thread. Never blocks."""
+    def submit(self, request: Request, sink: Sink) -> Ticket:
+        """Queue a request; its events go to `sink` from the thread running the engine. Never blocks."""
         self.check(request)
         ticket = Ticket(request, sink)
         with self._cond:
@@ -137,7 +136,7 @@ class Engine:
         return ticket
 
     def cancel(self, ticket: Ticket) -> None:
-        """Withdraw a request: dropped from the queue now, or its slot freed at the worker's next step."""
+        """Withdraw a request: dropped from the queue now, or its slot freed at the engine's next turn."""
         with self._cond:
             if ticket.cancelled:
                 return
@@ -147,7 +146,7 @@ class Engine:
                 self._pending.remove(ticket)
             self._cond.notify_all()
         if queued:
-            _emit(ticket, Finished(FINISH_CANCELLED, len(ticket.request.prompt), 0, 0, Timings(0, 0, 0.0, 0, 0.0)))
+            _emit(ticket, _unstarted(ticket, FINISH_CANCELLED))
 
     def stop(self, grace: float = 0.0, timeout: float | None = 5.0) -> None:
         """Stop accepting; end queued requests; let running ones finish for `grace` s, then cut them.
@@ -162,8 +161,7 @@ class Engine:
                 dropped = []
             self._cond.notify_all()
         for ticket in dropped:
-            n = len(ticket.request.prompt)
-            _emit(ticket, Finished(FINISH_LENGTH, n, 0, 0, Timings(0, n, 0.0, 0, 0.0)))
+            _emit(ticket, _unstarted(ticket, FINISH_LENGTH))
         if timeout is not None and self._thread is not None and threading.current_thread() is not self._thread:
             self._exited.wait(timeout)
 
@@ -179,7 +177,52 @@ class Engine:
     def alive(self) -> bool:
         return self.state in (RUNNING, DRAINING) and not self._exited.is_set()
 
-    # -- the worker thread --------------------------------------------------------------------------------
+    # -- in process ---------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[Request]) -> Generator[tuple[int, Event], None, None]:
+        """Run `requests` in the calling thread (no worker loop may run): (index, event) pairs as the steps
+        produce them. A failed step raises what it raised; closing the iterator early cancels the requests
+        still running (their slots are freed at the next turn, keeping what they prefilled for reuse)."""
+        box: list[tuple[int, Event | Failed]] = []
+        tickets = [self.submit(req, functools.partial(_tag, box, i)) for i, req in enumerate(requests)]
+        running = set(range(len(tickets)))
+        try:
+            while running:
+                if not self.turn() and not box:
+                    raise RuntimeError("the engine has nothing to run, but requests are unfinished")
+                events, box[:] = box[:], []
+                for i, ev in events:
+                    if isinstance(ev, Failed):
+                        raise ev.error if ev.error is not None else RuntimeError(ev.message)
+                    if ev.finish_reason is not None:
+                        running.discard(i)
+                    yield i, ev
+        finally:
+            for i in running:
+                self.cancel(tickets[i])
+
+    def turn(self) -> bool:
+        """One turn of the loop in the calling thread (cancellations, seating, one step), its events delivered
+        before it returns; False when there was nothing to run."""
+        if self._thread is not None:
+            raise RuntimeError("this engine runs its own worker loop")
+        with self._turn_lock:
+            self._reap_cancelled()
+            self._seat_waiting()
+            ran = self._step()
+            self._deliver()
+            return ran
+
+    def reset(self) -> None:
+        """Forget the cached prefixes of the free slots (cancelled requests' slots are freed first)."""
+        with self._turn_lock:
+            self._reap_cancelled()
+            self._deliver()
+            for slot in self._slots:
+                if slot.active is None:
+                    slot.tokens.clear()
+
+    # -- the thread running the engine --------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
@@ -195,8 +238,13 @@ class Engine:
         with self._cond:
             self.state = STOPPED
 
-    def _post(self, ticket: Ticket, event: Event) -> None:
-        """Queue an event for `_deliver` (worker thread)."""
+    def _clock(self) -> float:
+        """The engine's clock: seconds spent in steps (request timings are differences of it)."""
+        t0 = self._step_t0
+        return self._busy_s if t0 is None else self._busy_s + (time.perf_counter() - t0)
+
+    def _post(self, ticket: Ticket, event: Event | Failed) -> None:
+        """Queue an event for `_deliver`."""
         self._outbox.append((ticket, event))
 
     def _deliver(self) -> None:
@@ -235,23 +283,23 @@ class Engine:
         with self._cond:
             while self._pending and any(slot.active is None for slot in self._slots):
                 ticket = self._pending.popleft()
-                free = [slot for slot in self._slots if slot.active is None]
-                slot, cached = pick_slot(free, ticket.request.prompt)
                 req = ticket.request
+                slot, cached = pick_slot([slot for slot in self._slots if slot.active is None], req.prompt)
                 del slot.tokens[cached:]
                 self._sampler.set_row(slot.row, req.sampling)
                 slot.active = Active(
                     ticket=ticket,
                     text=TextOutput(self.backend.tokenizer, req.stop),
-                    max_new=max(0, min(req.max_tokens, self.n_ctx - len(req.prompt))),
+                    stop_ids=self.backend.eos_ids if req.stop_token_ids is None else req.stop_token_ids,
+                    max_new=min(req.max_tokens, self.n_ctx - len(req.prompt)),
                     cached=cached,
                     prefilled=cached,
-                    t_prefill_start=time.monotonic(),
+                    t_seated=self._clock(),
                 )
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
         """One forward: a token for every decoding slot and, in the same batch, prompt chunks of the requests
-        still prefilling, oldest first, `prefill_chunk` tokens in all."""
+        still prefilling, oldest first, `prefill_chunk` tokens in all. False when no slot needed one."""
         decoding = [s for s in self._slots if s.active and s.active.generated and not s.active.ticket.cancelled]
         prefilling = sorted((s for s in self._slots
                              if s.active and s.active.prefilled < len(s.active.ticket.request.prompt)),
@@ -266,11 +314,15 @@ class Engine:
             chunk = active.ticket.request.prompt[active.prefilled : active.prefilled + budget]
             chunks.append((slot, chunk))
             budget -= len(chunk)
-        if decoding or chunks:
-            self._guarded(decoding + [slot for slot, _ in chunks], lambda: self._forward(decoding, chunks))
+        if not (decoding or chunks):
+            return False
+        self._guarded(decoding + [slot for slot, _ in chunks], lambda: self._forward(decoding, chunks))
+        return True
 
     def _guarded(self, slots: list[Slot], work: Callable[[], None]) -> None:
-        """Run one forward; if it raises, the requests in it fail, their slots are reset, the engine goes on."""
+        """Run one step on the engine's clock; if it raises, the requests in it fail, their slots are reset,
+        the engine goes on."""
+        self._step_t0 = time.perf_counter()
         try:
             work()
         except Exception as exc:
@@ -281,8 +333,10 @@ class Engine:
                     slot.active = None
                     slot.tokens.clear()  # the row's cache contents are unknown now
                     slot.last_used = time.monotonic()
-                    self._post(ticket, Failed(f"internal error in the engine: {type(exc).__name__}"))
+                    self._post(ticket, Failed(f"internal error in the engine: {type(exc).__name__}", exc))
         finally:
+            self._busy_s += time.perf_counter() - self._step_t0
+            self._step_t0 = None
             self.steps += 1
             if self.step_delay:  # the debug delay stands for a slow forward: this step's events go out first
                 self._deliver()
@@ -303,75 +357,56 @@ class Engine:
             active.prefilled += len(chunk)
             slot.tokens.extend(chunk)
             if active.prefilled == len(active.ticket.request.prompt):
-                if active.max_new == 0:
-                    self._finish(slot, FINISH_LENGTH)
-                else:
-                    sampled.append(slot)
-                    at.append(i)
+                sampled.append(slot)
+                at.append(i)
         if sampled:
             rows_logits = logits if len(at) == logits.shape[0] else logits[at]
-            for slot, tok in zip(sampled, self._sample(sampled, rows_logits), strict=True):
-                self._accept(slot, tok)
-
-    def _sample(self, slots: list[Slot], logits: torch.Tensor) -> list[int]:
-        """Next token of each slot from its logits [len(slots), V]; the sampler counts them for penalties."""
-        row_list = [s.row for s in slots]
-        rows = torch.tensor(row_list, dtype=torch.long)  # [b]
-        tokens = self._sampler.sample(logits.float(), rows, row_list)  # [b]
-        self._sampler.observe(rows, tokens)
-        return tokens.tolist()
+            tokens = self._sampler.sample(rows_logits, [s.row for s in sampled])
+            for slot, token in zip(sampled, tokens, strict=True):
+                self._accept(slot, token)
 
     def _accept(self, slot: Slot, token: int) -> None:
-        """A newly sampled token: emit safe text, finish on end-of-sequence, a stop string or the budget."""
+        """A newly sampled token: its event with the text now safe to show; the finish on a stop token, a stop
+        string or the token budget."""
         active = slot.active
         assert active is not None
-        now = time.monotonic()
+        now = self._clock()
         active.generated.append(token)
         if len(active.generated) == 1:
             active.t_first_token = now
         active.t_last_token = now
         if self.fail_at_token is not None and len(active.generated) == self.fail_at_token:
             raise InjectedFault(f"debug fault at token {self.fail_at_token}")
-        if token in self.backend.eos_ids:
-            self._flush_and_finish(slot, FINISH_STOP)
+        if token in active.stop_ids:  # not part of the output
+            self._finish(slot, FINISH_STOP, active.text.flush()[0])
             return
         text, stopped = active.text.push(token)
-        if text:
-            self._post(active.ticket, Delta(text, 1, now))
         if stopped:
-            self._finish(slot, FINISH_STOP)
+            self._finish(slot, FINISH_STOP, text, token)
         elif len(active.generated) >= active.max_new:
-            self._flush_and_finish(slot, FINISH_LENGTH)
+            tail, stopped = active.text.flush()
+            self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text + tail, token)
+        else:
+            self._post(active.ticket, Event(text, token))
 
-    def _flush_and_finish(self, slot: Slot, reason: str) -> None:
-        active = slot.active
-        assert active is not None
-        text, stopped = active.text.flush()
-        if text:
-            self._post(active.ticket, Delta(text, 0, time.monotonic()))
-        self._finish(slot, FINISH_STOP if stopped else reason)
-
-    def _finish(self, slot: Slot, reason: str) -> None:
+    def _finish(self, slot: Slot, reason: FinishReason, text: str = "", token: int | None = None) -> None:
+        """Free the slot; the request's last event (with `text` and `token`, if any), usage and timings."""
         active = slot.active
         assert active is not None
         slot.active = None
         slot.last_used = time.monotonic()
-        req = active.ticket.request
-        prompt_done = active.prefilled - active.cached
-        t_end_prefill = active.t_first_token or time.monotonic()
-        timings = Timings(
-            cache_n=active.cached,
-            prompt_n=prompt_done,
-            prompt_ms=(t_end_prefill - active.t_prefill_start) * 1000.0,
-            predicted_n=len(active.generated),
-            predicted_ms=(active.t_last_token - active.t_first_token) * 1000.0 if active.generated else 0.0,
-        )
-        self._post(active.ticket, Finished(reason, len(req.prompt), active.cached, len(active.generated), timings))
+        n = len(active.generated)
+        prefill_end = active.t_first_token if n else self._clock()
+        timings = Timings((prefill_end - active.t_seated) * 1000.0,
+                          (active.t_last_token - active.t_first_token) * 1000.0 if n else 0.0, max(0, n - 1))
+        usage = Usage(len(active.ticket.request.prompt), active.cached, n)
+        self._post(active.ticket, Event(text, token, reason, usage, timings))
 
     def _cut_all(self) -> None:
         for slot in self._slots:
             if slot.active is not None:
-                self._flush_and_finish(slot, FINISH_LENGTH)
+                text, stopped = slot.active.text.flush()
+                self._finish(slot, FINISH_STOP if stopped else FINISH_LENGTH, text)
 
     def _die(self, why: str) -> None:
         self._deliver()  # what the steps before produced goes out first
@@ -387,7 +422,16 @@ class Engine:
             _emit(ticket, Failed("the engine stopped working; the server needs a restart"))
 
 
-def _emit(ticket: Ticket, event: Event) -> None:
+def _unstarted(ticket: Ticket, reason: FinishReason) -> Event:
+    """The finish of a request that never ran (withdrawn or dropped while queued)."""
+    return Event("", None, reason, Usage(len(ticket.request.prompt), 0, 0), NO_TIMINGS)
+
+
+def _tag(box: list[tuple[int, Event | Failed]], index: int, event: Event | Failed) -> None:
+    box.append((index, event))
+
+
+def _emit(ticket: Ticket, event: Event | Failed) -> None:
     try:
         ticket.sink(event)
     except Exception:  # a broken sink must not take the engine down

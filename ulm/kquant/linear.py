@@ -13,8 +13,8 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
   a `precise` linear takes int16 for the tokens being decoded (any 2-D input, or [B, 1, K]) and int8 for
   a prompt's ([B, T > 1, K]): decoding streams the weights, which hides int16's doubled dot products, while
   a prefill is bound by them (int16 1.6-1.7× int8's time at 256-512 rows; unpacking Wᵀ to bf16 for a dense
-  GEMM, `dense_matmul`, 1.5-1.6×). With the rows layout (ULM_NATIVE=0, no compiler, no VNNI): the reference dequantisation
-  (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32 matmul, slow but right.
+  GEMM, `dense_matmul`, 1.5-1.6×). With the rows layout (ULM_NATIVE=0, no compiler, no VNNI): the reference
+  dequantisation (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32 matmul, slow but right.
 - `descriptor` is the address of the C `ulm_kq_linear` (ulm_kquant.h) that runs it, for native code that
   calls `ulm_kq_mm` itself (a fused decode step); it stays valid while the module and its buffers live.
 - `spec` ((type, rows) per part), `in_features` and the `data` buffer are all it needs to be rebuilt

@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
+from fastapi import Request as HTTPRequest
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import JSONResponse, PlainTextResponse
 
-from ulm.engine.types import GenRequest, SamplingParams
+from ulm.engine.types import Request
+from ulm.sampling import SamplingParams
 from ulm.server import errors, generation
 from ulm.server.errors import APIError
 from ulm.server.guard import PUBLIC_PATHS, Guard
@@ -109,7 +111,7 @@ def create_app(state: ServerState) -> Any:
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/chat/completions", response_model=ChatCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
-    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
         check_model(body.model, backend.model_id)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
@@ -117,21 +119,21 @@ def create_app(state: ServerState) -> Any:
             prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages)
         except Exception as exc:  # the checkpoint's template refusing these messages (e.g. roles out of order)
             raise APIError(400, f"the chat template rejected the messages: {exc}", param="messages") from None
-        gen = GenRequest(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
+        gen = Request(prompt, max_tokens(body.max_completion_tokens, body.max_tokens), _sampling(body),
                          body.stops())
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         job = generation.start("chat", backend.model_id, engine, metrics, gen, include_usage)
         return await generation.answer(job, request, bool(body.stream))
 
     @app.post("/v1/completions", response_model=TextCompletion, responses={**_ERRORS, **_STREAM_OR_JSON})
-    async def completions(body: CompletionRequest, request: Request) -> Any:
+    async def completions(body: CompletionRequest, request: HTTPRequest) -> Any:
         backend, engine = state.ready()
         check_model(body.model, backend.model_id)
         if isinstance(body.prompt, str):
             prompt = await anyio.to_thread.run_sync(lambda: backend.encode(body.prompt, add_special=True))
-        else:
-            prompt = _in_vocab(body.prompt, backend.vocab_size, "prompt")
-        gen = GenRequest(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
+        else:  # token ids: the engine's check refuses ids outside the vocabulary
+            prompt = list(body.prompt)
+        gen = Request(prompt, max_tokens(body.max_tokens), _sampling(body), body.stops())
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         job = generation.start("text", backend.model_id, engine, metrics, gen, include_usage)
         return await generation.answer(job, request, bool(body.stream))

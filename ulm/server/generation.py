@@ -4,7 +4,8 @@
 and submits it (429 + Retry-After at once when the queue is full); `answer` then either collects the
 text (cancelling the request if the client disconnects while it waits) or returns an `EventStream`
 in OpenAI's chunk format: one id, `role` only in the first chunk, `finish_reason` only in the last,
-an optional usage chunk, then `data: [DONE]`.
+an optional usage chunk, then `data: [DONE]`. The engine's usage and timings become OpenAI's `usage` and
+llama.cpp's `timings` here.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse
 
 from ulm.engine.slots import Ticket
-from ulm.engine.types import Delta, EngineStoppedError, Event, Failed, Finished, GenRequest, QueueFullError
+from ulm.engine.types import EngineStoppedError, Event, Failed, QueueFullError, Request, Timings, Usage
 from ulm.engine.worker import Engine
 from ulm.errors import ContextLengthError, EmptyPromptError
 from ulm.server.errors import APIError
@@ -39,9 +40,9 @@ class Mailbox:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Queue[Event], Event]] = []
+        self._items: list[tuple[asyncio.Queue[Event | Failed], Event | Failed]] = []
 
-    def post(self, queue: asyncio.Queue[Event], ev: Event) -> None:  # worker thread
+    def post(self, queue: asyncio.Queue[Event | Failed], ev: Event | Failed) -> None:  # worker thread
         with self._lock:
             self._items.append((queue, ev))
             if len(self._items) > 1:  # a wake-up is already on its way
@@ -72,28 +73,31 @@ class Inbox:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, t_arrival: float) -> None:
         self._mailbox = mailbox(loop)
-        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._queue: asyncio.Queue[Event | Failed] = asyncio.Queue()
         self._metrics = metrics
         self._t_last = t_arrival
         self._first = True
 
-    def push(self, ev: Event) -> None:  # worker thread
-        if isinstance(ev, Delta) and ev.n_tokens:
-            if self._first:
-                self._metrics.observe_ttft(ev.time - self._t_last)
-            else:
-                self._metrics.observe_tokens(ev.time - self._t_last, ev.n_tokens)
-            self._first = False
-            self._t_last = ev.time
-        elif isinstance(ev, Finished):
-            self._metrics.count_tokens(ev.prompt_tokens, ev.cached_tokens, ev.completion_tokens)
+    def push(self, ev: Event | Failed) -> None:  # worker thread
+        if isinstance(ev, Event):
+            if ev.token_id is not None:
+                now = time.monotonic()
+                if self._first:
+                    self._metrics.observe_ttft(now - self._t_last)
+                else:
+                    self._metrics.observe_tokens(now - self._t_last, 1)
+                self._first = False
+                self._t_last = now
+            if ev.usage is not None:
+                self._metrics.count_tokens(ev.usage.prompt_tokens, ev.usage.cached_tokens,
+                                           ev.usage.completion_tokens)
         self._mailbox.post(self._queue, ev)
 
-    async def events(self) -> AsyncIterator[Event]:
+    async def events(self) -> AsyncIterator[Event | Failed]:
         while True:
             ev = await self._queue.get()
             yield ev
-            if isinstance(ev, Finished | Failed):
+            if isinstance(ev, Failed) or ev.finish_reason is not None:
                 return
 
 
@@ -111,7 +115,7 @@ class Job:
     created: int
 
 
-def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: GenRequest,
+def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: Request,
           include_usage: bool) -> Job:
     """Check and submit; raises APIError for context overflow, an empty prompt, a full queue or shutdown."""
     t_arrival = time.monotonic()
@@ -125,7 +129,7 @@ def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: G
                        n_prompt_tokens=exc.n_prompt_tokens, n_ctx=exc.n_ctx) from None
     except EmptyPromptError as exc:
         raise APIError(400, str(exc), param="messages" if kind == "chat" else "prompt") from None
-    except ValueError as exc:  # sampling settings out of range
+    except ValueError as exc:  # sampling settings out of range, token ids outside the vocabulary
         raise APIError(400, str(exc), param=str(exc).split(" ", 1)[0]) from None
     except QueueFullError as exc:
         raise APIError(429, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after_s)}) from None
@@ -135,37 +139,61 @@ def start(kind: str, model_id: str, engine: Engine, metrics: Metrics, request: G
     return Job(kind, model_id, engine, ticket, inbox, include_usage, prefix + uuid.uuid4().hex, int(time.time()))
 
 
-def usage(fin: Finished) -> dict[str, Any]:
+def usage(u: Usage) -> dict[str, Any]:
+    """OpenAI's usage object."""
     return {
-        "prompt_tokens": fin.prompt_tokens,
-        "completion_tokens": fin.completion_tokens,
-        "total_tokens": fin.prompt_tokens + fin.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": fin.cached_tokens},
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
     }
 
 
-async def answer(job: Job, request: Request, stream: bool) -> Any:
+def timings(u: Usage, t: Timings) -> dict[str, float | int]:
+    """llama.cpp's timings object (milliseconds, tokens per second)."""
+    def per_s(n: int, ms: float) -> float:
+        return round(n / (ms / 1000.0), 2) if ms > 0 else 0.0
+
+    def per_tok(n: int, ms: float) -> float:
+        return round(ms / n, 3) if n else 0.0
+
+    prompt_n, predicted_n = u.prefilled_tokens, u.completion_tokens
+    return {
+        "cache_n": u.cached_tokens,
+        "prompt_n": prompt_n,
+        "prompt_ms": round(t.prefill_ms, 3),
+        "prompt_per_token_ms": per_tok(prompt_n, t.prefill_ms),
+        "prompt_per_second": per_s(prompt_n, t.prefill_ms),
+        "predicted_n": predicted_n,
+        "predicted_ms": round(t.decode_ms, 3),
+        "predicted_per_token_ms": per_tok(predicted_n, t.decode_ms),
+        "predicted_per_second": per_s(predicted_n, t.decode_ms),
+    }
+
+
+async def answer(job: Job, request: HTTPRequest, stream: bool) -> Any:
     if stream:
         return EventStream(_chunks(job), on_disconnect=lambda: job.engine.cancel(job.ticket))
     return await _whole(job, request)
 
 
-async def _wait_disconnect(request: Request) -> None:
+async def _wait_disconnect(request: HTTPRequest) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
 
 
-async def _whole(job: Job, request: Request) -> JSONResponse:
-    async def collect() -> tuple[str, Finished | Failed]:
+async def _whole(job: Job, request: HTTPRequest) -> JSONResponse:
+    async def collect() -> tuple[str, Event | Failed]:
         parts: list[str] = []
         async for ev in job.inbox.events():
-            if isinstance(ev, Delta):
-                parts.append(ev.text)
-            else:
+            if isinstance(ev, Failed):
                 return "".join(parts), ev
-        raise AssertionError("unreachable: events end with Finished or Failed")
+            parts.append(ev.text)
+            if ev.finish_reason is not None:
+                return "".join(parts), ev
+        raise AssertionError("unreachable: events end with a finish or Failed")
 
     result = asyncio.ensure_future(collect())
     gone = asyncio.ensure_future(_wait_disconnect(request))
@@ -181,6 +209,7 @@ async def _whole(job: Job, request: Request) -> JSONResponse:
     text, end = result.result()
     if isinstance(end, Failed):
         raise APIError(500, end.message)
+    assert end.usage is not None and end.timings is not None
     if job.kind == "chat":
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
                                   "logprobs": None, "finish_reason": end.finish_reason}
@@ -189,7 +218,8 @@ async def _whole(job: Job, request: Request) -> JSONResponse:
         choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": end.finish_reason}
         obj = "text_completion"
     return JSONResponse({"id": job.id, "object": obj, "created": job.created, "model": job.model_id,
-                         "choices": [choice], "usage": usage(end), "timings": end.timings.as_dict()})
+                         "choices": [choice], "usage": usage(end.usage),
+                         "timings": timings(end.usage, end.timings)})
 
 
 async def _chunks(job: Job) -> AsyncIterator[bytes]:
@@ -207,13 +237,14 @@ async def _chunks(job: Job) -> AsyncIterator[bytes]:
     if chat:
         yield chunk({"role": "assistant", "content": ""})
     async for ev in job.inbox.events():
-        if isinstance(ev, Delta):
-            if ev.text:
-                yield chunk({"content": ev.text} if chat else ev.text)
-        elif isinstance(ev, Failed):
+        if isinstance(ev, Failed):
             yield event({"error": APIError(500, ev.message).body()["error"]})
-        else:
-            yield chunk({} if chat else "", ev.finish_reason, timings=ev.timings.as_dict())
+            continue
+        if ev.text:
+            yield chunk({"content": ev.text} if chat else ev.text)
+        if ev.finish_reason is not None:
+            assert ev.usage is not None and ev.timings is not None
+            yield chunk({} if chat else "", ev.finish_reason, timings=timings(ev.usage, ev.timings))
             if job.include_usage:
-                yield event({**base, "choices": [], "usage": usage(ev)})
+                yield event({**base, "choices": [], "usage": usage(ev.usage)})
     yield DONE

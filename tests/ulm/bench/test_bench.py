@@ -29,8 +29,13 @@ def run_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
 
 
 @pytest.fixture(scope="module")
-def tiny_results(tiny_llama_dir: Path) -> dict[str, dict[str, Any]]:
-    proc = run_bench("--model", str(tiny_llama_dir), "--engines", "ulm,hf,llama_cpp", "--repeats", "1",
+def tiny_results(tmp_path_factory: pytest.TempPathFactory, smollm2_tokenizer_dir: Path) -> dict[str, dict[str, Any]]:
+    from tests.support.checkpoints import save_tiny_hf
+
+    # a context longer than the 512-token prefill: µLM's engine leaves a prompt room for a token
+    tiny = save_tiny_hf(tmp_path_factory.mktemp("tiny_llama_1k"), "llama", tokenizer_dir=smollm2_tokenizer_dir,
+                        max_position_embeddings=1024)
+    proc = run_bench("--model", str(tiny), "--engines", "ulm,hf,llama_cpp", "--repeats", "1",
                      "--new-tokens", "4", "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)

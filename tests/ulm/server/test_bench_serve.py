@@ -67,3 +67,23 @@ def test_the_bench_client_streams_events_on_one_connection_and_reports_error_sta
     for events in streams:  # the second request reused the kept-alive connection
         assert events[-1] == b"[DONE]" and json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
     assert refused.startswith("the server answered 401")
+
+
+@pytest.mark.slow
+def test_the_bench_client_reconnects_when_the_server_closed_its_idle_connection(server: Server) -> None:
+    import asyncio
+
+    from ulm.bench.sse_client import SSEConnection
+
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "stream": True}
+
+    async def talk() -> list[list[bytes]]:
+        conn = SSEConnection(server.base, {"Authorization": f"Bearer {API_KEY}"})
+        first = [data async for data in conn.events("/v1/chat/completions", body)]
+        await asyncio.sleep(6.5)  # past the server's 5 s keep-alive: it closes the idle connection
+        second = [data async for data in conn.events("/v1/chat/completions", body)]
+        await conn.close()
+        return [first, second]
+
+    for events in asyncio.run(talk()):
+        assert events[-1] == b"[DONE]"
