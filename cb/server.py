@@ -7,7 +7,8 @@
 
 `ensure()` reuses a running healthy server of the same identity (model and server_args), else stops the one
 running (another model, other arguments such as `--mode`) and starts one in its own session (it outlives
-the cb that started it), waits for GET /health with a spinner, and returns its base URL. A server that dies
+the cb that started it), waits for GET /health with a spinner (showing the load's step and fraction while
+the server reports one), and returns its base URL. A server that dies
 or never becomes healthy gives a `ServerError` with one line saying why and where the log is. `stop()`
 sends SIGTERM to the server's process group, then SIGKILL after a grace period.
 """
@@ -28,9 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from cb import paths
 from cb.backend import Backend
+
+# `wait(text)`: shown while cb waits for the server (a spinner); it yields a function that changes the text
+Wait: TypeAlias = Callable[[str], contextlib.AbstractContextManager[Callable[[str], None]]]
 
 STOP_GRACE_S = 10.0
 
@@ -135,7 +140,7 @@ def serve_command(model: str, port: int, extra_args: str) -> list[str]:
 
 
 def ensure(model: str, port: int = 0, extra_args: str = "", timeout: float = 180.0,
-           wait: Callable[[str], contextlib.AbstractContextManager[None]] | None = None) -> ServerInfo:
+           wait: Wait | None = None) -> ServerInfo:
     """A healthy local server for `model`: the running one, or a new one (see the module docstring)."""
     with _lock():
         info = read_info()
@@ -148,7 +153,7 @@ def ensure(model: str, port: int = 0, extra_args: str = "", timeout: float = 180
 
 
 def _start(model: str, port: int, extra_args: str, timeout: float,
-           wait: Callable[[str], contextlib.AbstractContextManager[None]] | None) -> ServerInfo:
+           wait: Wait | None) -> ServerInfo:
     if importlib.util.find_spec("torch") is None:
         raise ServerError("the local model server needs the model extra: pip install 'cb[ulm]' "
                           "(or point cb at another server: cb config set base_url URL)")
@@ -169,20 +174,23 @@ def _start(model: str, port: int, extra_args: str, timeout: float,
 
 
 def _wait_healthy(info: ServerInfo, timeout: float,
-                  wait: Callable[[str], contextlib.AbstractContextManager[None]] | None,
-                  proc: subprocess.Popen[bytes] | None = None) -> ServerInfo:
+                  wait: Wait | None, proc: subprocess.Popen[bytes] | None = None) -> ServerInfo:
     deadline = time.monotonic() + timeout
-    waiting = wait(f"starting the model server ({info.model})…") if wait else contextlib.nullcontext()
-    with waiting:
-        delay = 0.05
+    label = f"starting the model server ({info.model})…"
+    waiting = wait(label) if wait else contextlib.nullcontext(lambda _: None)
+    with waiting as show:
+        delay, shown = 0.05, ""
         while time.monotonic() < deadline:
-            state, error = probe(info.base_url, timeout=1.0)
+            state, said = probe(info.base_url, timeout=1.0)
             if state == "ok":
                 return info
             if state == "error":
                 _stop(info)
-                raise ServerError(f"the model server failed to start ({error or 'no reason given'}); "
+                raise ServerError(f"the model server failed to start ({said or 'no reason given'}); "
                                   f"log: {info.log}")
+            if state == "loading" and said != shown:  # the load's step: "repacking … 42% (470/1117 MB)"
+                show(f"{label} {said}" if said else label)
+                shown = said
             exited = proc.poll() is not None if proc else not _is_our_server(info.pid)
             if exited:
                 info_file().unlink(missing_ok=True)

@@ -51,6 +51,15 @@ class Transformer(nn.Module):
         self.rope = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta, config.rope_scaling)
         self._register_load_state_dict_pre_hook(self._fill_tied_head)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the activations between the blocks' matmuls and of the KV cache: the embedding's."""
+        return self.embed.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
     def _fill_tied_head(self, state_dict: dict[str, torch.Tensor], prefix: str, *args: object) -> None:
         if self.config.tie_embeddings:
             state_dict[f"{prefix}lm_head.weight"] = state_dict[f"{prefix}embed.weight"]

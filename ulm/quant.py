@@ -16,10 +16,13 @@
   carries a tensor's blocks as stored. Every other source (fp32 weights, Q8_0, K-quants dequantised by
   the loader) is quantised group-wise with min/max (int4) or per-row absmax (int8); min/max over a
   dequantised Q4_1 weight lands on the same grid, so it is lossless there too.
+- `KQuantLinear` (`ulm.kquant`) keeps GGUF block quants (Q4_K, Q5_K, Q6_K, Q8_0, Q5_0) as stored, repacked
+  losslessly for its native kernels: the "kquant" scheme, which the fast mode picks for a GGUF whose every
+  linear is in those types (the coder models: `ulm.fast.blocks`).
 - Which linear a weight becomes is a table: `LINEAR_KINDS` (a kind's module and how it is made: from a
   float weight, from GGUF blocks as stored, from its saved tensors) and `FROM_BLOCKS` (per scheme, the GGUF
   block types a kind takes losslessly); `quantized_linear` picks by them, `linear_from_state` rebuilds a
-  saved one. A new kind (a native K-quant linear) is one entry in each.
+  saved one, `block_kind` names the kind a linear's blocks take.
 - `quantize_model(model, scheme, raw)` swaps every `nn.Linear` (and the tied LM head) in place.
   `ulm.fast.convert` builds the fast mode's linears with `quantized_linear`.
 """
@@ -36,6 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ulm.kernels.native import library
+from ulm.kquant.formats import FORMATS as BLOCK_FORMATS
+from ulm.kquant.linear import KQuantLinear
 
 GROUP = 32  # weights per int4 group; equals the GGUF block size of Q4_0/Q4_1/Q8_0
 _BLOCK_BYTES = {"Q4_1": 20, "Q4_0": 18, "Q8_0": 34}
@@ -318,32 +323,49 @@ def _int4_from_float(weight: Tensor, bias: Tensor | None, dtype: torch.dtype,
     return Int4Linear.quantize(int4_from_float(weight), bias, dtype, out_dtype)
 
 
+def _kquant_from_blocks(parts: list[BlockTensor], bias: Tensor | None, dtype: torch.dtype,
+                        out_dtype: torch.dtype | None) -> KQuantLinear:
+    return KQuantLinear.from_blocks(parts, bias, out_dtype or dtype)
+
+
 @dataclass(frozen=True)
 class LinearKind:
     """One kind of quantised linear: its module and the ways one is made.
 
     fits(N, K): whether it takes an N×K weight; from_float(weight, bias, dtype, out_dtype): quantised from a
-    float weight; from_blocks(parts, bias, dtype, out_dtype): from GGUF blocks as stored, losslessly (a fused
-    weight's parts in row order), None where no block type maps onto it; marker: the state-dict entry that
-    tells this kind's saved tensors from another's (see `linear_from_state`).
+    float weight, None for a kind made from blocks only; from_blocks(parts, bias, dtype, out_dtype): from GGUF
+    blocks as stored, losslessly (a fused weight's parts in row order), None where no block type maps onto
+    it; marker: the state-dict entry that tells this kind's saved tensors from another's (see
+    `linear_from_state`; None for a kind that is not rebuilt from its state dict alone).
     """
 
-    module: type[Int4Linear] | type[Int8Linear]
+    module: type[Int4Linear] | type[Int8Linear] | type[KQuantLinear]
     fits: Callable[[int, int], bool]
-    from_float: Callable[[Tensor, Tensor | None, torch.dtype, torch.dtype | None], nn.Module]
+    from_float: Callable[[Tensor, Tensor | None, torch.dtype, torch.dtype | None], nn.Module] | None
     from_blocks: Callable[[list[BlockTensor], Tensor | None, torch.dtype, torch.dtype | None], nn.Module] | None
-    marker: str
+    marker: str | None
 
 
 LINEAR_KINDS: dict[str, LinearKind] = {
     "int4": LinearKind(Int4Linear, int4_supported, _int4_from_float, _int4_from_blocks, marker="packed"),
     "int8": LinearKind(Int8Linear, lambda n, k: True, Int8Linear.quantize, None, marker="scales"),
+    # GGUF files hold only whole blocks, so every K the blocks come in is one the kernels take
+    "kquant": LinearKind(KQuantLinear, lambda n, k: True, None, _kquant_from_blocks, marker=None),
 }
 SCHEMES = tuple(LINEAR_KINDS)
 # Per scheme, the GGUF block types whose tensors become a linear of the kind named, from their blocks as stored
-# (lossless). Every other tensor (F32/F16, Q8_0, the K-quants, all dequantised by the loader) is quantised from
-# its float weight to the scheme's own kind, and a shape that kind does not take falls back to int8.
-FROM_BLOCKS: dict[str, dict[str, str]] = {"int4": {"Q4_0": "int4", "Q4_1": "int4"}, "int8": {}}
+# (lossless). Every other tensor (F32/F16, and under int4 Q8_0 and the K-quants, all dequantised by the loader)
+# is quantised from its float weight to the scheme's own kind (int4 for kquant), and a shape that kind does
+# not take falls back to int8.
+FROM_BLOCKS: dict[str, dict[str, str]] = {"int4": {"Q4_0": "int4", "Q4_1": "int4"}, "int8": {},
+                                          "kquant": dict.fromkeys(BLOCK_FORMATS, "kquant")}
+
+
+def block_kind(scheme: str, parts: list[BlockTensor] | None) -> str | None:
+    """The kind whose module takes these GGUF blocks (a fused weight's parts) losslessly under `scheme`: the
+    one kind all their types map onto, None when they map onto none or several."""
+    kinds = {FROM_BLOCKS[scheme].get(r.ggml_type) for r in parts or ()}
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def quantized_linear(weight: Tensor, bias: Tensor | None, scheme: str, raw: list[BlockTensor] | None = None,
@@ -354,8 +376,7 @@ def quantized_linear(weight: Tensor, bias: Tensor | None, scheme: str, raw: list
     if scheme not in LINEAR_KINDS:
         raise ValueError(f"unknown quantisation scheme {scheme!r}; expected one of {SCHEMES}")
     n, k = weight.shape
-    lossless = {FROM_BLOCKS[scheme].get(r.ggml_type) for r in raw or ()}
-    name = lossless.pop() if len(lossless) == 1 else None
+    name = block_kind(scheme, raw)
     if name is not None and raw and LINEAR_KINDS[name].fits(n, k):
         if sum(r.shape[0] for r in raw) != n or any(r.shape[-1] != k for r in raw):
             raise ValueError(f"raw blocks encode {' + '.join(f'{r.shape[0]}×{r.shape[-1]}' for r in raw)}, "
@@ -363,14 +384,16 @@ def quantized_linear(weight: Tensor, bias: Tensor | None, scheme: str, raw: list
         make = LINEAR_KINDS[name].from_blocks
         assert make is not None
         return make(raw, bias, dtype, out_dtype)
-    kind = LINEAR_KINDS[scheme] if LINEAR_KINDS[scheme].fits(n, k) else LINEAR_KINDS["int8"]
+    kind = next(LINEAR_KINDS[s] for s in (scheme, "int4", "int8")
+                if LINEAR_KINDS[s].from_float is not None and LINEAR_KINDS[s].fits(n, k))
+    assert kind.from_float is not None
     return kind.from_float(weight, bias, dtype, out_dtype)
 
 
 def linear_from_state(state: Mapping[str, Tensor], dtype: torch.dtype = torch.bfloat16,
                       out_dtype: torch.dtype | None = None) -> nn.Module:
     """A quantised linear rebuilt from its own saved tensors (its state dict: {"packed": ..., ...})."""
-    kind = next((k for k in LINEAR_KINDS.values() if k.marker in state), None)
+    kind = next((k for k in LINEAR_KINDS.values() if k.marker is not None and k.marker in state), None)
     if kind is None:
         raise ValueError(f"the tensors {sorted(state)} are not those of a quantised linear")
     return kind.module.from_state(state, dtype, out_dtype)

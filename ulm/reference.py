@@ -15,7 +15,7 @@ def reference_greedy(model: Transformer, ids: Sequence[int], n: int, stop_token_
     seq = list(ids)
     out: list[int] = []
     for _ in range(n):
-        logits = model(torch.tensor([seq], dtype=torch.long, device=model.embed.weight.device))  # [1, T, V]
+        logits = model(torch.tensor([seq], dtype=torch.long, device=model.device))  # [1, T, V]
         token = int(logits[0, -1].argmax())
         out.append(token)
         if token in stop_token_ids:

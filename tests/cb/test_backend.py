@@ -248,6 +248,10 @@ def test_a_base_url_without_a_scheme_is_named() -> None:
     (b'{"status": "loading"}', ("loading", "")),
     (b'{"status": "error", "error": "bad\\nweights"}', ("error", "bad weights")),
     (b"<html>starting</html>", ("loading", "")),
+    (b'{"status": "loading", "stage": "repacking m", "progress": 0.42, "amount": "470/1117 MB"}',
+     ("loading", "repacking m 42% (470/1117 MB)")),
+    (b'{"status": "loading", "stage": "building the kernels", "progress": null, "amount": ""}',
+     ("loading", "building the kernels")),
 ])
 def test_health_probe_reads_the_servers_state(body: bytes, state: tuple[str, str]) -> None:
     class Starting(_Quiet):
@@ -261,3 +265,38 @@ def test_health_probe_reads_the_servers_state(body: bytes, state: tuple[str, str
         assert b.probe() == state and not b.health()
     with Backend(url) as b:  # the server is gone now
         assert b.probe() == ("down", "")
+
+
+def test_the_start_spinner_shows_each_load_stage_the_server_reports(tmp_path) -> None:
+    import subprocess
+
+    from cb import server
+
+    bodies = [b'{"status": "loading"}', b'{"status": "loading", "stage": "checking m", "progress": 0.5}',
+              b'{"status": "loading", "stage": "repacking m", "progress": 0.25, "amount": "1/4 MB"}', b"ok"]
+
+    class Loading(_Quiet):
+        def do_GET(self) -> None:
+            body = bodies.pop(0) if len(bodies) > 1 else bodies[0]
+            self.send_response(200 if body == b"ok" else 503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    shown: list[str] = []
+
+    @contextlib.contextmanager
+    def wait(text: str) -> Iterator[object]:
+        shown.append(text)
+        yield shown.append
+
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with _serve(Loading) as url:
+            info = server.ServerInfo(proc.pid, 0, "m", url, 0.0, str(tmp_path / "log"))
+            assert server._wait_healthy(info, 30.0, wait, proc) is info
+    finally:
+        proc.kill()
+        proc.wait()
+    label = "starting the model server (m)…"
+    assert shown == [label, f"{label} checking m 50%", f"{label} repacking m 25% (1/4 MB)"]

@@ -57,17 +57,25 @@ def test_the_reference_dequantisation_is_the_gguf_packages_bit_for_bit(ggml_type
 
 @vnni
 @pytest.mark.parametrize("ggml_type", ["Q4_K", "Q6_K", "Q8_0"])
-def test_many_rows_of_a_precise_linear_take_the_dense_path_and_agree_with_the_kernel(ggml_type: str) -> None:
+def test_a_precise_linear_takes_int16_for_decoded_rows_and_int8_for_a_prompts(ggml_type: str) -> None:
     k = 2 * FORMATS[ggml_type].block
     raw = random_blocks(ggml_type, 300, k, seed=2)
     bias = torch.randn(300)
-    lin = KQuantLinear.from_blocks([raw], bias, precise=True)
-    x = torch.randn(linear.DENSE_MIN_ROWS, k, generator=torch.Generator().manual_seed(3)).bfloat16()
-    w = dequantize(ggml_type, raw.blocks, k)
-    dense = lin(x)  # ≥ DENSE_MIN_ROWS rows: bf16 GEMMs on the unpacked weight
-    assert torch.equal(dense, (x @ w.t().bfloat16() + bias).bfloat16())
-    assert relative(lin.matmul(x), dense) < 0.01  # the GEMM's bf16 weights against int16 activations
-    assert torch.equal(lin(x[:5]), lin.matmul(x[:5]))  # few rows: the kernel
+    lin, plain = KQuantLinear.from_blocks([raw], bias, precise=True), KQuantLinear.from_blocks([raw], bias)
+    x = torch.randn(6, k, generator=torch.Generator().manual_seed(3)).bfloat16()
+    int16, int8 = lin.matmul(x, torch.float32), lin.matmul(x, torch.float32, precise_rows=0)
+    assert torch.equal(int8, plain.matmul(x, torch.float32))
+    mixed = lin.matmul(x, torch.float32, precise_rows=2)  # the first rows decoded, the others a prompt's
+    assert torch.equal(mixed[:2], int16[:2]) and torch.equal(mixed[2:], int8[2:])
+    exact = x.float() @ dequantize(ggml_type, raw.blocks, k).t() + bias
+    assert relative(int16, exact) < 0.2 * relative(int8, exact)  # measured ~1e-5 against ~0.5%
+    assert torch.equal(lin(x), int16.bfloat16())  # a 2-D input: decoded rows
+    assert torch.equal(lin(x.view(6, 1, k)), int16.bfloat16().view(6, 1, -1))  # [B, 1, K]: a decode step
+    assert torch.equal(lin(x.view(1, 6, k)), int8.bfloat16().view(1, 6, -1))  # [B, T > 1, K]: a prompt
+    with pytest.raises(ValueError, match="precise_rows"):
+        lin.matmul(x, precise_rows=7)
+    w = dequantize(ggml_type, raw.blocks, k)  # the dense path the bench compares the kernel with:
+    assert torch.equal(lin.dense_matmul(x).bfloat16(), (x @ w.t().bfloat16() + bias).bfloat16())
 
 
 @vnni

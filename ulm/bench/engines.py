@@ -1,12 +1,12 @@
 """The engines `ulm bench` compares, each behind the same small interface (see `ulm.bench.measure.Engine`).
 
-| name        | what runs                                                                           |
-|-------------|-------------------------------------------------------------------------------------|
-| `ulm`       | µLM fast mode (int4/int8 weight-only linears, bf16 activations) through `ulm.Model` |
-| `ulm_exact` | µLM exact mode (fp32 dequantised weights) through `ulm.Model`                       |
-| `hf`        | HF transformers loading the same checkpoint (the GGUF, dequantised), bf16           |
-| `hf_fp32`   | the same in fp32                                                                    |
-| `llama_cpp` | llama.cpp through llama-cpp-python on the GGUF as stored (Q4_1 here)                |
+| name        | what runs                                                                 |
+|-------------|---------------------------------------------------------------------------|
+| `ulm`       | µLM fast mode: int4 or GGUF block-quant weights, bf16 activations         |
+| `ulm_exact` | µLM exact mode: fp32 dequantised weights                                  |
+| `hf`        | HF transformers loading the same checkpoint (the GGUF, dequantised), bf16 |
+| `hf_fp32`   | the same in fp32                                                          |
+| `llama_cpp` | llama.cpp through llama-cpp-python on the GGUF as stored                  |
 
 `open_engine(name, source, threads, max_len)` imports the engine's library, loads the model and returns
 (engine, import seconds, load seconds). Every engine is driven greedily on token ids with a cache of
@@ -24,7 +24,7 @@ from ulm.registry import ModelSource
 
 ENGINES = ("ulm", "ulm_exact", "hf", "hf_fp32", "llama_cpp")
 GROUPS = {"ulm": ("ulm", "ulm_exact"), "hf": ("hf", "hf_fp32"), "llama_cpp": ("llama_cpp",)}
-LABELS = {"ulm": "µLM fast (int4, bf16)", "ulm_exact": "µLM exact (fp32)", "hf": "HF transformers bf16",
+LABELS = {"ulm": "µLM fast", "ulm_exact": "µLM exact (fp32)", "hf": "HF transformers bf16",
           "hf_fp32": "HF transformers fp32", "llama_cpp": "llama.cpp (llama-cpp-python)"}
 
 
@@ -39,7 +39,8 @@ class UlmEngine:
     def __init__(self, source: ModelSource, mode: str, max_len: int) -> None:
         from ulm.api import load
 
-        self.model = load(str(source.path), mode=mode, max_len=max_len + 1)  # a prompt leaves room for a token
+        ref = source.name if source.parts else str(source.path)
+        self.model = load(ref, mode=mode, max_len=max_len + 1)  # a prompt leaves room for a token
         self._events: Any = None
         self._last = -1
 

@@ -29,6 +29,12 @@ def _grid(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _label(name: str, res: dict[str, Any]) -> str:
+    """An engine's row label; µLM fast's names its weights ("int4", "GGUF blocks") where the run said."""
+    label = LABELS.get(name, name)
+    return f"{label} ({res['weights']})" if "weights" in res else label
+
+
 def ratio(anchor: float, other: float, higher_is_better: bool) -> float:
     """How many times better µLM's figure is than the other engine's (> 1: µLM better)."""
     return anchor / other if higher_is_better else other / anchor
@@ -43,7 +49,7 @@ def render(results: dict[str, dict[str, Any]], *, model: str, threads: int, repe
         if "error" in res:
             skipped.append(f"  {name}: {res['error']}")
             continue
-        rows.append([LABELS.get(name, name), *(fmt.format(res[key]) for key, _, fmt, _ in METRICS)])
+        rows.append([_label(name, res), *(fmt.format(res[key]) for key, _, fmt, _ in METRICS)])
     out = [f"model {model}, {threads} threads; medians of {repeats} runs, engines interleaved (the machine is "
            f"shared and noisy: compare engines within one run); prefill 512 tokens, decode {new_tokens} new "
            "tokens after a 64-token prompt", "", _grid(rows)]
@@ -53,13 +59,15 @@ def render(results: dict[str, dict[str, Any]], *, model: str, threads: int, repe
         for name, res in results.items():
             if name == ANCHOR or "error" in res:
                 continue
-            ratio_rows.append([LABELS.get(name, name),
+            ratio_rows.append([_label(name, res),
                                *(f"{ratio(anchor[k], res[k], hib):.2f}×" for k, _, _, hib in METRICS)])
         if len(ratio_rows) > 1:
             out += ["", "ratios: > 1 means µLM fast is better (faster, or lighter)", _grid(ratio_rows)]
         if "top1_agreement" in anchor:
-            out += ["", f"fast-mode accuracy: top-1 agreement with the exact fp32 mode under teacher forcing over "
-                        f"256 tokens (one a step, as decoding runs): {anchor['top1_agreement']:.1%}"]
+            code = anchor.get("top1_agreement_code")
+            out += ["", "fast-mode accuracy: top-1 agreement with the exact fp32 mode under teacher forcing over "
+                        f"256 tokens (one a step, as decoding runs): {anchor['top1_agreement']:.1%} on the prose "
+                        "and code text" + ("" if code is None else f", {code:.1%} on the code text")]
     if skipped:
         out += ["", "not run:", *skipped]
     return "\n".join(out)

@@ -6,9 +6,11 @@ the rounds (µLM's accuracy pass runs in the first round only).
 
 Every engine gets the same token ids (written to a temp JSON file), the same thread count (torch's and
 OpenMP's; OMP_WAIT_POLICY is the caller's: spinning waits are fastest on an idle machine and worst on a
-busy one) and the same model file. For a GGUF file, µLM's
-converted-weights cache is warmed first in a throwaway process, so µLM's load time is that of a normal
-(cached) start, as for every later `ulm` run (HF directories are not converted: nothing to warm).
+busy one) and the same model file. A model carried in pieces (the coder models) is one GGUF for µLM, which
+maps the pieces; llama.cpp and HF transformers need one file, so the pieces are joined (and checked) once
+into the run's temp dir for them, unless µLM's cache holds a joined copy already. For a GGUF, µLM's
+cache (converted or repacked weights) is warmed first in a throwaway process, so µLM's load time is that
+of a normal (cached) start, as for every later `ulm` run (HF directories are not converted: nothing to warm).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ulm.bench.measure import progress
-from ulm.bench.texts import TEXT, take
-from ulm.registry import resolve
+from ulm.bench.texts import CODE, TEXT, take
+from ulm.registry import ModelSource, resolve
 
 PREFILL_TOKENS = 512
 PROMPT_TOKENS = 64
@@ -33,12 +35,31 @@ ACCURACY_TOKENS = 256
 
 
 def bench_ids(model: str) -> dict[str, list[int]]:
-    """The token ids every engine runs on: 512 to prefill, a 64-token prompt, 256 for the accuracy figure."""
+    """The token ids every engine runs on: 512 to prefill, a 64-token prompt, 256 of each text for the
+    accuracy figures."""
     from ulm.tokenizer import encode_prompt, load_tokenizer
 
-    ids = encode_prompt(load_tokenizer(resolve(model)), TEXT)
+    tokenizer = load_tokenizer(resolve(model))
+    ids = encode_prompt(tokenizer, TEXT)
     return {"prefill": take(ids, PREFILL_TOKENS), "prompt": take(ids, PROMPT_TOKENS),
-            "accuracy": take(ids, ACCURACY_TOKENS)}
+            "accuracy": take(ids, ACCURACY_TOKENS), "accuracy_code": take(encode_prompt(tokenizer, CODE),
+                                                                          ACCURACY_TOKENS)}
+
+
+def one_file(source: ModelSource, tmp: Path) -> Path:
+    """The model as one GGUF file for the engines that open a path: the file itself, the verified joined
+    copy µLM's cache holds, or the pieces joined into `tmp` now (with progress)."""
+    if not source.parts:
+        return source.path
+    from ulm.commands.progressbar import shown
+    from ulm.loading.verified import join_source, joined_path
+
+    joined = joined_path(source)
+    if joined.is_file() and joined.stat().st_size == source.size:
+        return joined
+    progress(f"joining {source.name}'s pieces into one file for the other engines")
+    with shown():
+        return join_source(source, tmp / f"{source.name}.gguf")
 
 
 def _worker_env(threads: int) -> dict[str, str]:
@@ -75,7 +96,10 @@ def run_bench(model: str, engines: Sequence[str], threads: int, repeats: int, ne
         ids_file.write_text(json.dumps(ids))
         common = ["--model", model, "--ids", str(ids_file), "--threads", str(threads), "--repeats", "1",
                   "--new-tokens", str(new_tokens)]
-        if any(e.startswith("ulm") for e in engines) and resolve(model).kind == "gguf":
+        source = resolve(model)
+        if source.kind == "gguf" and any(not e.startswith("ulm") for e in engines):
+            common += ["--gguf", str(one_file(source, Path(tmp)))]
+        if any(e.startswith("ulm") for e in engines) and source.kind == "gguf":
             progress("warming µLM's weight cache")
             run_worker(["ulm", *common, "--warm"], threads, timeout_s)
         for r in range(repeats):

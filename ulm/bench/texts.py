@@ -1,8 +1,10 @@
-"""The fixed texts the benchmark feeds every engine: prose and code, long enough for a 512-token prefill.
+"""The fixed texts the benchmark feeds every engine: prose and code (`TEXT`), long enough for a 512-token
+prefill, and code alone (`CODE`).
 
-The accuracy figure (top-1 agreement of the fast mode with the exact one under teacher forcing) reads
-the first 256 tokens of `TEXT`; the prefill reads 512 and the decode prompt 64. When a tokenizer
-packs `TEXT` into fewer tokens than asked for, `take` repeats it, so every engine gets the same ids.
+The accuracy figures (top-1 agreement of the fast mode with the exact one under teacher forcing) read the
+first 256 tokens of `TEXT` and of `CODE` (what a coding model is mostly asked about); the prefill reads
+512 of `TEXT` and the decode prompt 64. When a tokenizer packs a text into fewer tokens than asked for,
+`take` repeats it, so every engine gets the same ids.
 """
 
 from __future__ import annotations
@@ -51,6 +53,84 @@ five hundred and twelve tokens. Writing the answer should keep up with reading, 
 means a few dozen tokens per second; that is the decode, measured over one hundred and twenty-eight new
 tokens after a short prompt. The time to the first token is what a person notices first of all.
 """
+
+CODE = '''\
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Session:
+    """One chat session: its messages and the files it has open."""
+
+    name: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def add(self, role: str, content: str) -> None:
+        if role not in ("system", "user", "assistant"):
+            raise ValueError(f"unknown role {role!r}")
+        self.messages.append({"role": role, "content": content})
+
+    def last_reply(self) -> str | None:
+        for message in reversed(self.messages):
+            if message["role"] == "assistant":
+                return message["content"]
+        return None
+
+
+def save(session: Session, directory: Path) -> Path:
+    """Write the session atomically: a temporary file in the same directory, then a rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{session.name}.json"
+    fd, tmp = tempfile.mkstemp(prefix=".session-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"messages": session.messages, "files": session.files}, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load(directory: Path, name: str) -> Session:
+    path = directory / f"{name}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Session(name)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a session file ({exc.msg} at line {exc.lineno})") from None
+    return Session(name, list(data.get("messages", [])), list(data.get("files", [])))
+
+
+def count_tokens(text: str, per_token: float = 3.5) -> int:
+    """A rough token count for budgeting the prompt: characters over an average token length."""
+    return max(1, round(len(text) / per_token))
+
+
+def trim(messages: list[dict[str, str]], budget: int) -> list[dict[str, str]]:
+    """The newest messages that fit in `budget` tokens, the system message always kept."""
+    system = [m for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    used = sum(count_tokens(m["content"]) for m in system)
+    kept: list[dict[str, str]] = []
+    for message in reversed(rest):
+        cost = count_tokens(message["content"])
+        if used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    return system + kept[::-1]
+'''
 
 
 def take(ids: Sequence[int], n: int) -> list[int]:

@@ -24,6 +24,8 @@ def bench_serve(
     rounds: int = typer.Option(3, min=1, help="Rounds over the levels (1, 4, 16, 1, 4, 16, ...): each level's "
                                "tokens/s is its median over the rounds."),
     repeats: int = typer.Option(3, min=1, help="Second-turn measurements (the median is reported)."),
+    context: int = typer.Option(None, min=16, help="Tokens of code in the chat's system prompt for the "
+                                "second-turn TTFT (e.g. 1000, a cb turn's context; default: a short one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     serve_args: list[str] = SERVE_ARGS,
 ) -> None:
@@ -36,6 +38,8 @@ def bench_serve(
         ulm bench serve -- --mode fast --parallel 4
 
         ulm bench serve --url http://127.0.0.1:8080 --clients 1,4 --json
+
+        ulm bench serve --clients 1 --context 1000 -- --model qwen2.5-coder-1.5b --mode fast
     """
     import httpx
 
@@ -52,7 +56,7 @@ def bench_serve(
             typer.echo(f"starting ulm serve {' '.join(serve_args or [])} ...", err=True)
             proc, url = bench.spawn_server(list(serve_args or []))
         results = bench.run(url.rstrip("/"), api_key, levels, requests, max_tokens, repeats, rounds,
-                            echo=lambda msg, err=False: typer.echo(msg, err=err))
+                            echo=lambda msg, err=False: typer.echo(msg, err=err), context=context)
     except httpx.HTTPError as exc:
         typer.echo(f"ulm bench serve: error: cannot talk to the server at {url}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -58,12 +58,14 @@ def user_errors() -> Iterator[None]:
 
 
 def load_model(model: str | None, mode: str) -> Model:
-    """`ulm.load` with one-line errors; progress on stderr when it is a terminal."""
+    """`ulm.load` with one-line errors; progress on stderr (the long first-time stages: kernel build, checking
+    a model's pieces, repacking or converting its weights)."""
     import ulm
+    from ulm.commands.progressbar import shown
 
     if sys.stderr.isatty():
         typer.echo("loading model…", err=True)
-    with user_errors():
+    with user_errors(), shown():
         return ulm.load(model, mode=mode)
 
 

@@ -39,13 +39,16 @@ def describe(ref: str | None) -> dict[str, Any]:
     from ulm.registry import resolve
 
     source = resolve(ref)
+    block_bytes = None  # the fast mode's weights where they run from the file's blocks
     if source.kind == "gguf":
-        from ulm.loading.gguf import config_from_gguf, open_gguf
+        from ulm.fast.blocks import in_blocks, layout
+        from ulm.loading.gguf import open_gguf_blocks
 
-        reader = open_gguf(source)
-        config = config_from_gguf(reader, source.name if source.parts else source.path)
+        reader, config, raw = open_gguf_blocks(source)
         types = Counter(t.tensor_type.name for t in reader.tensors)
         size = source.size if source.parts else source.path.stat().st_size
+        if in_blocks(config, raw):
+            block_bytes = sum(slot.nbytes for slot in layout(config, raw))
     else:
         from ulm.loading.hf import config_from_hf, weight_files
 
@@ -85,8 +88,9 @@ def describe(ref: str | None) -> dict[str, Any]:
         "weight_bytes": {
             "fp32 (exact)": params * 4,
             "bf16": params * 2,
-            "int4 (fast)": int(linear * INT4_BYTES_PER_WEIGHT + embed * 2 + head_int4
-                               + rest * 2),  # int4 linears and head, bf16 embedding and norms
+            **({"int4 (fast)": int(linear * INT4_BYTES_PER_WEIGHT + embed * 2 + head_int4 + rest * 2)}
+               if block_bytes is None else  # int4 linears and head, bf16 embedding and norms
+               {"GGUF blocks (fast)": block_bytes + rest * 4}),  # the linears' blocks; the embedding read in place
         },
         "kv_cache_bytes_per_token": {"fp32": config.kv_cache_bytes(1, 1, 4), "bf16": config.kv_cache_bytes(1, 1, 2)},
         "tensor_types": dict(types.most_common()),
@@ -145,7 +149,9 @@ def info(
       ulm info
       ulm info ./Qwen2-0.5B-Instruct --json
     """
-    with user_errors():
+    from ulm.commands.progressbar import shown
+
+    with user_errors(), shown():  # checking a model's pieces the first time
         data = describe(ref)
     if as_json:
         typer.echo(json.dumps(data, indent=2))

@@ -72,9 +72,8 @@ class UlmBackend:
         self.max_seq_len = int(self.config.max_seq_len)
         self.vocab_size = int(self.config.vocab_size)
         self.eos_ids = frozenset(stop_token_ids(tokenizer, self.config.eos_token_ids))
-        param = net.embed.weight
-        self._device = param.device
-        self._cache_dtype = cache_dtype or (param.dtype if param.dtype.is_floating_point else torch.float32)
+        self._device = net.device
+        self._cache_dtype = cache_dtype or (net.dtype if net.dtype.is_floating_point else torch.float32)
         self._cache: KVCache | None = None
         self._n_ctx = 0
         self._ragged = getattr(net, "forward_ragged", None)  # one native call for rows of mixed lengths

@@ -25,9 +25,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from ulm.fast.blocks import TILES, load_blocks
 from ulm.fast.modules import RefinedHead, WideningEmbedding
 from ulm.fast.runtime import ACT_DTYPE, FastTransformer
-from ulm.loading.cache import cached_config, load_tensors, save_tensors
+from ulm.loading.cache import artefact, cached_config, load_tensors, save_tensors
 from ulm.loading.checkpoint import load_checkpoint
 from ulm.loading.gguf import read_gguf_blocks
 from ulm.model import Transformer, build_model
@@ -125,10 +126,20 @@ def make_fast(module: Transformer, source: ModelSource | None = None, dtype: tor
     return install(module, fast_tensors(module, source, scheme))
 
 
-def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str = "int4") -> FastTransformer:
-    """The fast model of `source`, built from the cache on the meta device (no float model in memory) when the
-    cache holds it; otherwise the float model is built once, converted and cached."""
+def load_fast(source: ModelSource, device: torch.device | str = "cpu", scheme: str | None = None) -> FastTransformer:
+    """The fast model of `source`. With scheme None (or "kquant"), a GGUF whose linears all run from their
+    blocks (`ulm.fast.blocks`) is built from them; any other is built as under "int4". Under "int4" or "int8"
+    it is built from the cache on the meta device (no float model in memory) when the cache holds it;
+    otherwise the float model is built once, converted and cached."""
     config = cached_config(source) if source.kind == "gguf" else None
+    if scheme in (None, "kquant") and source.kind == "gguf" and torch.device(device).type == "cpu":
+        # a file whose int4 tensors are cached (and no tiles) went the int4 way before: not opened again
+        int4_cached = scheme is None and config is not None and artefact(source, _artefact("int4")) is not None
+        if not int4_cached or artefact(source, TILES) is not None:
+            model = load_blocks(source)
+            if model is not None:
+                return model
+    scheme = "int4" if scheme in (None, "kquant") else scheme
     tensors = None if config is None else load_tensors(source, _artefact(scheme))
     if config is None or tensors is None:
         config, state = load_checkpoint(source, torch.float32)

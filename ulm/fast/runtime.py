@@ -7,8 +7,9 @@ Two paths, picked per forward:
 - the lean path, for RMSNorm + SwiGLU blocks: a `DecodePlan` holds each block's norm weights and direct
   matmuls, bound once by `FastTransformer.bind()` after the weights are in place. Through the blocks it runs
   * all of them in one native call (`ulm.kernels.decode.DecodeBlocks`) where every linear runs µLM's int4
-    kernel (AVX-512 VNNI): one-token steps, prefills of up to NATIVE_PREFILL_MAX tokens a row (each token
-    one row of the step, so equal to decoding them one at a time) and ragged steps (`forward_ragged`);
+    kernel or its block-quant one (`ulm.kquant`; AVX-512 VNNI): one-token steps, prefills of up to
+    NATIVE_PREFILL_MAX tokens a row (each token one row of the step, so equal to decoding them one at a
+    time) and ragged steps (`forward_ragged`);
   * else, for one-token steps, a Python loop over the blocks whose attention is the native fused layer
     step (`ulm.kernels.attention.DecodeLayers`: rows at any positions) or, without the native kernels, the
     same step in torch ops for rows at one position in contiguous cache rows (single-sequence chat, the
@@ -35,6 +36,7 @@ from ulm.config import ModelConfig
 from ulm.kernels.activations import silu_mul
 from ulm.kernels.attention import DecodeLayers, decode_attention
 from ulm.kernels.decode import DecodeBlocks
+from ulm.kquant.linear import KQuantLinear
 from ulm.kv_cache import KVCache
 from ulm.layers.norm import RMSNorm, rms_norm
 from ulm.model import Transformer
@@ -58,12 +60,21 @@ def _matmul(lin: nn.Module) -> MatMul:
             return lin.matmul
         packed, sz = lin.packed, lin.scales_zeros
         return lambda h: torch._weight_int4pack_mm_for_cpu(h, packed, GROUP, sz)
+    if type(lin) is KQuantLinear and lin.layout == "tiles" and lin.out_dtype == ACT_DTYPE:
+        return lin.matmul  # the kernel at any row count, as the fused step runs it (bias inside)
     return lin
+
+
+def _norm_dtype(lin: nn.Module) -> torch.dtype:
+    """The dtype a norm hands this linear: fp32 to a block-quant one (its kernel quantises fp32 inputs, as the
+    generic forward passes them), bf16 to the others."""
+    return torch.float32 if isinstance(lin, KQuantLinear) else ACT_DTYPE
 
 
 @dataclass(frozen=True)
 class LayerParts:
-    """One block as the lean loop runs it: its norms' weights and direct matmuls."""
+    """One block as the lean loop runs it: its norms' weights and direct matmuls, and the dtype each norm
+    hands its matmul."""
 
     attn_norm: Tensor  # [D] fp32
     qkv: MatMul  # [B, D] → [B, (Hq + 2·Hkv)·hd]
@@ -71,6 +82,8 @@ class LayerParts:
     mlp_norm: Tensor
     gate_up: MatMul  # [B, D] → [B, 2F]
     down: MatMul  # [B, F] → [B, D]
+    qkv_in: torch.dtype
+    gate_up_in: torch.dtype
 
 
 class CacheBinding:
@@ -108,7 +121,8 @@ class DecodePlan:
         assert c.head_dim is not None and c.n_kv_heads is not None
         self.embed, self.norm, self.head = model.embed, model.norm, model.lm_head
         self.layers = [LayerParts(b.attn_norm.weight, _matmul(b.attn.wqkv), _matmul(b.attn.wo), b.mlp_norm.weight,
-                                  _matmul(b.mlp.w_gate_up), _matmul(b.mlp.w_down)) for b in model.layers]
+                                  _matmul(b.mlp.w_gate_up), _matmul(b.mlp.w_down), _norm_dtype(b.attn.wqkv),
+                                  _norm_dtype(b.mlp.w_gate_up)) for b in model.layers]
         self.block_modules = [(b.attn_norm.weight, b.attn.wqkv, b.attn.wo, b.mlp_norm.weight, b.mlp.w_gate_up,
                                b.mlp.w_down) for b in model.layers]
         self.eps, self.dim = c.norm_eps, c.dim
@@ -141,8 +155,8 @@ class DecodePlan:
         if bound.blocks is None and T > 1:
             return None
         x = self.embed(ids).view(B * T, self.dim)  # [B·T, D] fp32 residual
-        if bound.blocks is not None:
-            bound.blocks.run(x, token_spans(rows, starts, [T] * B, window))
+        if bound.blocks is not None:  # T == 1: tokens being decoded; else a prompt's
+            bound.blocks.run(x, token_spans(rows, starts, [T] * B, window), B if T == 1 else 0)
         elif not self._layer_loop(x, bound, rows, starts, window):
             return None
         h = x.view(B, T, self.dim)[:, -1:].contiguous() if last_only else x.view(B, T, self.dim)  # [B, T or 1, D]
@@ -154,11 +168,16 @@ class DecodePlan:
         bound = self.bind(cache)
         if bound.blocks is None:
             return None
+        # the single tokens (decoding rows) first, then the prompt chunks: the kernels take the rows being
+        # decoded as the leading ones; the logits come back in the given order
+        order = sorted(range(len(ids)), key=lambda b: len(ids[b]) > 1)
+        ids, rows, starts = [ids[b] for b in order], [rows[b] for b in order], [starts[b] for b in order]
         lengths = [len(seq) for seq in ids]
         x = self.embed(torch.tensor([t for seq in ids for t in seq], dtype=torch.long))  # [N, D]
-        bound.blocks.run(x, token_spans(rows, starts, lengths, window))
+        bound.blocks.run(x, token_spans(rows, starts, lengths, window), lengths.count(1))
         last = torch.tensor(lengths).cumsum(0) - 1  # [B]: each sequence's last row
-        return self.head(self.norm(x[last]))  # [B, V]
+        logits = self.head(self.norm(x[last]))  # [B, V] in sorted order
+        return logits[torch.tensor(order).argsort()]
 
     def _layer_loop(self, x: Tensor, bound: CacheBinding, rows: list[int], starts: list[int],
                     window: int | None) -> bool:
@@ -177,10 +196,10 @@ class DecodePlan:
             attend = self._torch_attention(bound.views(slice(rows[0], rows[0] + B)), B, starts[0], window)
         else:
             return False
-        h = torch.empty(B, self.dim, dtype=ACT_DTYPE)  # each norm's output, consumed at once by the next matmul
+        h = {dtype: torch.empty(B, self.dim, dtype=dtype) for dtype in (ACT_DTYPE, torch.float32)}  # norms' outputs
         for i, layer in enumerate(self.layers):
-            x.add_(layer.o(attend(i, layer.qkv(rms_norm(x, layer.attn_norm, self.eps, out=h)))))
-            x.add_(layer.down(silu_mul(layer.gate_up(rms_norm(x, layer.mlp_norm, self.eps, out=h)))))
+            x.add_(layer.o(attend(i, layer.qkv(rms_norm(x, layer.attn_norm, self.eps, out=h[layer.qkv_in])))))
+            x.add_(layer.down(silu_mul(layer.gate_up(rms_norm(x, layer.mlp_norm, self.eps, out=h[layer.gate_up_in])))))
         return True
 
     def _torch_attention(self, views: list[tuple[Tensor, Tensor, Tensor, Tensor]], B: int, s: int,
@@ -212,6 +231,15 @@ class FastTransformer(Transformer):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.plan: DecodePlan | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """bf16: the activations between the matmuls and the KV cache (the residual stream is fp32)."""
+        return ACT_DTYPE
+
+    @property
+    def device(self) -> torch.device:
+        return self.norm.weight.device
 
     def bind(self) -> FastTransformer:
         """Bind the lean path to the weights now in place (after they change, bind again)."""

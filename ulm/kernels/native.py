@@ -7,7 +7,8 @@ loops run on torch's own thread pool: torch ships libgomp.so.1 and loads it firs
 the library's libgomp.so.1 to that copy. The library is cached as `<cache>/kernels/ulm_kernels-<key>.so`,
 where the key hashes the source, the flags, the compiler's version and the CPU's feature flags (a cache
 dir shared by machines with different CPUs never runs code built for the other one). It is compiled into
-a temp file and renamed, so concurrent first uses never load half a library.
+a temp file and renamed, so concurrent first uses never load half a library; the build is an `ulm.progress`
+stage (shown by the `ulm` commands and the server's /health).
 
 `library()` returns the loaded `ctypes.CDLL`, or None when the native path is off: `ULM_NATIVE=0`, no C
 compiler (`CC`, else cc/gcc/clang on PATH), or a failed build. The reason is logged once (logger `ulm`)
@@ -26,6 +27,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from ulm import progress
 
 HERE = Path(__file__).parent
 SOURCES = (HERE / "ulm_kernels.c", HERE / "ulm_int4.c", HERE / "ulm_decode.c", HERE / "ulm_sample.c",
@@ -47,8 +50,8 @@ INT4_MM_ARGS = (_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, ctypes.c_int)
 KQ_REPACK_ARGS = (_I64, _PTR, _I64, _I64, _I64, _PTR)
 # ulm_kq_dequant_rows: type, rows, row_stride, ids, n_ids, K, out
 KQ_ROWS_ARGS = (_I64, _PTR, _I64, _PTR, _I64, _I64, _PTR)
-# ulm_kq_mm: linear, x, x_f32, M, out, out_f32
-KQ_MM_ARGS = (_PTR, _PTR, ctypes.c_int, _I64, _PTR, ctypes.c_int)
+# ulm_kq_mm: linear, x, x_f32, M, P (int16 rows), out, out_f32
+KQ_MM_ARGS = (_PTR, _PTR, ctypes.c_int, _I64, _I64, _PTR, ctypes.c_int)
 # ulm_refine_logits: logits, R, V, table, D, h, k, chunk
 REFINE_ARGS = (_PTR, _I64, _I64, _PTR, _I64, _PTR, _I64, _I64)
 
@@ -121,8 +124,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
         lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
         lib.ulm_dequant_int4_vnni_bf16_t.restype = None
-        # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, x
-        lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _PTR)
+        # ulm_decode_blocks_bf16: blocks, n_layers, D, F, eps, meta, B, decoded rows, x
+        lib.ulm_decode_blocks_bf16.argtypes = (_PTR, _I64, _I64, _I64, _F32, _PTR, _I64, _I64, _PTR)
         lib.ulm_decode_blocks_bf16.restype = ctypes.c_int
     if lib.ulm_kq_vnni():  # the GGUF block-quant kernels of ulm_kquant_mm.c: linear descriptor, Wᵀ [K, N] bf16
         lib.ulm_kq_mm.argtypes, lib.ulm_kq_mm.restype = KQ_MM_ARGS, ctypes.c_int
@@ -146,7 +149,8 @@ def library() -> ctypes.CDLL | None:
         target = _kernel_dir() / f"ulm_kernels-{key.hexdigest()[:20]}.so"
         if not target.is_file():
             log.info("building µLM's native kernels for this machine (once, ~10 s) into %s", target.parent)
-            _build(cc, target)
+            with progress.stage("building µLM's native kernels (once)"):
+                _build(cc, target)
         return _declare(ctypes.CDLL(str(target)))
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         log.warning("µLM's native kernels are unavailable (%s): running the slower torch kernels", exc)

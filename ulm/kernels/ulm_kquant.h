@@ -33,7 +33,7 @@ typedef struct {
     int64_t n_parts;
     const ulm_kq_part *parts;
     const float *bias;         /* [N] fp32, or NULL */
-    int64_t precise;           /* 1: activations quantised to int16 (two int8 planes), 0: to int8 */
+    int64_t precise;           /* 1: int16 activations (two int8 planes) for the rows a call names, 0: int8 */
 } ulm_kq_linear;
 
 /* Portable (any CPU): sizes, the repack, and rows dequantised from the GGUF layout. */
@@ -46,7 +46,8 @@ int ulm_kq_dequant_rows(int64_t type, const uint8_t *rows, int64_t row_stride, c
 
 /* AVX-512 VNNI builds only (ulm_kq_vnni() says which): the matmul and the bf16 unpacking of the tiles. */
 int ulm_kq_vnni(void);
-int ulm_kq_mm(const ulm_kq_linear *L, const void *x, int x_f32, int64_t M, void *out, int out_f32);
+/* out [M, N] = x [M, K]·Wᵀ (+ bias); rows 0 .. P − 1 with int16 activations where L->precise */
+int ulm_kq_mm(const ulm_kq_linear *L, const void *x, int x_f32, int64_t M, int64_t P, void *out, int out_f32);
 int ulm_kq_dequant_t(const ulm_kq_linear *L, int64_t lo, int64_t hi, bf16 *out); /* Wᵀ[:, lo:hi] */
 
 #endif

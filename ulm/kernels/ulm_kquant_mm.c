@@ -13,7 +13,8 @@
  * other rows of its batch nor on the thread count. The quantised weights and scales are used exactly as
  * stored (d·sc is exact in fp32); the only approximation is the activations' rounding.
  *
- * A "precise" linear quantises its activations to int16 instead (q = rint(x · 32639 / absmax), kept as
+ * A "precise" linear quantises its activations to int16 instead (for the rows the caller says: the tokens
+ * being decoded, not a prompt's) (q = rint(x · 32639 / absmax), kept as
  * two int8 planes, q = 256·h + l) and runs vpdpbusd on both planes with the same unpacked weights, joined
  * as Σ u·l + 256·Σ u·h in int32: ~1e-5 relative error instead of int8's ~0.5% (1.5% with an outlier
  * channel in the group), for twice the dot products and the same bytes read. Measured on Qwen2.5-Coder-
@@ -43,17 +44,18 @@
 
 int ulm_kq_vnni(void) { return 1; }
 
-/* The quantised activations of M rows of K (G = K / 32 groups). */
 /* The quantised activations of M rows of K (G = K / 32 groups): per group, integers q with a scale, as int8
- * (q in q) or, for a precise linear, as int16 q = 256·h + l in two int8 planes (l in q, h in qh). */
+ * (q in q) or, for the first P rows of a precise linear, as int16 q = 256·h + l in two int8 planes (l in q,
+ * h in qh). */
 typedef struct {
     int8_t *q;     /* [M, K] */
-    int8_t *qh;    /* [M, K] (precise), else NULL */
+    int8_t *qh;    /* [P, K] (precise rows), else NULL */
     float *d;      /* [M, G]: each group's scale */
     float *dsum;   /* [M, G]: scale · Σ q of the group */
     int32_t *s32;  /* [M, G]: Σ q per group of 32 */
     int32_t *s16;  /* [M, 2G]: Σ q per 16 */
     int64_t K, G;
+    int64_t P;     /* rows 0 .. P − 1 in int16 (qh), the others in int8 */
 } acts;
 
 #define Q8_MAX 127.0f
@@ -89,7 +91,7 @@ INLINE __m512 bf16x16(const bf16 *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
 
-/* x [M, K] (bf16, or fp32 when x_f32) → a's buffers (allocated by the caller; a->qh set for precise). */
+/* x [M, K] (bf16, or fp32 when x_f32) → a's buffers (allocated by the caller; a->qh set for precise rows). */
 static void quantise_rows(const void *x, int x_f32, int64_t M, const acts *a) {
     const int64_t K = a->K, G = a->G;
 #pragma omp parallel for schedule(static) if (M * K >= 1 << 16)
@@ -104,7 +106,8 @@ static void quantise_rows(const void *x, int x_f32, int64_t M, const acts *a) {
                 lo = bf16x16((const bf16 *)x + at);
                 hi = bf16x16((const bf16 *)x + at + 16);
             }
-            quantise_group(lo, hi, a->qh != NULL, a->q + at, a->qh + (a->qh ? at : 0), a->d + m * G + g,
+            const int precise = m < a->P;
+            quantise_group(lo, hi, precise, a->q + at, precise ? a->qh + at : NULL, a->d + m * G + g,
                            a->dsum + m * G + g, a->s32 + m * G + g, a->s16 + m * 2 * G + 2 * g);
         }
 }
@@ -324,27 +327,24 @@ INLINE void store_rows(const int R, __m512 tot[][2], const float *bias, int64_t 
     }                                                                                                          \
     store_rows(R, tot, L->bias, valid, out, L->N, m0, part->n0 + 32 * t, out_f32)
 
-#define ROWS_CALL(P)                                                                                           \
-    switch (M - m0 < ((P) ? PRECISE_ROWS : ROWS) ? M - m0 : ((P) ? PRECISE_ROWS : ROWS)) {                                                                   \
+/* rows m0 .. end − 1, up to (P ? PRECISE_ROWS : ROWS) of them */
+#define ROWS_CALL(P, end)                                                                                      \
+    switch ((end) - m0 < ((P) ? PRECISE_ROWS : ROWS) ? (end) - m0 : ((P) ? PRECISE_ROWS : ROWS)) {             \
     case 1: TILE_CALL(P, 1); break;                                                                            \
     case 2: TILE_CALL(P, 2); break;                                                                            \
     case 3: TILE_CALL(P, 3); break;                                                                            \
     default: TILE_CALL(P, 4); break;                                                                           \
     }
 
-/* Every row of x times tile t of one part. */
+/* Every row of x times tile t of one part: the int16 rows (0 .. P − 1), then the int8 ones, over the same
+ * tile bytes (read from memory once, from cache the second time). */
 static void run_tile(const ulm_kq_linear *L, const ulm_kq_part *part, int64_t t, const acts *a, int64_t M, void *out,
                      int out_f32) {
     const uint8_t *tile = part->tiles + t * ulm_kq_tile_bytes(part->type, L->K);
     const int64_t valid = part->N - 32 * t < 32 ? part->N - 32 * t : 32;
     __m512 tot[ROWS][2];
-    for (int64_t m0 = 0; m0 < M; m0 += a->qh != NULL ? PRECISE_ROWS : ROWS) {
-        if (a->qh != NULL) {
-            ROWS_CALL(1);
-        } else {
-            ROWS_CALL(0);
-        }
-    }
+    for (int64_t m0 = 0; m0 < a->P; m0 += PRECISE_ROWS) ROWS_CALL(1, a->P);
+    for (int64_t m0 = a->P; m0 < M; m0 += ROWS) ROWS_CALL(0, M);
 }
 
 /* 0 when L is a linear these kernels run: known types, K a multiple of each part's block, parts tiling N. */
@@ -382,16 +382,20 @@ static int checked(const ulm_kq_linear *L) {
     } while (0)
 
 /* ulm_kq_mm: out [M, N] = x [M, K] · Wᵀ (+ bias) for the linear L; x bf16 (fp32 when x_f32), out bf16 (fp32
- * when out_f32), both contiguous. 0, -1 for a malformed descriptor, -2 without memory. */
-int ulm_kq_mm(const ulm_kq_linear *L, const void *x, int x_f32, int64_t M, void *out, int out_f32) {
-    if (checked(L) != 0 || M < 0) return -1;
+ * when out_f32), both contiguous. Of a precise linear, the first P rows take int16 activations and the
+ * others int8 (a fused step's decoded tokens and prompt tokens); of another, every row int8. Each row's
+ * result depends on its own values and precision only. 0, -1 for a malformed descriptor or P, -2 without
+ * memory. */
+int ulm_kq_mm(const ulm_kq_linear *L, const void *x, int x_f32, int64_t M, int64_t P, void *out, int out_f32) {
+    if (checked(L) != 0 || M < 0 || P < 0 || P > M) return -1;
+    if (!L->precise) P = 0;
     const int64_t K = L->K, G = K / 32;
-    const int64_t planes = L->precise ? 2 : 1, bytes = (planes * M * K + 63) & ~(int64_t)63;
+    const int64_t bytes = ((M + P) * K + 63) & ~(int64_t)63;
     int8_t *buffer = malloc((size_t)bytes + sizeof(float) * (size_t)(5 * M * G));
     if (buffer == NULL) return -2;
     float *scales = (float *)(buffer + bytes);
-    const acts a = {buffer, L->precise ? buffer + M * K : NULL, scales, scales + M * G, (int32_t *)(scales + 2 * M * G),
-                    (int32_t *)(scales + 3 * M * G), K, G};
+    const acts a = {buffer, P > 0 ? buffer + M * K : NULL, scales, scales + M * G, (int32_t *)(scales + 2 * M * G),
+                    (int32_t *)(scales + 3 * M * G), K, G, P};
     quantise_rows(x, x_f32, M, &a);
 #pragma omp parallel
     {

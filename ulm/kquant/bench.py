@@ -12,7 +12,7 @@ them alike; each figure is the median over repeats and copies. Every engine's we
 huge pages (`ulm.kquant.memory`), as the block-quant ones do in µLM. GB/s counts the weight bytes one call
 reads (int4: 4-bit values and bf16 scale/zero pairs, 5 bits a weight; bf16: 16). `--precise` runs the
 kernel with int16 activations; `--prefill` adds the kernel (int8, int16) against the dense path (bf16
-unpacking + GEMM) at 16-512 rows, which sets DENSE_MIN_ROWS.
+unpacking + GEMM) at 16-512 rows.
 """
 
 from __future__ import annotations

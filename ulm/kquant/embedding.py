@@ -6,13 +6,17 @@ both equal gguf's dequantisation bit for bit, and the result is fp32 (the residu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ulm.kernels.native import library
 from ulm.kquant.formats import FORMATS, block_format, dequantize
-from ulm.quant import BlockTensor
+
+if TYPE_CHECKING:
+    from ulm.quant import BlockTensor
 
 
 class KQuantEmbedding(nn.Module):
@@ -28,10 +32,13 @@ class KQuantEmbedding(nn.Module):
         self.register_buffer("rows", rows if rows.is_contiguous() else rows.contiguous())
 
     @classmethod
-    def from_blocks(cls, raw: BlockTensor) -> KQuantEmbedding:
-        """The embedding of a GGUF tensor [V, D], its rows copied: holding a view would keep the whole file
-        mapped, and every page a load touched resident, after the load."""
+    def from_blocks(cls, raw: BlockTensor, copy: bool = True) -> KQuantEmbedding:
+        """The embedding of a GGUF tensor [V, D], its rows copied; or, with copy=False, viewed where they are
+        (contiguous rows in a writable array, e.g. a file mapping that stays mapped while the embedding lives:
+        only the pages of the rows looked up become resident, once the loader has released what it read)."""
         v, d = (int(s) for s in raw.shape)
+        if not copy:
+            return cls(raw.ggml_type, torch.from_numpy(raw.blocks).view(v, -1), d)
         rows = np.ascontiguousarray(raw.blocks, dtype=np.uint8)
         return cls(raw.ggml_type, torch.from_numpy(rows).view(v, -1).clone(), d)
 

@@ -7,14 +7,14 @@ by µLM's native kernels (ulm/kernels/ulm_kquant*.c) with no float copy of the w
   kernels' "tile" layout (same values, scales and byte count as the file; `layout == "tiles"`); elsewhere
   the GGUF rows are kept as they are (`layout == "rows"`). Either way in transparent huge pages
   (`ulm.kquant.memory`: they nearly double the streaming bandwidth here).
-- forward: the VNNI kernel (activations int8 per group of 32, or int16 for a `precise` linear; bias added
-  in the kernel; bf16 or fp32 out) at any number of rows for int8 linears: it beats unpacking to bf16 and
-  torch's dense GEMM up to 512 rows and more (1.2-1.5× at 512, measured on the 1.5B's shapes), and a row's
-  result never depends on the others. Precise linears with DENSE_MIN_ROWS rows or more (long prefills),
-  where the int16 kernel's doubled dot products fall behind, unpack Wᵀ to bf16 in column chunks of about
-  DENSE_CHUNK_BYTES (a 151936-row LM head never has its whole bf16 table in memory) for the dense GEMM.
-  With the rows layout (ULM_NATIVE=0, no compiler, no VNNI): the reference dequantisation
-  (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32 matmul, slow but right.
+- forward: the VNNI kernel at any number of rows (bias added in the kernel; bf16 or fp32 out): it beats
+  unpacking to bf16 and torch's dense GEMM up to 512 rows and more (1.2-1.5× at 512, measured on the
+  1.5B's shapes), and a row's result never depends on the others. Activations are int8 per group of 32;
+  a `precise` linear takes int16 for the tokens being decoded (any 2-D input, or [B, 1, K]) and int8 for
+  a prompt's ([B, T > 1, K]): decoding streams the weights, which hides int16's doubled dot products, while
+  a prefill is bound by them (int16 1.6-1.7× int8's time at 256-512 rows; unpacking Wᵀ to bf16 for a dense
+  GEMM, `dense_matmul`, 1.5-1.6×). With the rows layout (ULM_NATIVE=0, no compiler, no VNNI): the reference
+  dequantisation (`ulm.kquant.formats`) of a chunk of rows at a time and an fp32 matmul, slow but right.
 - `descriptor` is the address of the C `ulm_kq_linear` (ulm_kquant.h) that runs it, for native code that
   calls `ulm_kq_mm` itself (a fused decode step); it stays valid while the module and its buffers live.
 - `spec` ((type, rows) per part), `in_features` and the `data` buffer are all it needs to be rebuilt
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,16 +36,14 @@ from torch import Tensor, nn
 from ulm.kernels.native import library
 from ulm.kquant.formats import FORMATS, block_format, dequantize
 from ulm.kquant.memory import huge_pages_buffer
-from ulm.quant import BlockTensor
+
+if TYPE_CHECKING:
+    from ulm.quant import BlockTensor
 
 TILE = 32  # output rows per tile of the native layout
 # The tile layout's version (ulm/kernels/ulm_kquant.c, ulm_kquant_layout.h): part of any cache key of repacked
 # tiles, raised with every change to the layout.
 LAYOUT_VERSION = 1
-# Precise (int16) linears given at least this many rows unpack the weight to bf16 and run a dense GEMM:
-# measured on one thread at the 1.5B's 17920×1536 / 1536×8960 / 1536×1536 shapes, the int16 kernel takes
-# 0.77-0.87× the dense path's time at 64 rows, 0.9-1.2× at 128, 1.1-1.4× at 256 (the int8 kernel 0.6-0.9×).
-DENSE_MIN_ROWS = 128
 DENSE_CHUNK_BYTES = 16 << 20  # bf16 Wᵀ columns unpacked at a time by the dense path
 
 
@@ -67,7 +66,8 @@ def kernels_available() -> bool:
     return lib is not None and bool(lib.ulm_kq_vnni())
 
 
-def _part_bytes(ggml_type: str, rows: int, k: int, layout: str) -> int:
+def part_bytes(ggml_type: str, rows: int, k: int, layout: str = "tiles") -> int:
+    """Bytes one part of `rows` rows over K inputs takes in `layout` (tiles: whole tiles, rows past N zero)."""
     fmt = block_format(ggml_type, k)
     if layout == "rows":
         return rows * fmt.row_bytes(k)
@@ -105,7 +105,7 @@ class KQuantLinear(nn.Module):
             raise ValueError(f"a linear needs parts of at least one row each, not {self.spec}")
         self.in_features, self.out_features = in_features, sum(n for _, n in self.spec)
         self.layout, self.out_dtype, self.precise = layout, out_dtype, precise
-        self._offsets = np.cumsum([0] + [_part_bytes(t, n, in_features, layout) for t, n in self.spec]).tolist()
+        self._offsets = np.cumsum([0] + [part_bytes(t, n, in_features, layout) for t, n in self.spec]).tolist()
         if data.dtype != torch.uint8 or data.numel() != self._offsets[-1]:
             raise ValueError(f"{layout} data for {self.spec} × {in_features} is {self._offsets[-1]} bytes of uint8, "
                              f"not {data.numel()} of {data.dtype}")
@@ -133,11 +133,11 @@ class KQuantLinear(nn.Module):
                 raise ValueError(f"{p.ggml_type} blocks of shape {r.shape} do not encode a {n}×{k} weight ({want})")
         spec = [(p.ggml_type, s[0]) for p, s in zip(parts, shapes, strict=True)]
         layout = "tiles" if kernels_available() else "rows"
-        data = huge_pages_buffer(sum(_part_bytes(t, n, k, layout) for t, n in spec))
+        data = huge_pages_buffer(sum(part_bytes(t, n, k, layout) for t, n in spec))
         at = 0
         lib = library()
         for (ggml_type, n), r in zip(spec, rows, strict=True):
-            size = _part_bytes(ggml_type, n, k, layout)
+            size = part_bytes(ggml_type, n, k, layout)
             if layout == "rows":
                 data[at:at + size] = torch.from_numpy(np.ascontiguousarray(r).reshape(-1))
             else:
@@ -171,21 +171,24 @@ class KQuantLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features)  # [M, K]
         if self.layout == "rows":
             y = self._reference(x2)
-        elif self.precise and x2.shape[0] >= DENSE_MIN_ROWS:
-            y = self.dense_matmul(x2)
         else:
-            y = self.matmul(x2, self.out_dtype)
+            decoded = x.dim() < 3 or x.shape[-2] == 1  # else a prompt's tokens: int8 (see the module docstring)
+            y = self.matmul(x2, self.out_dtype, None if decoded else 0)
         return y.view(*x.shape[:-1], self.out_features).to(self.out_dtype)
 
-    def matmul(self, x: Tensor, out_dtype: torch.dtype = torch.bfloat16) -> Tensor:
-        """x [M, K] → x @ Wᵀ + b [M, N] on the native kernel (tiles layout), written in out_dtype (bf16 or fp32)."""
+    def matmul(self, x: Tensor, out_dtype: torch.dtype = torch.bfloat16, precise_rows: int | None = None) -> Tensor:
+        """x [M, K] → x @ Wᵀ + b [M, N] on the native kernel (tiles layout), written in out_dtype (bf16 or fp32);
+        of a precise linear, the first `precise_rows` rows (None: all) take int16 activations, the rest int8."""
         lib = library()
         assert lib is not None and self.layout == "tiles"
         x = x.contiguous() if x.dtype in (torch.bfloat16, torch.float32) else x.float().contiguous()
         f32 = out_dtype == torch.float32
         y = torch.empty(x.shape[0], self.out_features, dtype=torch.float32 if f32 else torch.bfloat16)
-        rc = lib.ulm_kq_mm(self.descriptor, x.data_ptr(), int(x.dtype == torch.float32), x.shape[0], y.data_ptr(),
-                           int(f32))
+        rows = x.shape[0] if precise_rows is None else precise_rows
+        if not 0 <= rows <= x.shape[0]:
+            raise ValueError(f"precise_rows {precise_rows} is not within 0..{x.shape[0]}")
+        rc = lib.ulm_kq_mm(self.descriptor, x.data_ptr(), int(x.dtype == torch.float32), x.shape[0], rows,
+                           y.data_ptr(), int(f32))
         if rc != 0:
             raise MemoryError("no memory for the block-quant kernel's activations")
         return y
@@ -207,8 +210,9 @@ class KQuantLinear(nn.Module):
         return [(lo, min(lo + step, self.out_features)) for lo in range(0, self.out_features, step)]
 
     def dense_matmul(self, x: Tensor) -> Tensor:
-        """x [M, K] → x @ Wᵀ + b [M, N] bf16 (tiles layout): bf16 GEMMs over column chunks of the unpacked weight,
-        a precise linear's path for many rows."""
+        """x [M, K] → x @ Wᵀ + b [M, N] bf16 (tiles layout): bf16 GEMMs over column chunks of the unpacked weight
+        (about DENSE_CHUNK_BYTES of it at a time: a 151936-row LM head never has its whole bf16 table in
+        memory); what the kernel is measured against (`ulm.kquant.bench --prefill`)."""
         xb = x.to(torch.bfloat16)
         y = torch.empty(x.shape[0], self.out_features, dtype=torch.bfloat16)
         for lo, hi in self._chunks(2 * self.in_features):

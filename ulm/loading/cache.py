@@ -9,6 +9,7 @@ from the metadata ~6 s, and the fast mode's packing more: each is done once and 
                                         written first, it makes the dir an entry
         config.json, model.safetensors  the GGUF converted to the model's fused layout (`ulm.loading.checkpoint`)
         fast-<scheme>-v<N>.safetensors  the fast mode's converted tensors (`ulm.fast.convert`)
+        fast-kquant-v<L>.<N>.tiles      a block-quant model's repacked weights (`ulm.fast.blocks`)
         tokenizer/                      the tokenizer files built from the GGUF's metadata (`ulm.tokenizer`)
 
 The fingerprint is sha256 over the cache version (`CACHE_VERSION`) and, for a file, its resolved path, size,
@@ -89,6 +90,12 @@ def artefact(source: ModelSource, name: str) -> Path | None:
     with contextlib.suppress(OSError):
         os.utime(entry)
     return target
+
+
+def entry_size(source: ModelSource) -> int:
+    """Bytes on disk in `source`'s entry (0 when there is none)."""
+    entry = entry_dir(source)
+    return sum(p.lstat().st_size for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else 0
 
 
 def save_artefact(source: ModelSource, name: str, write: Callable[[Path], None]) -> Path:
@@ -260,9 +267,10 @@ def _describe(path: Path, check_sources: bool) -> Item:
 
 
 def _holds(names: list[str]) -> tuple[str, ...]:
-    """What an entry's children are, by name: "weights", "fast-<scheme>-v<N>", "tokenizer", "temp"."""
+    """What an entry's children are, by name: "weights", "fast-<scheme>-v<N>", "fast-kquant-v<L>.<N>",
+    "tokenizer", "temp"."""
     out = ["weights"] if WEIGHTS in names and CONFIG in names else []
-    out += [n.removesuffix(".safetensors") for n in names if n.startswith("fast-") and n.endswith(".safetensors")]
+    out += [n.rpartition(".")[0] for n in names if n.startswith("fast-") and n.endswith((".safetensors", ".tiles"))]
     out += [n for n in names if n == "tokenizer"]
     out += ["temp"] if any(n.startswith(TEMP) for n in names) else []
     return tuple(out)

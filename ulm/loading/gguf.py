@@ -13,7 +13,8 @@
 - llama.cpp stores llama's Q/K rows permuted for its interleaved RoPE; `unpermute_rows` restores HF's
   rotate-half order (a row permutation, so it applies to raw quantised blocks as well).
 - `read_gguf_blocks` gives the raw quantised blocks per tensor (canonical names, HF row order) so the
-  int4 fast mode can repack Q4_0/Q4_1 losslessly.
+  fast mode can repack them losslessly (`open_gguf_blocks` with the opened file, whose mapping the K-quant
+  repack releases page by page).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def open_gguf(src: Path | ModelSource) -> GGUFFile:
         if isinstance(src, Path):
             gf = GGUFFile.open(src)
         elif src.parts:
-            gf = GGUFFile(mapped_source(src), where)
+            gf = GGUFFile(mapped_source(src), where, file_backed=True)
         else:
             gf = GGUFFile.open(src.path)
     except (ValueError, OSError, MemoryError, PartsError) as e:
@@ -242,6 +243,13 @@ def read_gguf(src: Path | ModelSource) -> tuple[ModelConfig, dict[str, torch.Ten
 
 def read_gguf_blocks(src: Path | ModelSource) -> tuple[ModelConfig, dict[str, GGUFTensor]]:
     """(config, raw tensors by canonical name): GGML type, HF shape, bytes uint8 [rows, row_bytes]."""
+    _, config, raw = open_gguf_blocks(src)
+    return config, raw
+
+
+def open_gguf_blocks(src: Path | ModelSource) -> tuple[GGUFFile, ModelConfig, dict[str, GGUFTensor]]:
+    """The opened file (its mapping), its config and its raw tensors by canonical name, as `read_gguf_blocks`
+    gives them: views into the mapping where the rows are in HF order already (qwen2, llama's other tensors)."""
     import gguf
 
     reader = open_gguf(src)
@@ -258,4 +266,4 @@ def read_gguf_blocks(src: Path | ModelSource) -> tuple[ModelConfig, dict[str, GG
         rows = int(np.prod(shape[:-1], dtype=np.int64))
         raw = np.asarray(t.data).view(np.uint8).reshape(rows, shape[-1] // block * size)
         out[name] = GGUFTensor(t.tensor_type.name, shape, _rows_in_hf_order(name, raw, config, arch))
-    return config, out
+    return reader, config, out

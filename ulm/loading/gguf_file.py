@@ -3,6 +3,7 @@ carried in several wheels (`ulm.loading.parts`), which are never joined into one
 
     gf = GGUFFile.open(path)                  # or GGUFFile(buffer, where="qwen2.5-coder-1.5b")
     gf.fields["general.architecture"]         # 'qwen2': str, int, float, bool, list of str, or a numpy array
+    gf.file_backed                            # True: data maps files (pages droppable: ulm.kquant.release_pages)
     t = gf.tensor("token_embd.weight")        # .name .tensor_type .shape (GGUF order) .n_elements .n_bytes .data
 
 The format (v2 and v3, little-endian): magic "GGUF", version u32, tensor count u64, metadata count u64; each
@@ -99,8 +100,9 @@ class _Cursor:
 class GGUFFile:
     """The metadata and tensor index of a GGUF held in `data` (uint8, 1-D); see the module docstring."""
 
-    def __init__(self, data: np.ndarray, where: str = "GGUF") -> None:
+    def __init__(self, data: np.ndarray, where: str = "GGUF", file_backed: bool = False) -> None:
         self.data, self.where = data, where
+        self.file_backed = file_backed  # data is a private mapping of files, never written (see release_pages)
         self.fields: dict[str, Any] = {}
         self.field_types: dict[str, tuple[int, int | None]] = {}  # key → (value type, array item type)
         cur = _Cursor(memoryview(data).cast("B"))
@@ -130,7 +132,7 @@ class GGUFFile:
     @classmethod
     def open(cls, path: Path) -> GGUFFile:
         """A GGUF file, memory-mapped copy-on-write (writable views; the file is never changed)."""
-        return cls(np.memmap(path, mode="c"), str(path))
+        return cls(np.memmap(path, mode="c"), str(path), file_backed=True)
 
     def tensor(self, name: str) -> GGUFTensorInfo | None:
         return self._by_name.get(name)

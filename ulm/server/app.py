@@ -1,6 +1,6 @@
 """The FastAPI app: OpenAI-compatible routes over the engine, plus health, metrics and (de)tokenize.
 
-    GET  /health                 public; 200 ready, 503 loading or engine dead
+    GET  /health                 public; 200 ready, 503 loading (with the load's stage) or engine dead
     GET  /v1/models              the served model (id = --alias or its short name, context length, owned_by)
     POST /v1/chat/completions    chat, streamed (SSE) or whole
     POST /v1/completions         raw text or token-id prompt, streamed or whole
@@ -113,6 +113,9 @@ def create_app(state: ServerState) -> Any:
         body: dict[str, Any] = {"status": status}
         if status == "error":
             body["error"] = state.load_error or (state.engine.error if state.engine else None) or "shutting down"
+        stage = state.loading_stage if status == "loading" else None
+        if stage is not None:
+            body.update(stage=stage.name, progress=stage.fraction, amount=stage.amount)
         return JSONResponse(body, status_code=200 if status == "ok" else 503)
 
     @app.get("/v1/models", response_model=ModelList, responses=_ERRORS)

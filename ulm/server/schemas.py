@@ -299,7 +299,11 @@ class EmbeddingList(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str  # "ok", "loading" or "error"
+    error: str | None = None
+    stage: str | None = None  # while loading: the step under way ("repacking qwen2.5-coder-1.5b")
+    progress: float | None = None  # its fraction done, 0..1, where it is counted
+    amount: str | None = None  # how far, for people ("420/1117 MB")
 
 
 class ErrorInfo(BaseModel):

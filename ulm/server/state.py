@@ -1,10 +1,10 @@
 """What the server knows: its settings, and the model + engine once loaded.
 
 The model loads in a background thread after the socket is bound, so `/health` can answer 503
-("loading") meanwhile and 200 once the engine runs; every model endpoint answers 503 until then. The
-tokenizer is prepared for constrained decoding (`ulm.guided.Grammars`) in the same load, once; without
-llguidance installed the server runs and refuses grammars. `capabilities()` is what the server can honour,
-for a props endpoint (cb reads `"grammar": true` there).
+("loading", with the load's current `ulm.progress` stage: `loading_stage`) meanwhile and 200 once the engine
+runs; every model endpoint answers 503 until then. The tokenizer is prepared for constrained decoding
+(`ulm.guided.Grammars`) in the same load, once; without llguidance installed the server runs and refuses
+grammars. `capabilities()` is what the server can honour, for /props (cb reads `"grammar": true` there).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ulm import progress
 from ulm.engine.backend import Backend
 from ulm.engine.worker import Engine
 from ulm.guided.grammars import Grammars
@@ -46,6 +47,10 @@ class ServerState:
         self.created = int(time.time())
         self._load_backend = load_backend or self._load_ulm
         self.on_load_failure: Callable[[str], None] = lambda _: None
+        self.loading_stage: progress.Stage | None = None  # the load's step under way (None between steps)
+
+    def _on_stage(self, stage: progress.Stage) -> None:
+        self.loading_stage = None if stage.finished else stage
 
     def _load_ulm(self) -> Backend:
         from ulm.engine.backend import UlmBackend
@@ -61,7 +66,9 @@ class ServerState:
                 import torch
 
                 torch.set_num_threads(self.settings.threads)
-            backend = self._load_backend()
+            with progress.listen(self._on_stage):
+                backend = self._load_backend()
+            self.loading_stage = None
             s = self.settings
             n_ctx = s.ctx if s.ctx is not None else min(DEFAULT_CTX, backend.max_seq_len)
             if n_ctx > backend.max_seq_len:

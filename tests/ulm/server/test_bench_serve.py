@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 def test_bench_serve_reports_levels_and_second_turn(server: Server) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "ulm", "bench", "serve", "--url", server.base, "--api-key", API_KEY,
-         "--clients", "1,2", "--requests", "1", "--max-tokens", "4", "--rounds", "2", "--repeats", "1", "--json"],
+         "--clients", "1,2", "--requests", "1", "--max-tokens", "4", "--rounds", "2", "--repeats", "1",
+         "--context", "120", "--json"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -31,6 +32,7 @@ def test_bench_serve_reports_levels_and_second_turn(server: Server) -> None:
         assert level["tok_per_s"] > 0 and level["ttft_p50_ms"] > 0
         assert len(level["tok_per_s_rounds"]) == 2 and min(level["tok_per_s_rounds"]) <= level["tok_per_s"]
     assert results["second_turn"]["reuse_ttft_ms"] > 0 and results["second_turn"]["no_reuse_ttft_ms"] > 0
+    assert results["second_turn"]["prompt_tokens"] > 120  # the sized system prompt, then the chat's turns
 
 
 def test_bench_serve_says_when_no_server_answers() -> None:

@@ -1,4 +1,5 @@
-"""The server's life: /health 503 while the model loads (and every model endpoint with it), a model that
+"""The server's life: /health 503 while the model loads (and every model endpoint with it; with the load's
+stage and fraction), a model that
 fails to load exits 1 with a one-line reason, an engine fault mid-request (M13), and SIGTERM with streams
 in flight: new connections refused, streams ended with a finish reason and [DONE], exit 0 within 5 s, no
 child left (M16).
@@ -19,6 +20,10 @@ import psutil
 import pytest
 
 from tests.ulm.server.harness import start_server, wait_for
+from ulm import progress
+from ulm.server.app import create_app
+from ulm.server.settings import Settings
+from ulm.server.state import ServerState
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,6 +40,31 @@ def test_a_model_that_fails_to_load_exits_1_with_the_reason(tmp_path: Path) -> N
     log = srv.log()
     assert "error: the model failed to load" in log
     assert "Traceback" not in log
+
+
+def test_health_reports_the_load_stage_and_its_fraction_while_loading() -> None:
+    from starlette.testclient import TestClient
+
+    at_stage, go_on = threading.Event(), threading.Event()
+
+    def load() -> object:
+        with progress.stage("repacking tiny", total=4e6, unit="B") as step:
+            step.update(1e6)
+            at_stage.set()
+            go_on.wait(30)
+        raise RuntimeError("no weights after all")
+
+    state = ServerState(Settings(), load_backend=load)  # type: ignore[arg-type]
+    with TestClient(create_app(state)) as client:
+        assert at_stage.wait(30)
+        loading = client.get("/health")
+        assert loading.status_code == 503
+        assert loading.json() == {"status": "loading", "stage": "repacking tiny", "progress": 0.25,
+                                  "amount": "1/4 MB"}
+        go_on.set()
+        wait_for(lambda: state.status == "error", timeout=30, interval=0.05)
+        failed = client.get("/health").json()
+    assert failed == {"status": "error", "error": "no weights after all"}  # the stage is gone with the load
 
 
 def test_an_engine_fault_ends_the_stream_with_an_error_then_done(tiny_llama_dir: Path, tmp_path: Path) -> None:
