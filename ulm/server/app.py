@@ -51,7 +51,7 @@ from ulm.server.schemas import (
     TokenizeResponse,
 )
 from ulm.server.state import ServerState
-from ulm.server.tool_calls import template_messages
+from ulm.server.tool_calls import takes_tools, template_messages
 
 ENDPOINTS = frozenset({"/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize",
                        "/detokenize", "/metrics", "/openapi.json", "/v1/embeddings", "/props", "/slots"})
@@ -131,7 +131,7 @@ def create_app(state: ServerState) -> Any:
         check_model(body.model)
         choice = structured.tool_choice(body)
         tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools and choice else None
-        native = "tools" in str(getattr(backend.tokenizer, "chat_template", None) or "")
+        native = takes_tools(backend.tokenizer)
         messages = template_messages([_message(m) for m in body.messages], tools, native)
         try:
             prompt = await anyio.to_thread.run_sync(backend.chat_prompt, messages, tools if native else None)

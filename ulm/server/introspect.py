@@ -24,6 +24,7 @@ from ulm.engine.slots import Active, Slot
 from ulm.sampling import SamplingParams
 from ulm.server.errors import APIError
 from ulm.server.state import ServerState
+from ulm.server.tool_calls import takes_tools
 
 # ulm's sampler order (ulm.sampling), in llama.cpp's names
 SAMPLERS = ["penalties", "temperature", "top_k", "top_p", "min_p"]
@@ -49,7 +50,8 @@ def sampling_json(p: SamplingParams, max_tokens: int, stop: tuple[str, ...] = ()
 
 def _chat_template_caps(tokenizer: Any) -> dict[str, bool]:
     """What the template does with the messages the server passes it: a system message is probed by rendering
-    one (llama.cpp probes its templates the same way); tools are never passed to it."""
+    one (llama.cpp probes its templates the same way); tools go to a template that reads them (else into a
+    system message), and assistant tool calls to one that renders them."""
     from ulm.tokenizer import render_chat
 
     probe = "ulm-probe-7d1f"
@@ -58,7 +60,8 @@ def _chat_template_caps(tokenizer: Any) -> dict[str, bool]:
         system = probe in text
     except Exception:  # a template that refuses a system turn
         system = False
-    return {"supports_system_role": system, "supports_tools": False, "supports_tool_calls": False}
+    calls = "tool_calls" in str(getattr(tokenizer, "chat_template", None) or "")
+    return {"supports_system_role": system, "supports_tools": takes_tools(tokenizer), "supports_tool_calls": calls}
 
 
 def _slot_json(slot: Slot, n_ctx: int) -> dict[str, Any]:

@@ -45,6 +45,12 @@ def describe_tools(tools: Sequence[Message]) -> str:
             "<args-json-object>}\n</tool_call>")
 
 
+def takes_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template reads a `tools` variable (Qwen2.5's does): tools go to it, not
+    into a system message."""
+    return "tools" in str(getattr(tokenizer, "chat_template", None) or "")
+
+
 def template_messages(messages: Sequence[Message], tools: Sequence[Message] | None, native: bool) -> list[Message]:
     """`messages` (OpenAI shape, content as text) ready for a chat template (see the module docstring)."""
     if native:
