@@ -230,10 +230,13 @@ def _build(spec: RunSpec, d: Dist) -> _Run:
 def run_training(spec: RunSpec) -> dict[str, Any]:
     """Run (or resume) a training run; its summary (see the end of this function)."""
     d = setup(_device_choice(spec))
+    finished = False
     try:
-        return _loop(_build(spec, d))
+        summary = _loop(_build(spec, d))
+        finished = True
+        return summary
     finally:
-        teardown(d)
+        teardown(d, finished)
 
 
 def _device_choice(spec: RunSpec) -> str:
