@@ -159,11 +159,12 @@ class Chat:
             out.append(context.stdin_source(self.stdin_text))
         return out
 
-    def shape(self, sources: list[context.Source]) -> exchange.Shape:
-        """How this turn asks for edits (cb.exchange): the mode for this server, about the files in `sources`."""
+    def shape(self, sources: list[context.Source], edit: bool = False) -> exchange.Shape:
+        """How this turn asks for edits (cb.exchange): the mode for this server, about the files in `sources`;
+        `edit`: the answer must propose one."""
         mode = exchange.edit_mode(self.settings.grammar, self.backend().features())
         shown = [(s.label, s.data) for s in sources if s.kind == "files" and s.data is not None]
-        return exchange.request_shape(mode, exchange.open_files(shown) if mode == "grammar" else [])
+        return exchange.request_shape(mode, exchange.open_files(shown) if mode == "grammar" else [], edit=edit)
 
     def assemble(self, question: str, history: list[dict[str, str]] | None = None, correction: int = 0, *,
                  sources: list[context.Source] | None = None, instructions: str | None = None) -> context.Assembled:
@@ -187,19 +188,20 @@ class Chat:
     # --- a turn ------------------------------------------------------------------------------------------
 
     def ask(self, question: str, *, history: list[dict[str, str]] | None = None, record: bool = True,
-            show: bool = True, on_text: Callable[[str], None] | None = None) -> Turn:
+            show: bool = True, on_text: Callable[[str], None] | None = None, edit: bool = False) -> Turn:
         """Ask one question; stream the answer to the terminal when `show`, and to `on_text` (each raw,
-        unsanitised piece as it arrives) when given; record it in the session.
+        unsanitised piece as it arrives) when given; record it in the session. `edit`: the question asks for a
+        change, so the answer must propose an edit (cb.exchange).
 
         KeyboardInterrupt during the answer, or TurnCancelled from `on_text`, cancels it (the connection is
         closed, the server stops generating); the turn comes back with `cancelled=True` and nothing is recorded.
         """
         turn = Turn(question)
         sources = self.sources()
-        shape = self.shape(sources)
+        shape = self.shape(sources, edit)
         built = self.assemble(question, history, sources=sources, instructions=shape.instructions)
         view = self.out.stream() if show else None
-        events = self._events(turn, built, history, shape)
+        events = self._events(turn, built, history, shape, edit)
         try:
             for event in events:
                 if isinstance(event, Delta):
@@ -234,13 +236,13 @@ class Chat:
         return turn
 
     def _events(self, turn: Turn, built: context.Assembled, history: list[dict[str, str]] | None,
-                shape: exchange.Shape) -> Iterator[Delta | exchange.Repair | Done]:
+                shape: exchange.Shape, edit: bool) -> Iterator[Delta | exchange.Repair | Done]:
         """The answer's events, its repair rounds included (cb.exchange.rounds)."""
         first = self._first_round(turn, built, history, shape)
 
         def ask_again(answer: str, errors: list[str]) -> Iterator[Delta | Done] | None:
             sources = self.sources()  # read again: a file saved meanwhile is shown (and constrained) as it is now
-            again = self.shape(sources)
+            again = self.shape(sources, edit)
             try:
                 fresh = self.assemble(turn.question, history, sources=sources, instructions=again.instructions)
             except context.ContextError:
@@ -255,8 +257,8 @@ class Chat:
                                        extra=dict(again.extra))
 
         root = Path(self.session.project)
-        yield from exchange.rounds(first, ask_again=ask_again, check=lambda answer: exchange.problems(answer, root),
-                                   retries=self.settings.edit_retries)
+        yield from exchange.rounds(first, ask_again=ask_again, retries=self.settings.edit_retries,
+                                   check=lambda answer: exchange.problems(answer, root, edit=edit))
 
     def _first_round(self, turn: Turn, built: context.Assembled, history: list[dict[str, str]] | None,
                      shape: exchange.Shape) -> Iterator[Delta | Done]:

@@ -3,8 +3,8 @@
 so the benchmark measures what users get.
 
     mode = edit_mode(settings.grammar, backend.features())   # "grammar" | "tools" | "plain"
-    shape = request_shape(mode, open_files)                    # the edit instructions + extra body fields
-    for event in rounds(first_stream, ask_again=..., problems=..., retries=settings.edit_retries):
+    shape = request_shape(mode, open_files, edit=False)        # the edit instructions + extra body fields
+    for event in rounds(first_stream, ask_again=..., check=..., retries=settings.edit_retries):
         ...                                                    # Delta | Repair | Done
 
 The modes:
@@ -15,6 +15,10 @@ The modes:
   tools.tool_schemas(), `tool_choice` "auto"; the calls (tools.parse_tool_calls) are written into the
   answer as blocks (tools.render), so the diff, the confirmation, `cb apply` and the session read one format;
 - plain: the blocks are taught, nothing else is sent.
+
+An edit request (`edit=True`: `cb ask --edit`, `/edit` in the REPL, every `cb bench edits` task) is one whose
+answer must change a file: its grammar makes the answer open with an edit block, and in every mode an answer
+that proposes none is a problem the repair round sends back.
 
 The repair round: when an answer's edits cannot be applied (a block that does not parse, a copied line that
 is missing or ambiguous, a stale version: `problems`, whose messages are written for the model), the errors
@@ -65,14 +69,15 @@ def edit_mode(setting: str, features: ServerFeatures) -> str:
     return "tools" if features.tools else "plain"  # ulm serve is never detected as a tools server
 
 
-def request_shape(mode: str, files: Iterable[Any]) -> Shape:
-    """The Shape of a request in `mode` about `files` (tools.structure.OpenFile: path as shown, version, lines)."""
+def request_shape(mode: str, files: Iterable[Any], *, edit: bool = False) -> Shape:
+    """The Shape of a request in `mode` about `files` (tools.structure.OpenFile: path as shown, version, lines);
+    `edit`: the answer must propose an edit."""
     from tools.format import INSTRUCTIONS, TOOL_CALL_INSTRUCTIONS
 
     if mode == "grammar":
         from cb.grammar import edit_grammar
 
-        return Shape(mode, INSTRUCTIONS, {"grammar": edit_grammar(files)})
+        return Shape(mode, INSTRUCTIONS, {"grammar": edit_grammar(files, edit=edit)})
     if mode == "tools":
         from tools import tool_schemas
 
@@ -95,14 +100,20 @@ def refused(exc: BaseException, shape: Shape) -> bool:
     return any(name in detail for name in shape.extra) or (shape.mode == "tools" and "jinja" in detail)
 
 
-def problems(answer: str, root: Path) -> list[str]:
+NO_EDIT = "your answer proposes no edit, and the request asks for a change: write it as edit blocks"
+
+
+def problems(answer: str, root: Path, *, edit: bool = False) -> list[str]:
     """Why the edits of `answer` cannot be applied under `root`: blocks that do not parse, then what the plan
-    refuses (missing or ambiguous copied lines, stale versions, paths). [] when they can, or there are none."""
+    refuses (missing or ambiguous copied lines, stale versions, paths); with `edit`, that it proposes none.
+    [] when they can (or, without `edit`, when there are none)."""
     from tools import parse_proposals
 
     parsed = parse_proposals(answer)
     errors = [f"answer {e}" for e in parsed.errors]
     edits = [p for p in parsed.proposals if p.kind != "run"]
+    if edit and not edits and not errors:
+        return [NO_EDIT]
     if edits:  # the plan's modules are imported only for an answer that proposes edits (cb's start-up time)
         from tools import plan_batch
 

@@ -9,6 +9,11 @@ are made of lines that exist in that file; new text is free but cannot hold its 
 block; prose between blocks cannot open a block. Whether the copied lines are consecutive and occur once
 is left to the plan, which refuses with a message the model can act on (cb.exchange sends it back).
 
+With `edit=True` (the request asks for a change: `cb ask --edit`, every `cb bench edits` task) the answer
+must open with an edit block: `start: first block* TAIL`, where `first` is a block whose opener has no prose
+before it and which is not <run>. Without it a model that prefers a Markdown code fence writes one as prose
+and the grammar never engages (measured: the same tokens with and without the grammar).
+
 The shape, for one open file:
 
     %llguidance {}
@@ -58,9 +63,10 @@ _META = set("\\.+*?()|[]{}^$#&-~")
 _LINES_TEXT = r"/(?:[^\r\n]*\n)*/"  # zero or more whole lines (no carriage returns: the parser drops them)
 
 
-def edit_grammar(files: Iterable[OpenFile]) -> str:
-    """The Lark grammar of an answer about `files` (see the module docstring)."""
-    return _Builder(format_structure(files)).text()
+def edit_grammar(files: Iterable[OpenFile], *, edit: bool = False) -> str:
+    """The Lark grammar of an answer about `files`; with `edit`, one that opens with an edit block (see the
+    module docstring)."""
+    return _Builder(format_structure(files)).text(edit)
 
 
 def literal(text: str) -> str:
@@ -103,7 +109,7 @@ class _Builder:
         self._copied: dict[tuple[str | None, tuple[str, ...]], str] = {}  # (file, a part's lines) -> expression
         self._shared: dict[str | None, tuple[str, frozenset[str]]] = {}  # file path -> (LINES_n, its lines)
 
-    def text(self) -> str:
+    def text(self, edit: bool) -> str:
         blocks = self.structure.blocks
         self._share_lines(blocks)
         openers: dict[str, list[Block]] = {}
@@ -112,11 +118,16 @@ class _Builder:
             assert isinstance(first, Literal), block
             openers.setdefault(first.text, []).append(block)
         forbidden = "|".join([*(_escape(o) for o in openers), self.structure.block_opening])
-        rules = ["start: block* TAIL",
+        rules = ["start: first block* TAIL" if edit else "start: block* TAIL",
                  "block: " + " | ".join(f"OPEN_{i} body_{i}" for i in range(len(openers)))]
         prose = [f"PROSE: {_ANY} & ~{_containing(forbidden)}", "TAIL: PROSE"]
+        edits = [i for i, group in enumerate(openers.values()) if all(b.form != "run" for b in group)]
+        if edit:
+            rules.append("first: " + " | ".join(f"FIRST_{i} body_{i}" for i in edits))
         for i, (opener, group) in enumerate(openers.items()):
             prose.append(f"OPEN_{i}: PROSE {literal(opener)}")
+            if edit and i in edits:
+                prose.append(f"FIRST_{i}: {literal(opener)}")
             forms = [self._form(block.path, block.pieces[1:]) for block in group]
             rules.append(f"body_{i}: " + " | ".join(forms))
         definitions = [f"{name}: {body}" for name, body in self.terminals.items()]

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "/undo": "             undo the last applied edit batch",
     "/copy": "[code]        copy the last answer (or its last code block) to your clipboard",
     "/tabs": "             list agentshell tabs (their tails are in the context)",
+    "/edit": "REQUEST      ask for a change: the answer must propose an edit",
     "/run": "TAB COMMAND   run a command in an agentshell tab (created if missing)",
     "/model": "[NAME]       show or switch the model",
     "/session": "[list|new [NAME]|use ID]  show or switch sessions",
@@ -146,11 +147,11 @@ class Repl:
         finally:
             self.chat.close()
 
-    def turn(self, text: str) -> None:
+    def turn(self, text: str, edit: bool = False) -> None:
         from cb.edits import handle_edits
 
         try:
-            turn = self.chat.ask(text)
+            turn = self.chat.ask(text, edit=edit)
         except KeyboardInterrupt:
             self.out.info("[cancelled]")
             return
@@ -170,6 +171,13 @@ class Repl:
             self.out.info("[edits not applied]")
 
     def slash(self, text: str) -> None:
+        command, _, request = text.partition(" ")
+        if command == "/edit":  # the request is the user's words as typed, not shell words
+            if request.strip():
+                self.turn(request.strip(), edit=True)
+            else:
+                self.out.error("usage: /edit REQUEST, e.g. /edit rename area to circle_area")
+            return
         try:
             words = shlex.split(text)
         except ValueError as exc:

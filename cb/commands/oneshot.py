@@ -26,6 +26,9 @@ def ask(
                                       "(shell commands are never run this way).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, edits, applied, "
                                           "usage.")] = False,
+    edit: Annotated[bool, typer.Option("--edit", "-e", help="The question asks for a change: the answer must "
+                                       "propose an edit (with a grammar it opens with one; without, an answer "
+                                       "with none goes back to the model).")] = False,
     fresh: Annotated[bool, typer.Option("--fresh", help="Leave the session's conversation out of the "
                                         "prompt (open files still count).")] = False,
     system: common.SystemOpt = None,
@@ -59,7 +62,7 @@ def ask(
     session = common.current_session(settings, session_ref, resume)
     with Chat(settings, session, out, stdin_text=piped) as chat:
         try:
-            turn = chat.ask(text, history=[] if fresh else None, show=not as_json)
+            turn = chat.ask(text, history=[] if fresh else None, show=not as_json, edit=edit)
         except KeyboardInterrupt:  # before the answer started (server start-up, context): nothing recorded
             raise typer.Exit(exits.EXIT_INTERRUPTED) from None
         except Exception as exc:  # every failure of a turn becomes one line, never a traceback

@@ -110,7 +110,7 @@ def shape(mode: str, workspace: Path, open_paths: Sequence[str]) -> Any:
     from cb import exchange
 
     files = exchange.open_files((p, (workspace / p).read_bytes()) for p in open_paths) if mode == "grammar" else []
-    return exchange.request_shape(mode, files)
+    return exchange.request_shape(mode, files, edit=True)  # every task asks for a change
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ def ask(conn: Connection, built: Prompt, shaped: Any, *, temperature: float, ret
 
     first = conn.backend.chat(built.messages, max_tokens=built.max_tokens, temperature=temperature, extra=body)
     text, dones, repairs = "", [], []
-    for event in exchange.rounds(first, ask_again=ask_again, check=lambda a: exchange.problems(a, workspace),
+    for event in exchange.rounds(first, ask_again=ask_again, check=lambda a: exchange.problems(a, workspace, edit=True),
                                  retries=retries):
         if isinstance(event, Delta):
             text += event.text

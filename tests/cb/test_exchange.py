@@ -221,6 +221,25 @@ def test_no_repair_with_edit_retries_0_nor_for_an_answer_without_edits(ulm: Scri
     assert invoke(ulm, monkeypatch, "explain").exit_code == 0 and len(ulm.requests) == 2
 
 
+@pytest.mark.parametrize("setting", ["auto", "off"])
+def test_an_edit_request_opens_with_a_block_and_an_answer_without_one_goes_back(
+        ulm: ScriptedServer, project: Path, monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    right = replace_block(project, "    return 3.14 * r * r\n", "    return math.pi * r * r\n")
+    ulm.enqueue(Reply(["```python\nreturn math.pi * r * r\n```"]), Reply([right]))
+    files = [OpenFile.from_bytes("app.py", (project / "app.py").read_bytes())]
+    result = invoke(ulm, monkeypatch, "use pi", "--edit", "--yes", "--json", CB_GRAMMAR=setting)
+    assert result.exit_code == 0, result.output
+    assert (project / "app.py").read_text() == PI
+    [repair] = json.loads(result.stdout)["repairs"]
+    assert repair["errors"] == [exchange.NO_EDIT]
+    first, second = (r["body"] for r in ulm.requests)
+    assert f"because:\n- {exchange.NO_EDIT}\n" in second["messages"][-1]["content"]
+    if setting == "auto":
+        assert first["grammar"] == second["grammar"] == edit_grammar(files, edit=True) != edit_grammar(files)
+    else:
+        assert "grammar" not in first and "grammar" not in second
+
+
 def test_a_malformed_block_is_repaired_too_and_a_second_failure_is_reported(ulm: ScriptedServer, project: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     cut = replace_block(project, "    return 3.14 * r * r\n", "x\n")[:60]  # cut at max_tokens

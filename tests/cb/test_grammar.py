@@ -89,6 +89,18 @@ def test_answers_of_several_blocks_and_prose_are_accepted(tokenizer: Any) -> Non
     assert len(parse_proposals(answer).proposals) == 4
 
 
+def test_an_edit_request_must_open_with_an_edit_block(tokenizer: Any) -> None:
+    grammar = edit_grammar([GEO], edit=True)
+    pi = replace_block(GEO, "    return 3.14 * r * r\n", "    return math.pi * r * r\n")
+    assert accepts(tokenizer, grammar, pi)
+    assert accepts(tokenizer, grammar, f"{pi}\nThat uses math.pi.\n<run>python -m pytest -q</run>\n")
+    assert accepts(tokenizer, grammar, '<create path="tests/test_geo.py">\nfrom geo import area\n</create>')
+    for answer in ("Use math.pi instead.", "```python\nreturn math.pi * r * r\n```", f"Here:\n{pi}",
+                   "<run>sed -i s/3.14/math.pi/ geo.py</run>", ""):
+        assert not accepts(tokenizer, grammar, answer), answer
+        assert accepts(tokenizer, edit_grammar([GEO]), answer) == spellable(tokenizer, answer), answer
+
+
 def test_lines_that_start_like_a_closing_tag_can_be_copied(tokenizer: Any) -> None:
     # llguidance's lexer is greedy: "</o" as a copied line must not keep "</old>" from closing the part
     grammar = edit_grammar([TRICKY])

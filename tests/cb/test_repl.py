@@ -170,6 +170,36 @@ def test_proposed_edit_is_confirmed_applied_and_undone(scripted: ScriptedServer,
 
 
 @pytest.mark.integration
+def test_slash_edit_sends_the_request_as_typed_and_an_answer_without_an_edit_goes_back(scripted: ScriptedServer,
+                                                                                       project: Path) -> None:
+    from cb import exchange
+    from tools.hashing import file_version
+
+    before = (project / "app.py").read_bytes()
+    block = f'<replace path="app.py" version="{file_version(before)}">\n<old>\n    return 3.14 * r * r\n</old>\n' \
+            '<new>\n    return 3.14159 * r * r\n</new>\n</replace>\n'
+    scripted.enqueue(Reply(["Use more digits of pi."]), Reply([block]))
+    child = spawn_repl(scripted.base_url, project)
+    child.send("/edit\r")
+    child.expect("usage: /edit REQUEST")
+    child.expect("›")
+    child.send("/open app.py\r")
+    child.expect("opened app.py")
+    child.expect("›")
+    child.send("/edit use pi's \"digits\"\r")
+    child.expect("asking the model to correct them")
+    child.expect(r"Apply to app\.py\?")
+    child.send("y\r")
+    child.expect("applied: app.py")
+    child.expect("›")
+    assert (project / "app.py").read_text() == "def area(r):\n    return 3.14159 * r * r\n"
+    first, second = (r["body"]["messages"] for r in scripted.requests)
+    assert first[-1] == {"role": "user", "content": "use pi's \"digits\""}
+    assert exchange.NO_EDIT in second[-1]["content"]
+    assert quit_repl(child) == 0
+
+
+@pytest.mark.integration
 def test_run_tabs_and_copy(scripted: ScriptedServer, project: Path) -> None:
     from agentshell.client import Client
 
