@@ -5,9 +5,9 @@ prose and edit blocks about the open files, nothing else.
 
 Built from `tools.structure` (the edit format as data, so the grammar and the parser cannot drift apart):
 a block names an open file by its own path and version, and its copied parts (<old>, <after>, <before>)
-are made of lines that exist in that file; new text is free but cannot hold its closing tag or open a
-block; prose between blocks cannot open a block. Whether the copied lines are consecutive and occur once
-is left to the plan, which refuses with a message the model can act on (cb.exchange sends it back).
+are consecutive lines of that file; new text is free but cannot hold its closing tag or open a block;
+prose between blocks cannot open a block. Whether the copied lines occur once is left to the plan, which
+refuses with a message the model can act on (cb.exchange sends it back).
 
 With `edit=True` (the request asks for a change: `cb ask --edit`, every `cb bench edits` task) the answer
 must open with an edit block: `start: first block* TAIL`, where `first` is a block whose opener has no prose
@@ -24,17 +24,23 @@ The shape, for one open file:
     PROSE: /(?s:.*)/ & ~/(?s:.*)(?:<replace |<insert |<create path="|<run>|any block opening)(?s:.*)/
     TAIL: PROSE
     OPEN_0: PROSE "<replace "                    (prose ends in the terminal of the opener after it)
-    FORM_0: "path=\\"geo.py\\" version=\\"1d96a4f2\\">\\n<old>\\n" (LINES_0)+ "</old>\\n<new>\\n" TEXT_0
+    FORM_0: "path=\\"geo.py\\" version=\\"1d96a4f2\\">\\n<old>\\n" RUNS_0 "</old>\\n<new>\\n" TEXT_0
             "</new>\\n</replace>"
-    LINES_0: "import math\\n" | "def area(r):\\n" | ...         (the file's distinct lines, once per file)
+    RUNS_0: RUN0_0 | RUN0_1 | RUN0_2 | ...              (a copy starts at any line of the file ...)
+    RUN0_0: "import math\\n" RUN0_1?                   (... and goes on with the lines after it, in order)
+    RUN0_1: "\\n" RUN0_2?
+    RUN0_2: "def area(r):\\n" RUN0_3?
     TEXT_0: /(?:[^\\r\\n]*\\n)*/ & ~/(?s:.*)(?:</new> in any spelling|any block opening)(?s:.*)/
 
 Why whole blocks are terminals: llguidance's lexer is greedy and never backtracks between lexemes, so a
 copied run followed by its own terminal "</old>" would fail on a file line that starts with "</o". Inside
 one terminal the regex decides where free or copied text ends. For the same reason prose is lexed with the
-opener that follows it. The file's lines appear once in the grammar (a part whose line set differs, by the
-few lines holding that part's closing tag, adds them beside the shared terminal), so its size grows with
-the file's size, not with the number of forms: docs/edits.md has the measured sizes and compile times.
+opener that follows it. A copy is a chain of one terminal per line, each optionally followed by the next
+line's: a model cannot skip or invent a line inside a copy (the commonest failure without it: a copy that
+drifts from the file after a few lines). The chains are shared by the parts whose runs are equal (all of a
+file's parts, unless a line holds a part's closing tag), so the file's lines appear once in the grammar and
+its size grows with the file's size, not with the number of forms: docs/edits.md has the measured sizes
+and compile times.
 
 The structure's patterns are the parser's (Python `re`, case-insensitive, Unicode classes) spelled for Rust's
 `regex`, and the two differ on a few characters: Python's `\\s` also takes \\x1c-\\x1f, its case folding makes
@@ -106,12 +112,10 @@ class _Builder:
         self.terminals: dict[str, str] = {}  # name -> definition, in order of first use
         self._texts: dict[str, str] = {}  # forbidden regex -> terminal name
         self._lines: dict[str, str] = {}  # forbidden characters -> terminal name
-        self._copied: dict[tuple[str | None, tuple[str, ...]], str] = {}  # (file, a part's lines) -> expression
-        self._shared: dict[str | None, tuple[str, frozenset[str]]] = {}  # file path -> (LINES_n, its lines)
+        self._runs: dict[tuple[tuple[str, ...], ...], str] = {}  # a part's runs -> its RUNS_n terminal
 
     def text(self, edit: bool) -> str:
         blocks = self.structure.blocks
-        self._share_lines(blocks)
         openers: dict[str, list[Block]] = {}
         for block in blocks:
             first = block.pieces[0]
@@ -133,20 +137,6 @@ class _Builder:
         definitions = [f"{name}: {body}" for name, body in self.terminals.items()]
         return "\n".join([PREAMBLE, *rules, *prose, *definitions]) + "\n"
 
-    def _share_lines(self, blocks: Sequence[Block]) -> None:
-        """Per file, the lines every copied part of it can hold, as one terminal."""
-        parts: dict[str | None, list[tuple[str, ...]]] = {}
-        for block in blocks:
-            for piece in block.pieces:
-                if isinstance(piece, Copied):
-                    parts.setdefault(block.path, []).append(piece.lines)
-        for path, sets in parts.items():
-            common = set(sets[0]).intersection(*sets[1:])
-            ordered = [line for line in sets[0] if line in common]
-            if ordered:
-                name = self._terminal("LINES", " | ".join(literal(line + "\n") for line in ordered))
-                self._shared[path] = (name, frozenset(ordered))
-
     def _form(self, path: str | None, pieces: Sequence[Piece]) -> str:
         """One block form after its opener, as a terminal; returns its name."""
         out: list[str] = []
@@ -158,14 +148,14 @@ class _Builder:
             if pending:
                 out.append(literal(pending))
                 pending = ""
-            out.append(self._piece(path, piece))
+            out.append(self._piece(piece))
         if pending:
             out.append(literal(pending))
         return self._terminal("FORM", " ".join(out))
 
-    def _piece(self, path: str | None, piece: Piece) -> str:
+    def _piece(self, piece: Piece) -> str:
         if isinstance(piece, Copied):
-            return self._copied_lines(path, piece.lines)
+            return self._copied(piece.runs)
         if isinstance(piece, Text):
             if piece.forbidden not in self._texts:
                 self._texts[piece.forbidden] = self._terminal(
@@ -178,15 +168,21 @@ class _Builder:
                 "LINE", regex(f"[^{allowed}\\r\\n]*[^{allowed}\\s\\x1c-\\x1f][^{allowed}\\r\\n]*"))
         return self._lines[piece.forbidden]
 
-    def _copied_lines(self, path: str | None, lines: tuple[str, ...]) -> str:
-        """One or more of `lines`, each with its newline: the file's shared terminal plus this part's extras."""
-        key = (path, lines)
-        if key not in self._copied:
-            name, shared = self._shared.get(path, ("", frozenset()))
-            extra = [line for line in lines if line not in shared]
-            alternatives = ([name] if name else []) + [literal(line + "\n") for line in extra]
-            self._copied[key] = "(" + " | ".join(alternatives) + ")+"
-        return self._copied[key]
+    def _copied(self, runs: tuple[tuple[str, ...], ...]) -> str:
+        """Consecutive lines of one of `runs`, each with its newline: a chain terminal per line (RUNk_i: the
+        line, then optionally the chain of the next), and RUNS_n, a copy starting at any of them."""
+        if runs not in self._runs:
+            k = len(self._runs)
+            starts: list[str] = []
+            for lines in runs:
+                first = len(starts)
+                for i, line in enumerate(lines):
+                    name = f"RUN{k}_{first + i}"
+                    then = f" RUN{k}_{first + i + 1}?" if i + 1 < len(lines) else ""
+                    self.terminals[name] = literal(line + "\n") + then
+                    starts.append(name)
+            self._runs[runs] = self._terminal("RUNS", " | ".join(starts))
+        return self._runs[runs]
 
     def _terminal(self, kind: str, body: str) -> str:
         name = f"{kind}_{sum(n.startswith(kind + '_') for n in self.terminals)}"

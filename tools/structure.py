@@ -13,9 +13,10 @@ in the parser's own terms, so the grammar and `tools.parse` cannot drift apart:
 
 A block is its pieces in order:
 - `Literal(text)`: exactly `text`;
-- `Copied(lines)`: one or more lines, each one of `lines` followed by "\n" (the distinct lines of that
-  block's file a part can hold, in file order). The plan further needs them consecutive in the file and
-  occurring there once; a grammar may leave that to the plan, which refuses with a message;
+- `Copied(runs)`: one or more consecutive lines of one of `runs`, each followed by "\n": the runs are the
+  block's file cut at the lines a part cannot hold (its closing tag, a block opening, a carriage return),
+  in file order; `lines` are their distinct lines. The plan further needs the copied lines to occur in the
+  file once; a grammar may leave that to the plan, which refuses with a message;
 - `Text(forbidden)`: zero or more lines of free text, each followed by "\n", in which the regex
   `forbidden` matches nowhere: the closing tag of its part (`</new>`, also spelled `</NEW>` or
   `</ new >`) and any block opening (`<replace ...>` and the other tags); a create's text holds no part
@@ -78,7 +79,12 @@ class Literal:
 
 @dataclass(frozen=True)
 class Copied:
-    lines: tuple[str, ...]
+    runs: tuple[tuple[str, ...], ...]
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The distinct lines of the runs, in file order."""
+        return tuple(dict.fromkeys(line for run in self.runs for line in run))
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,16 @@ def _part(name: str, inner: Piece) -> tuple[Piece, ...]:
     return Literal(f"<{name}>\n"), inner, Literal(f"</{name}>\n")
 
 
-def _copyable(lines: Sequence[str], part: str) -> tuple[str, ...]:
-    """The distinct lines a part can hold: without its closing tag, a block opening or a carriage return."""
+def _copyable(lines: Sequence[str], part: str) -> tuple[tuple[str, ...], ...]:
+    """The runs of consecutive lines a part can hold: the file cut at the lines holding its closing tag, a
+    block opening or a carriage return."""
     close = close_tag(part)
-    return tuple(dict.fromkeys(
-        line for line in lines if not close.search(line) and not OPEN_TAG.search(line) and "\r" not in line))
+    runs: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for line in [*lines, None]:
+        if line is not None and not close.search(line) and not OPEN_TAG.search(line) and "\r" not in line:
+            run.append(line)
+        elif run:
+            runs.append(tuple(run))
+            run = []
+    return tuple(runs)

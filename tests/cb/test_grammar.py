@@ -104,7 +104,7 @@ def test_an_edit_request_must_open_with_an_edit_block(tokenizer: Any) -> None:
 def test_lines_that_start_like_a_closing_tag_can_be_copied(tokenizer: Any) -> None:
     # llguidance's lexer is greedy: "</o" as a copied line must not keep "</old>" from closing the part
     grammar = edit_grammar([TRICKY])
-    for old in ("</ol\n", "<\n", "</o\n</ol>\n", "<ol>\n</ol\n"):
+    for old in ("</ol\n", "<\n", "</o\n  <li>x</li>\n</ol>\n", "<ol>\n</ol\n"):
         assert accepts(tokenizer, grammar, replace_block(TRICKY, old)), old
     assert accepts(tokenizer, grammar, f'<insert path="page.html" version="{TRICKY.version}">\n<before>\n</ol>\n'
                                        "</before>\n<new>\n<li>y</li>\n</new>\n</insert>")
@@ -126,6 +126,24 @@ def test_other_paths_other_versions_and_lines_the_file_lacks_are_refused(tokeniz
     assert not accepts(tokenizer, edit_grammar([]), replace_block(GEO, line))  # no file open: no edits
 
 
+def test_a_copy_is_consecutive_lines_of_the_file_in_order(tokenizer: Any) -> None:
+    grammar = edit_grammar([GEO])  # import math / "" / def area(r): / return 3.14 ...
+    for old in ("import math\n\ndef area(r):\n", "def area(r):\n    return 3.14 * r * r\n", "\n",
+                "import math\n\ndef area(r):\n    return 3.14 * r * r\n"):
+        assert accepts(tokenizer, grammar, replace_block(GEO, old)), old
+    for old in ("import math\ndef area(r):\n",  # a line skipped
+                "def area(r):\nimport math\n",  # out of order
+                "    return 3.14 * r * r\n    return 3.14 * r * r\n",  # past the end
+                "def area(r):\n    \"\"\"The area.\"\"\"\n    return 3.14 * r * r\n"):  # a line invented
+        assert not accepts(tokenizer, grammar, replace_block(GEO, old)), old
+    # A line that holds a part's closing tag cuts its runs: copies go up to it, and on after it.
+    cut = OpenFile.from_bytes("cut.txt", b"a\nsee </old> here\nb\nc\n")
+    assert accepts(tokenizer, edit_grammar([cut]), replace_block(cut, "b\nc\n"))
+    assert not accepts(tokenizer, edit_grammar([cut]), replace_block(cut, "a\nb\n"))
+    assert accepts(tokenizer, edit_grammar([cut]), f'<insert path="cut.txt" version="{cut.version}">\n<after>\n'
+                                                   "a\nsee </old> here\n</after>\n<new>\nx\n</new>\n</insert>")
+
+
 @pytest.mark.parametrize("text", [
     "I will <replace this> now", "<REPLACE x>", "<Insert here>", "<edit>", "<run>", "a <search_replace_edit>",
     "<replace path='geo.py'>", "<create_file>", "x <inſert y>", "<ınsert a>", "<replacé x>", "<replace\u203f x>",
@@ -142,10 +160,16 @@ def test_new_text_cannot_hold_its_closing_tag_or_open_a_block(tokenizer: Any, ne
 
 
 def test_the_grammar_holds_each_line_once_and_never_reads_as_gbnf() -> None:
-    lines = [f"value_{i} ::= {i} # </old>" if i % 500 == 0 else f"value_{i} = {i}" for i in range(3000)]
+    lines = [f"value_{i} ::= {i}" if i % 500 == 0 else f"value_{i} = {i}" for i in range(3000)]
     data = ("\n".join(lines) + "\n").encode()
     grammar = edit_grammar([OpenFile.from_bytes("big.py", data)])
     assert "::=" not in grammar
-    assert grammar.count('"value_17 = 17\\n"') == 1  # shared by the replace and both insert forms
-    assert grammar.count('"value_500 :\\u003a= 500 # </old>\\n"') == 2  # only after/before may copy it
-    assert len(grammar) < len(data) + 8 * len(lines) + 8000  # quotes, "\\n" and " | " per line, the rest fixed
+    assert grammar.count('"value_17 = 17\\n"') == 1  # one chain, shared by the replace and both insert forms
+    assert grammar.count('"value_500 :\\u003a= 500\\n"') == 1
+    assert len(grammar) < len(data) + 40 * len(lines) + 8000  # per line: quotes, "\\n", its chain name thrice
+    # A line holding </old> cuts the replace's runs there, not the inserts': two chains.
+    lines[500] += " # </old>"
+    tagged = edit_grammar([OpenFile.from_bytes("big.py", ("\n".join(lines) + "\n").encode())])
+    assert tagged.count('"value_17 = 17\\n"') == 2 and tagged.count('"value_500 :\\u003a= 500 # </old>\\n"') == 1
+
+

@@ -34,7 +34,8 @@ def test_each_open_file_gets_the_five_edit_forms_and_create_and_run_come_once() 
     replace = s.blocks[0].pieces
     assert replace[:4] == (Literal("<replace "), Literal(f'path="a.py" version="{a.version}"'), Literal(">\n"),
                            Literal("<old>\n"))
-    assert replace[4] == Copied(("x = 1", "y = 2"))  # distinct, in file order
+    assert replace[4] == Copied((("x = 1", "y = 2", "x = 1"),))  # the file's lines in order
+    assert replace[4].lines == ("x = 1", "y = 2")  # distinct, in file order
     assert replace[5:7] == (Literal("</old>\n"), Literal("<new>\n"))
     assert isinstance(replace[7], Text) and replace[8:] == (Literal("</new>\n"), Literal("</replace>"))
     top = s.blocks[3].pieces
@@ -44,10 +45,10 @@ def test_each_open_file_gets_the_five_edit_forms_and_create_and_run_come_once() 
 def test_lines_a_part_cannot_hold_are_not_offered_and_an_empty_file_can_only_grow_at_top_or_end() -> None:
     f = OpenFile("t.xml", "0123abcd", ("<old>ok</old>", "a </OLD> b", "<run>", "fine", "cr\r"))
     s = format_structure([f, OpenFile("empty.txt", "e3b0c442", ())])
-    copied = {blk.form: blk.pieces[4].lines for blk in s.blocks if blk.path == "t.xml" and blk.form != "insert top"
+    copied = {blk.form: blk.pieces[4].runs for blk in s.blocks if blk.path == "t.xml" and blk.form != "insert top"
               and blk.form != "insert end"}
-    assert copied == {"replace": ("fine",), "insert after": ("<old>ok</old>", "a </OLD> b", "fine"),
-                      "insert before": ("<old>ok</old>", "a </OLD> b", "fine")}
+    assert copied == {"replace": (("fine",),), "insert after": (("<old>ok</old>", "a </OLD> b"), ("fine",)),
+                      "insert before": (("<old>ok</old>", "a </OLD> b"), ("fine",))}
     assert [blk.form for blk in s.blocks if blk.path == "empty.txt"] == ["insert top", "insert end"]
 
 
@@ -91,7 +92,9 @@ def filling(draw: st.DrawFn, piece: object) -> str:
     if isinstance(piece, Literal):
         return piece.text
     if isinstance(piece, Copied):
-        return "".join(draw(st.sampled_from(piece.lines)) + "\n" for _ in range(draw(st.integers(1, 3))))
+        run = draw(st.sampled_from(piece.runs))  # consecutive lines of one run
+        start = draw(st.integers(0, len(run) - 1))
+        return "".join(line + "\n" for line in run[start:start + draw(st.integers(1, 3))])
     if isinstance(piece, Text):
         pattern = re.compile(piece.forbidden)
         lines = draw(st.lists(text_line, max_size=4))
