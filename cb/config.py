@@ -28,6 +28,9 @@ from cb import paths
 from cb.private import warn_if_readable, write_private
 
 PROJECT_FILE = ".cb.toml"
+# The local server's model unless one is set: the coder model `make run` installs (its CODER_MODEL), chosen by
+# `cb bench edits` on the held-out split (README: "The default model").
+DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 ALIASES = "aliases"  # the config files' table of model aliases
 ALIAS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 
@@ -49,8 +52,8 @@ class Settings:
     base_url: str = _key("", "OpenAI-compatible API base URL, e.g. http://127.0.0.1:8080/v1; empty = the local "
                          "ulm serve", fallback_env="OPENAI_BASE_URL")
     api_key: str = _key("", "API key sent as a Bearer token (empty = none)", fallback_env="OPENAI_API_KEY")
-    model: str = _key("smollm2-135m", "for the local server, the model it loads; with base_url, unset = the "
-                      "server's first")
+    model: str = _key(DEFAULT_MODEL, "for the local server, the model it loads (`ulm models` lists them); with "
+                      "base_url, unset = the server's first")
     temperature: float = _key(0.2, "sampling temperature")
     max_tokens: int = _key(1024, "most tokens per answer (up to a quarter of the context is kept free for it)")
     context_length: int = _key(0, "context window in tokens; 0 = ask the server")

@@ -15,7 +15,7 @@ import pexpect
 import pytest
 from typer.testing import CliRunner
 
-from cb import session
+from cb import config, session
 from cb.cli import app
 from tests.cb.scripted_server import Reply, ScriptedServer
 
@@ -28,7 +28,7 @@ def test_status_with_nothing_running_starts_nothing(project: Path, monkeypatch: 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["model_server"] == {"up": False, "where": "local ulm serve (starts on first use)",
-                                      "model": "smollm2-135m", "managed": True}
+                                      "model": config.DEFAULT_MODEL, "managed": True}
     assert report["agentshell"]["up"] is False and report["redis"]["up"] is False
     text = CliRunner().invoke(app, ["status"]).stdout
     assert text.splitlines()[0].split()[:2] == ["model_server", "down"]

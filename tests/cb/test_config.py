@@ -15,7 +15,7 @@ from cb.cli import app
 
 
 def test_each_layer_overrides_the_one_below(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config.load().model == "smollm2-135m"
+    assert config.load().model == config.DEFAULT_MODEL
     paths.config_file().parent.mkdir(parents=True)
     paths.config_file().write_text('model = "user"\ntemperature = 1\nmax_tokens = 100\n')
     s = config.load()
@@ -99,7 +99,7 @@ def test_settings_are_frozen_and_typed_and_the_keys_come_from_their_fields(proje
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.model = "other"  # type: ignore[misc]
     switched = s.replaced("session", model="other")
-    assert (switched.model, switched.source["model"], s.model) == ("other", "session", "smollm2-135m")
+    assert (switched.model, switched.source["model"], s.model) == ("other", "session", config.DEFAULT_MODEL)
 
 
 def test_openai_env_vars_are_fallbacks_below_every_cb_layer(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,3 +226,12 @@ def test_aliases_resolve_in_every_layer_and_are_kept_in_the_config(project: Path
     (project / ".cb.toml").write_text("[aliases]\nbad = 3\n")
     with pytest.raises(config.ConfigError, match=r"\[aliases\] must map names to model names"):
         config.load()
+
+
+def test_the_default_model_is_the_one_make_run_installs_and_ulm_knows() -> None:
+    from ulm.registry import KNOWN
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    [installed] = [line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("CODER_MODEL")]
+    assert installed == config.DEFAULT_MODEL
+    assert KNOWN[config.DEFAULT_MODEL].name == config.DEFAULT_MODEL
