@@ -8,6 +8,7 @@ Run: .venv/bin/python -m pytest tests/cb/test_repl.py -q
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pexpect
 import pytest
 
 from cb import paths, session
+from cb.config import DEFAULT_MODEL
 from tests.cb.scripted_server import Reply, ScriptedServer
 
 CB = str(Path(sys.executable).parent / "cb")
@@ -93,7 +95,7 @@ def test_slash_commands_and_completion(scripted: ScriptedServer, project: Path) 
     child.send("/help\r")
     child.expect("/session")
     child.send("/model\r")
-    child.expect(r"model smollm2-135m \(default\)")
+    child.expect(rf"model {re.escape(DEFAULT_MODEL)} \(default\)")
     child.send("question\r")
     child.expect("ok")
     child.expect("›")

@@ -53,7 +53,7 @@ def test_edits_runs_against_a_server_with_progress_lines_and_json(scripted: Scri
                      Reply([wiring.reference_answer(tasks[2])]))
     out = tmp_path / "run.json"
     done = cb("bench", "edits", "--base-url", scripted.base_url, "--split", "dev", "--limit", "3", "--json",
-              "--out", str(out))
+              "--retries", "0", "--out", str(out))
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert json.loads(out.read_text()) == data
