@@ -6,8 +6,16 @@ prose and edit blocks about the open files, nothing else.
 Built from `tools.structure` (the edit format as data, so the grammar and the parser cannot drift apart):
 a block names an open file by its own path and version, and its copied parts (<old>, <after>, <before>)
 are consecutive lines of that file; new text is free but cannot hold its closing tag or open a block;
-prose between blocks cannot open a block. Whether the copied lines occur once is left to the plan, which
-refuses with a message the model can act on (cb.exchange sends it back).
+prose between blocks cannot open a block. New text cannot start a line with the prompt's line-number gutter
+("  12|", tools.numbered's, with or without the space after it), unless an open file has a line that does:
+models copy it into new lines (seen on the dev split: a rewrite whose new lines were "  1| ..." and, with
+that banned, "  1|..."), and the plan cannot tell it from text.
+The ban is spelled as the lines that are allowed, not as one more complement: with a third `~` in new
+text's regex llguidance's lexer gave up ("too many expressions constructed") at the first "</" of a
+part, so no token was allowed and the server ended the answer there. A rename's `from` is a name of the
+file (`tools.renames.names`), its `to` any ASCII name.
+Whether the copied lines occur once is left to the plan, which refuses with a message the model can act
+on (cb.exchange sends it back).
 
 With `edit=True` (the request asks for a change: `cb ask --edit`, every `cb bench edits` task) the answer
 must open with an edit block: `start: first block* TAIL`, where `first` is a block whose opener has no prose
@@ -30,6 +38,9 @@ The shape, for one open file:
     RUN0_0: "import math\\n" RUN0_1?                   (... and goes on with the lines after it, in order)
     RUN0_1: "\\n" RUN0_2?
     RUN0_2: "def area(r):\\n" RUN0_3?
+    FORM_5: "path=\\"geo.py\\" version=\\"1d96a4f2\\" from=\\"" NAMES_0 "\\" to=\\"" NAME_0 "\\"/>"
+    NAMES_0: "math" | "area" | "r"                     (a rename: from a name of the file's, to any name)
+    NAME_0: /[A-Za-z_][A-Za-z0-9_]*/
     TEXT_0: /(?:[^\\r\\n]*\\n)*/ & ~/(?s:.*)(?:</new> in any spelling|any block opening)(?s:.*)/
 
 Why whole blocks are terminals: llguidance's lexer is greedy and never backtracks between lexemes, so a
@@ -58,21 +69,40 @@ that no file line makes the text look like GBNF to a server that tells the two a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 
-from tools.structure import Block, Copied, Line, Literal, OpenFile, Piece, Structure, Text, format_structure
+from tools.structure import (
+    Block,
+    Choice,
+    Copied,
+    Line,
+    Literal,
+    Name,
+    OpenFile,
+    Piece,
+    Structure,
+    Text,
+    format_structure,
+)
 
 PREAMBLE = "%llguidance {}"
 _ANY = "/(?s:.*)/"
 _SPACE = r"[\s\x1c-\x1f]"  # Python's \s
 _META = set("\\.+*?()|[]{}^$#&-~")
 _LINES_TEXT = r"/(?:[^\r\n]*\n)*/"  # zero or more whole lines (no carriage returns: the parser drops them)
+# Whole lines none of which starts like tools.numbered's gutter ("  12|", with or without the space after it:
+# models write both), spelled without a complement: spaces, then a non-digit; or digits not followed by "|".
+GUTTER = re.compile(r" *\d+\|")
+_UNGUTTERED_TEXT = r"/(?:(?: *(?:[^ 0-9\r\n][^\r\n]*)?| *[0-9]+(?:[^0-9|\r\n][^\r\n]*)?)\n)*/"
 
 
 def edit_grammar(files: Iterable[OpenFile], *, edit: bool = False) -> str:
     """The Lark grammar of an answer about `files`; with `edit`, one that opens with an edit block (see the
     module docstring)."""
-    return _Builder(format_structure(files)).text(edit)
+    files = list(files)
+    guttered = any(GUTTER.match(line) for f in files for line in f.lines)
+    return _Builder(format_structure(files), gutter_allowed=guttered).text(edit)
 
 
 def literal(text: str) -> str:
@@ -107,8 +137,9 @@ def _line_class(forbidden: str) -> str:
 class _Builder:
     """Names the terminals as it meets the pieces; shared ones (a file's lines, a text kind) are made once."""
 
-    def __init__(self, structure: Structure) -> None:
+    def __init__(self, structure: Structure, *, gutter_allowed: bool) -> None:
         self.structure = structure
+        self.lines_text = _LINES_TEXT if gutter_allowed else _UNGUTTERED_TEXT
         self.terminals: dict[str, str] = {}  # name -> definition, in order of first use
         self._texts: dict[str, str] = {}  # forbidden regex -> terminal name
         self._lines: dict[str, str] = {}  # forbidden characters -> terminal name
@@ -159,8 +190,12 @@ class _Builder:
         if isinstance(piece, Text):
             if piece.forbidden not in self._texts:
                 self._texts[piece.forbidden] = self._terminal(
-                    "TEXT", f"{_LINES_TEXT} & ~{_containing(piece.forbidden)}")
+                    "TEXT", f"{self.lines_text} & ~{_containing(piece.forbidden)}")
             return self._texts[piece.forbidden]
+        if isinstance(piece, Choice):
+            return self._shared("NAMES", " | ".join(literal(o) for o in piece.options))
+        if isinstance(piece, Name):
+            return self._shared("NAME", regex(piece.pattern))
         assert isinstance(piece, Line), piece
         if piece.forbidden not in self._lines:
             allowed = _line_class(piece.forbidden)
@@ -183,6 +218,13 @@ class _Builder:
                     starts.append(name)
             self._runs[runs] = self._terminal("RUNS", " | ".join(starts))
         return self._runs[runs]
+
+    def _shared(self, kind: str, body: str) -> str:
+        """The terminal of `kind` defined as `body`, made once however many blocks use it."""
+        for name, existing in self.terminals.items():
+            if existing == body and name.startswith(kind + "_"):
+                return name
+        return self._terminal(kind, body)
 
     def _terminal(self, kind: str, body: str) -> str:
         name = f"{kind}_{sum(n.startswith(kind + '_') for n in self.terminals)}"

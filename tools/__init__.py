@@ -44,7 +44,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("FileChange", "Plan", "plan_batch"), "tools.plan"),
     "visible": "tools.preview",
     **dict.fromkeys(("AnchoredInsertEdit", "CreateFile", "EditProposal", "InsertAfterEdit", "LineReplaceEdit",
-                     "Proposal", "RunProposal", "SearchReplaceEdit", "SingleLineEdit", "describe"), "tools.proposals"),
+                     "Proposal", "RenameEdit", "RunProposal", "SearchReplaceEdit", "SingleLineEdit", "describe"),
+                    "tools.proposals"),
     **dict.fromkeys(("OpenFile", "Structure", "format_structure"), "tools.structure"),
     **dict.fromkeys(("MAX_FILE_BYTES", "NotEditable"), "tools.textfile"),
 }

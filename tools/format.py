@@ -32,6 +32,9 @@ proposal is one block; copied lines and new text go in named parts, each on line
     the whole text of a new file
     </create>
 
+    <rename path="example/EXAMPLE.txt" version="VERSION" from="old_name" to="new_name"/>
+                                (every use of the name in the file: tools.renames)
+
     <run tab="tests">pytest -q</run>
 
 Format v1, the numbered lines cb taught before, is still read (old and saved answers keep applying), never
@@ -55,11 +58,13 @@ Rules (the parser in `tools.parse` is the reference; `tools.structure` gives the
   block whose closing tag comes after the next block's opening tag is reported as not closed, so one
   forgotten `</new>` never swallows the next block.
 - `<replace path="..." version="..." start="3" end="5"/>` (self-closing, v1) has an empty body: a deletion.
+- `<rename .../>` has attributes only (`from`, `to`; or `name`, `new_name`), self-closing or closed by
+  `</rename>`.
 - `<create>` takes its text as its body (a body that is one `<new>` part is read as that part).
 - Text outside blocks is free prose and is ignored.
 
-`INSTRUCTIONS` teaches v2 to the model, one example per form, with values that cannot be mistaken for
-the user's files (`EXAMPLE_PATH`, `EXAMPLE_VERSION`; the plan names them when a model copies them);
+`INSTRUCTIONS` teaches v2 to the model, one example per form, with values that cannot be mistaken for the
+user's files (`EXAMPLE_PATH`, `EXAMPLE_VERSION`; the plan names them when a model copies them);
 `TOOL_CALL_INSTRUCTIONS` says the same for a request that offers the tools as OpenAI tool calls.
 `render()` writes a proposal back as a block (for editing a proposal in $EDITOR and for tests).
 '''
@@ -74,14 +79,16 @@ from tools.proposals import (
     InsertAfterEdit,
     LineReplaceEdit,
     Proposal,
+    RenameEdit,
     RunProposal,
     SearchReplaceEdit,
     SingleLineEdit,
 )
 
-TAGS = ("replace", "insert", "create", "run", "edit")
+TAGS = ("replace", "insert", "rename", "create", "run", "edit")
 LONG_NAMES = {"search_replace_edit": "replace", "anchored_insert_edit": "insert", "single_line_edit": "edit",
-              "line_replace_edit": "replace", "insert_after_edit": "insert", "create_file": "create", "run": "run"}
+              "line_replace_edit": "replace", "insert_after_edit": "insert", "rename_symbol": "rename",
+              "create_file": "create", "run": "run"}
 SECTIONS = ("old", "new", "after", "before")  # the parts of a v2 block
 EXAMPLE_PATH = "example/EXAMPLE.txt"
 EXAMPLE_NEW_PATH = "example/NEW.txt"
@@ -110,6 +117,10 @@ Copy a file's path and version from its header <file path="..." version="...">.
 Name the lines you change by copying them from the file exactly: whole lines, with their indentation,
 without the line numbers, and enough of them that they occur only once in the file.
 Write the new lines exactly as they should appear in the file."""
+
+_RENAMES = """\
+To rename a function, class or variable, write a rename block for each file that uses the name: cb renames
+every use in it (definition, calls, imports)."""
 
 _NO_PLACEHOLDERS = 'Never write "..." or "rest of code" in place of real lines.'
 
@@ -146,6 +157,10 @@ the lines to insert
 </new>
 </insert>
 
+Rename a name at every use in a file:
+<rename path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}" from="old_name" to="new_name"/>
+{_RENAMES}
+
 Create a new file:
 <create path="{EXAMPLE_NEW_PATH}">
 the whole text of the new file
@@ -160,9 +175,10 @@ Run a shell command (the user confirms first):
 
 # For a request that sends the tools as OpenAI `tools` (tool_schemas()) instead of teaching the blocks.
 TOOL_CALL_INSTRUCTIONS = f"""\
-To change files, call the edit tools (search_replace_edit, anchored_insert_edit, create_file; run for a
-shell command, which the user confirms first).
+To change files, call the edit tools (search_replace_edit, anchored_insert_edit, rename_symbol,
+create_file; run for a shell command, which the user confirms first).
 {_COPYING}
+{_RENAMES}
 {_NO_PLACEHOLDERS}
 """
 
@@ -191,6 +207,9 @@ def render(p: Proposal) -> str:
         anchor = f"<{p.where}>\n{_text(p.anchor)}</{p.where}>\n" if not at else ""
         return (f"<insert path={quote_attr(p.path)} version={quote_attr(p.version)}{at}>\n"
                 f"{anchor}<new>\n{_text(p.content)}</new>\n</insert>")
+    if isinstance(p, RenameEdit):
+        return (f"<rename path={quote_attr(p.path)} version={quote_attr(p.version)} from={quote_attr(p.old)} "
+                f"to={quote_attr(p.new)}/>")
     if isinstance(p, SingleLineEdit):
         head = f"<edit path={quote_attr(p.path)} version={quote_attr(p.version)} line={quote_attr(p.line)}>"
     elif isinstance(p, LineReplaceEdit):

@@ -120,6 +120,10 @@ def _block(text: str, m: re.Match[str]) -> tuple[Proposal, int]:
         attrs = _attributes(m.group(2))
         spec = _choose(name, attrs, parts)
         if parts is None:
+            if not spec.body and not spec.sections:  # attributes only (<rename .../>)
+                if body.strip():
+                    raise ValueError(f"takes no text; {spec.usage}")
+                return spec.build(attrs), end
             if not spec.body:
                 raise ValueError(spec.usage)
             return spec.build({**attrs, spec.body: body}), end

@@ -6,12 +6,14 @@ line range, overlaps between edits of one file, and that new text fits the file'
 is an error in `Plan.errors` and the batch will not be applied at all. A valid batch yields one
 `FileChange` per file: its exact old and new bytes, the diff, a summary and any warnings.
 
-An edit that names its lines by copying them (format v2) gets its line range here, from the file as it is
-now, after its version was checked to be the one the model saw (`tools.anchors`); a copy that is missing
-or ambiguous is an error that says what to copy instead, and a tolerant match adds a note. From then on
-it is a numbered edit like the others. Line numbers of all edits to one file refer to the version the
-model saw; they are applied bottom-up so they do not shift each other. The plan keeps the proposals as
-they were written (a confirmation returns them, and `tools.apply` plans them again, against the disk).
+An edit that names its lines by copying them (format v2) gets its line range here, from the file as it is now,
+after its version was checked to be the one the model saw (`tools.anchors`); a copy that is missing or
+ambiguous is an error that says what to copy instead, and a tolerant match adds a note. From then on it is a
+numbered edit like the others. A rename (`tools.renames`) is checked against the version the model saw and
+made last, on the text the other edits leave, one line edit per line holding a use. Line numbers of all edits
+to one file refer to the version the model saw; they are applied bottom-up so they do not shift each other.
+The plan keeps the proposals as they were written (a confirmation returns them, and `tools.apply` plans them
+again, against the disk).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools import anchors
+from tools import renames as renames_of
 from tools.format import EXAMPLE_NEW_PATH, EXAMPLE_PATH, EXAMPLE_VERSION
 from tools.hashing import VERSION_LEN, file_version, same_version
 from tools.preview import summarize, unified_diff, warnings_for
@@ -33,6 +36,7 @@ from tools.proposals import (
     LineEdit,
     LineReplaceEdit,
     Proposal,
+    RenameEdit,
     RunProposal,
     SearchReplaceEdit,
     SingleLineEdit,
@@ -157,7 +161,8 @@ def _plan_file(root: Path, target: Target, edits: list[EditProposal]) -> tuple[F
         if not same_version(e.version, old):
             raise Refused(_version_error(target.shown, e.version.strip(), old))
     text = TextFile.parse(old)
-    labelled, notes = _numbered(target.shown, edits, text)
+    renames = [e for e in edits if isinstance(e, RenameEdit)]
+    labelled, notes = _numbered(target.shown, [e for e in edits if not isinstance(e, RenameEdit)], text)
     for e, _ in labelled:
         _check_range(e, len(text))
     ordered = sorted(labelled, key=lambda pair: pair[0].span())
@@ -168,11 +173,16 @@ def _plan_file(root: Path, target: Target, edits: list[EditProposal]) -> tuple[F
     newline = text.newline()
     result = text
     spans = []
+    written = [False] * len(text)  # per line of the result: whether an edit wrote it
     for e, _ in reversed(ordered):
         start, end = e.span()
         new_lines = e.new_lines()
         result = result.splice(start, end, new_lines, newline)
+        written[start:end] = [True] * len(new_lines)
         spans.append((start, end, len(new_lines)))
+    if renames:
+        result, renamed = _renamed(target.shown, text, result, renames)
+        spans.extend((row, row + 1, 1) for row in renamed if not written[row])  # the others are counted
     return FileChange(
         target.shown, target.real, old, result.to_bytes(), st.st_mode & 0o7777, tuple(edits),
         unified_diff(target.shown, text.text_lines(), result.text_lines()), summarize(spans),
@@ -213,6 +223,28 @@ def _numbered(shown: str, edits: list[EditProposal], text: TextFile) -> tuple[li
     if errors:
         raise _Refusals(errors)
     return labelled, notes
+
+
+def _renamed(shown: str, seen: TextFile, result: TextFile, renames: list[RenameEdit]) -> tuple[TextFile, list[int]]:
+    """`result` with each rename made, and the rows it changed. The names are checked against the version
+    the model saw; the uses are found in the text the batch's other edits leave, so the new lines they wrote
+    are renamed too."""
+    errors = []
+    for e in renames:
+        try:
+            renames_of.check(seen.text_lines(), shown, e.old, e.new)
+        except renames_of.RenameError as exc:
+            errors.append(f"{describe(e)}: {exc}")
+    if errors:
+        raise _Refusals(errors)
+    before = result.text_lines()
+    after = before
+    for e in renames:
+        after = renames_of.renamed(after, shown, e.old, e.new)
+    rows = [row for row, (was, now) in enumerate(zip(before, after, strict=True)) if was != now]
+    for row in rows:
+        result = result.splice(row, row + 1, [after[row]])
+    return result, rows
 
 
 def _check_range(e: LineEdit, count: int) -> None:

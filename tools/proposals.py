@@ -7,6 +7,7 @@ which lines an edit changes:
 - by copying them (format v2): `SearchReplaceEdit` (the old lines and their replacement) and
   `AnchoredInsertEdit` (new lines after / before copied lines, or at the top / end). `tools.anchors`
   finds the copied lines in the version the model saw and turns the edit into a numbered one;
+- by name: `RenameEdit` renames every use of a name in the file (`tools.renames` finds them);
 - by line numbers (format v1, still read): `SingleLineEdit`, `LineReplaceEdit`, `InsertAfterEdit`;
   numbers are 1-based and refer to the version the model saw.
 
@@ -128,6 +129,18 @@ class AnchoredInsertEdit:
 
 
 @dataclass(frozen=True)
+class RenameEdit:
+    """Rename the name `old` to `new` at every use in the file (tools.renames says what a use is)."""
+
+    path: str
+    version: str
+    old: str
+    new: str
+
+    kind = "rename"
+
+
+@dataclass(frozen=True)
 class CreateFile:
     """Create a new file holding `content` (refused when the path already exists)."""
 
@@ -153,7 +166,7 @@ class RunProposal:
 
 LineEdit = SingleLineEdit | LineReplaceEdit | InsertAfterEdit
 AnchoredEdit = SearchReplaceEdit | AnchoredInsertEdit
-EditProposal = LineEdit | AnchoredEdit | CreateFile
+EditProposal = LineEdit | AnchoredEdit | RenameEdit | CreateFile
 Proposal = EditProposal | RunProposal
 
 
@@ -172,6 +185,8 @@ def describe(p: Proposal) -> str:
         if p.where in ("top", "end"):
             return f"insert at the {p.where} of {p.path}"
         return f"insert into {p.path} {p.where} {_first(p.anchor)}"
+    if isinstance(p, RenameEdit):
+        return f"rename {p.old} to {p.new} in {p.path}"
     if isinstance(p, CreateFile):
         return f"create {p.path}"
     return f"run in tab {p.tab!r}: {p.command}"

@@ -6,7 +6,7 @@ in the parser's own terms, so the grammar and `tools.parse` cannot drift apart:
 
     files = [OpenFile.from_bytes("geo.py", data)]
     s = format_structure(files)
-    for block in s.blocks:     # replace / insert after / before / top / end per file; create; run
+    for block in s.blocks:     # replace / insert after / before / top / end / rename per file; create; run
         block.pieces           # (Literal('<replace '), Literal('path="geo.py" version="1d96a4f2"'),
                                #  Literal('>\n'), Literal('<old>\n'), Copied(lines=(...)), Literal('</old>\n'),
                                #  Literal('<new>\n'), Text(forbidden=...), Literal('</new>\n'), Literal('</replace>'))
@@ -22,7 +22,9 @@ A block is its pieces in order:
   `</ new >`) and any block opening (`<replace ...>` and the other tags); a create's text holds no part
   tag (`<new>`) either;
 - `Line(forbidden)`: one line of text with a non-space character and none of the characters `forbidden`
-  (a new file's path, a command).
+  (a new file's path, a command);
+- `Choice(options)`: exactly one of `options` (the names a rename may start from: `tools.renames.names`);
+- `Name(pattern)`: a name matching the regex `pattern` (the new name of a rename).
 
 Between blocks is free prose in which the regex `Structure.block_opening` matches nowhere. The regexes
 use no flags, word boundaries or lookarounds (case is spelled out: `[Nn][Ee][Ww]`), so they suit the
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 
 from tools.format import LONG_NAMES, OPEN_TAG, SECTIONS, TAGS, close_tag, quote_attr
 from tools.hashing import file_version
+from tools.renames import names
 from tools.textfile import TextFile
 
 
@@ -55,6 +58,7 @@ def _anycase(words: Iterable[str]) -> str:
 # The parser's patterns (tools.format) spelled without flags, word boundaries or lookarounds, so that a
 # grammar engine's regex dialect (llguidance: Rust `regex` syntax, no lookarounds) takes them as they are.
 BLOCK_OPENING = "<" + _anycase({*TAGS, *LONG_NAMES}) + r"(?:[^\w<>][^<>]*)?>"
+NAME_PATTERN = "[A-Za-z_][A-Za-z0-9_]*"  # a new name in a rename (ASCII: the grammar's; the plan takes more)
 # A create's body that starts with a part (<new>) is read as parts; its text holds none, to stay plain.
 _PART = "<" + _anycase(SECTIONS) + r"\s*/?>"
 
@@ -97,7 +101,17 @@ class Line:
     forbidden: str
 
 
-Piece = Literal | Copied | Text | Line
+@dataclass(frozen=True)
+class Choice:
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Name:
+    pattern: str = NAME_PATTERN
+
+
+Piece = Literal | Copied | Text | Line | Choice | Name
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,10 @@ def format_structure(files: Iterable[OpenFile]) -> Structure:
         for at in ("top", "end"):
             blocks.append(Block(f"insert {at}", f.path, (
                 Literal("<insert "), head, Literal(f' at="{at}">\n'), *new, Literal("</insert>"))))
+        if known := tuple(names(f.lines, f.path)):
+            blocks.append(Block("rename", f.path, (
+                Literal("<rename "), head, Literal(' from="'), Choice(known), Literal('" to="'), Name(),
+                Literal('"/>'))))
     blocks.append(Block("create", None, (
         Literal('<create path="'), Line('"<>'), Literal('">\n'), Text(_forbidden("create", _PART)),
         Literal("</create>"))))

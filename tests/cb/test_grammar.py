@@ -1,7 +1,8 @@
 """cb.grammar against llguidance itself, with SmolLM2's tokenizer: every block the format allows about an open
 file is accepted (token by token, as a model would write it) and parses to the proposal it spells; blocks
 about files that are not open, other versions, copied lines the file lacks, new text holding its closing
-tag and prose that would open a block are refused; the grammar stays the size of the files it quotes.
+tag or starting a line with the prompt's line numbers, and prose that would open a block are refused; the
+grammar stays the size of the files it quotes.
 
 Run: .venv/bin/python -m pytest tests/cb/test_grammar.py -q
 """
@@ -15,10 +16,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cb.grammar import edit_grammar
+from cb.grammar import GUTTER, edit_grammar
 from tests.tools.test_structure import between, file_lines, filling
-from tools import AnchoredInsertEdit, CreateFile, OpenFile, RunProposal, SearchReplaceEdit, parse_proposals
-from tools.structure import format_structure
+from tools import (
+    AnchoredInsertEdit,
+    CreateFile,
+    OpenFile,
+    RenameEdit,
+    RunProposal,
+    SearchReplaceEdit,
+    parse_proposals,
+)
+from tools.structure import Text, format_structure
 
 GEO = OpenFile.from_bytes("geo.py", b"import math\n\ndef area(r):\n    return 3.14 * r * r\n")
 TRICKY = OpenFile.from_bytes("page.html", b"<ol>\n</ol\n<\n</o\n  <li>x</li>\n</ol>\n")
@@ -65,14 +74,19 @@ def test_every_filling_of_every_block_is_accepted_and_parses_to_what_it_spells(t
     prose = data.draw(st.sampled_from(["", "Here is the edit:\n", "a < b and x > y\n", "<p>ok</p> "]))
     text = prose + "".join(pieces) + data.draw(st.sampled_from(["", "\nDone.", "\n\n"]))
     assume(spellable(tokenizer, text))
+    new_lines = [line for p, fill in zip(block.pieces, pieces, strict=True) if isinstance(p, Text)
+                 for line in fill.splitlines()]
+    assume(any(GUTTER.match(line) for line in lines) or not any(GUTTER.match(n) for n in new_lines))
     assert accepts(tokenizer, grammar, text), (block.form, text)
     result = parse_proposals(text)
     assert result.errors == () and len(result.proposals) == 1, text
     p = result.proposals[0]
     spelled = "".join(pieces)
-    kinds = {"replace": SearchReplaceEdit, "create": CreateFile, "run": RunProposal}
+    kinds = {"replace": SearchReplaceEdit, "create": CreateFile, "run": RunProposal, "rename": RenameEdit}
     assert isinstance(p, kinds.get(block.form, AnchoredInsertEdit))
-    if isinstance(p, SearchReplaceEdit):
+    if isinstance(p, RenameEdit):
+        assert (p.path, p.version, p.old, p.new) == (path, "0123abcd", pieces[3], pieces[5])
+    elif isinstance(p, SearchReplaceEdit):
         assert (p.path, p.version, p.old) == (path, "0123abcd", between(spelled, "<old>\n", "</old>"))
     elif isinstance(p, AnchoredInsertEdit):
         assert (p.path, p.version, p.where) == (path, "0123abcd", block.form.split()[1])
@@ -159,6 +173,47 @@ def test_new_text_cannot_hold_its_closing_tag_or_open_a_block(tokenizer: Any, ne
     assert accepts(tokenizer, grammar, replace_block(GEO, "import math\n", "# the <new> part ends at </new\n"))
 
 
+def test_new_lines_cannot_start_with_the_prompts_line_numbers_unless_a_file_has_such_lines(tokenizer: Any) -> None:
+    grammar = edit_grammar([GEO])
+    for new in ("  4|     return math.pi * r * r\n", "x = 1\n12| y = 2\n", "3|\n", '  1|"""Doc."""\n'):
+        assert not accepts(tokenizer, grammar, replace_block(GEO, "    return 3.14 * r * r\n", new)), new
+    for new in ("    return math.pi * r * r\n", "x = 1  # 12| y\n", "a | b\n", "|3| x\n", "12 | x\n", "1\n"):
+        assert accepts(tokenizer, grammar, replace_block(GEO, "    return 3.14 * r * r\n", new)), new
+    table = OpenFile.from_bytes("table.txt", b"  1|first row\n")
+    assert accepts(tokenizer, edit_grammar([table]), replace_block(table, "  1|first row\n", "  1| row one\n"))
+
+
+def test_a_rename_starts_from_a_name_of_the_file_and_goes_to_any_name(tokenizer: Any) -> None:
+    grammar = edit_grammar([GEO], edit=True)
+
+    def rename(old: str, new: str) -> str:
+        return f'<rename path="geo.py" version="{GEO.version}" from="{old}" to="{new}"/>'
+
+    assert accepts(tokenizer, grammar, rename("area", "circle_area"))
+    assert accepts(tokenizer, grammar, rename("r", "radius") + "\n" + rename("math", "m2"))
+    for old, new in (("are", "x"), ("import", "x"), ("area", "1st"), ("area", "a-b"), ("area", "")):
+        assert not accepts(tokenizer, grammar, rename(old, new)), (old, new)
+    result = parse_proposals(rename("area", "circle_area"))
+    assert result.proposals == (RenameEdit("geo.py", GEO.version, "area", "circle_area"),)
+
+
+def test_every_mask_along_an_answer_allows_a_token_and_the_lexer_stays_within_its_limits(tokenizer: Any) -> None:
+    # A complement too many in new text's regex once made llguidance's lexer give up at "</" (no token
+    # allowed, so the server ended the answer there); the masks are what a server computes, step by step.
+    import llguidance
+
+    source = b"".join(b"def item_%d(x):\n    return x * %d\n\n" % (i, i) for i in range(40))
+    shop = OpenFile.from_bytes("cart.py", source)
+    answer = (f'<insert path="cart.py" version="{shop.version}" at="top">\n<new>\nfrom collections import '
+              "defaultdict\n</new>\n</insert>\n" + replace_block(shop, "    return x * 7\n", "    return x * 8\n"))
+    matcher = llguidance.LLMatcher(tokenizer, edit_grammar([shop], edit=True), log_level=0)
+    for token in tokenizer.tokenize_str(answer):
+        mask = matcher.compute_bitmask()
+        assert not matcher.is_error() and any(mask), matcher.get_error()
+        assert matcher.consume_token(token), matcher.get_error()
+    assert matcher.is_accepting()
+
+
 def test_the_grammar_holds_each_line_once_and_never_reads_as_gbnf() -> None:
     lines = [f"value_{i} ::= {i}" if i % 500 == 0 else f"value_{i} = {i}" for i in range(3000)]
     data = ("\n".join(lines) + "\n").encode()
@@ -166,7 +221,8 @@ def test_the_grammar_holds_each_line_once_and_never_reads_as_gbnf() -> None:
     assert "::=" not in grammar
     assert grammar.count('"value_17 = 17\\n"') == 1  # one chain, shared by the replace and both insert forms
     assert grammar.count('"value_500 :\\u003a= 500\\n"') == 1
-    assert len(grammar) < len(data) + 40 * len(lines) + 8000  # per line: quotes, "\\n", its chain name thrice
+    names = sum(len(f"value_{i}") + 5 for i in range(3000))  # a rename's names: each quoted, with " | "
+    assert len(grammar) < len(data) + 40 * len(lines) + names + 8000  # per line: quotes, "\\n", its chain name thrice
     # A line holding </old> cuts the replace's runs there, not the inserts': two chains.
     lines[500] += " # </old>"
     tagged = edit_grammar([OpenFile.from_bytes("big.py", ("\n".join(lines) + "\n").encode())])

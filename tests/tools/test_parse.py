@@ -176,7 +176,7 @@ def test_malformed_tool_calls_are_named() -> None:
     assert bad.proposals == ()
     assert [str(e) for e in bad.errors] == [
         "line 1: <delete_everything> is not a tool I know (the tools are: search_replace_edit, anchored_insert_edit, "
-        "create_file, run): 'delete_everything'",
+        "rename_symbol, create_file, run): 'delete_everything'",
         "line 2: <single_line_edit> has arguments that are not valid JSON (Expecting property name enclosed in "
         "double quotes at char 1)",
         "line 3: <single_line_edit> line=True is not a line number",

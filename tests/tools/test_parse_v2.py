@@ -14,6 +14,7 @@ from tools import (
     AnchoredInsertEdit,
     CreateFile,
     LineReplaceEdit,
+    RenameEdit,
     RunProposal,
     SearchReplaceEdit,
     parse_proposals,
@@ -160,6 +161,16 @@ def test_long_tool_names_and_case_work_as_tags() -> None:
         AnchoredInsertEdit("a", "v", "top", "", "y\n")
 
 
+def test_a_rename_block_has_attributes_only_and_renders_back() -> None:
+    block = '<rename path="a.py" version="v" from="x" to="y"/>'
+    assert one(block) == one('<rename path="a.py" version="v" from="x" to="y"></rename>') == \
+        one("<rename_symbol path='a.py' version='v' name='x' new_name='y'/>") == RenameEdit("a.py", "v", "x", "y")
+    assert render(one(block)) == block
+    assert errors('<rename path="a.py" version="v" from="x"/>') == ["line 1: <rename> needs to="]
+    assert errors('<rename path="a.py" version="v" from="x" to="y">z</rename>')[0].startswith(
+        "line 1: <rename> takes no text; needs from=")
+
+
 def test_the_numbered_format_still_parses_beside_v2() -> None:
     result = parse_proposals('<replace path="a" version="v" start="2" end="3">\nz\n</replace>\n'
                              '<replace path="a" version="v">\n<old>\nx\n</old>\n<new>\ny\n</new>\n</replace>')
@@ -174,11 +185,14 @@ def test_v2_tool_calls_parse_by_function_name_and_by_tag() -> None:
         {"function": {"name": "anchored_insert_edit",
                       "arguments": {"path": "a", "version": "v", "after": "x", "new": "y"}}},
         {"function": {"name": "insert", "arguments": {"path": "a", "version": "v", "at": "end", "new": "y"}}},
+        {"function": {"name": "rename_symbol", "arguments": {"path": "a", "version": "v", "name": "x",
+                                                             "new_name": "y"}}},
     ]
     assert parse_tool_calls(calls).proposals == (
         SearchReplaceEdit("a", "v", "x\n", ""),
         AnchoredInsertEdit("a", "v", "after", "x\n", "y\n"),
         AnchoredInsertEdit("a", "v", "end", "", "y\n"),
+        RenameEdit("a", "v", "x", "y"),
     )
     assert parse_proposals(json.dumps({"tool_calls": calls})).proposals == parse_tool_calls(calls).proposals
 
@@ -186,8 +200,9 @@ def test_v2_tool_calls_parse_by_function_name_and_by_tag() -> None:
 def test_the_instructions_teach_exactly_the_v2_forms_the_parser_reads_with_example_values() -> None:
     result = parse_proposals(INSTRUCTIONS)
     assert result.errors == ()
-    assert [type(p).__name__ for p in result.proposals] == [
-        "SearchReplaceEdit", "AnchoredInsertEdit", "AnchoredInsertEdit", "CreateFile", "RunProposal"]
+    kinds = [type(p).__name__ for p in result.proposals]
+    assert kinds == ["SearchReplaceEdit", "AnchoredInsertEdit", "AnchoredInsertEdit", "RenameEdit", "CreateFile",
+                     "RunProposal"]
     assert [p.where for p in result.proposals if isinstance(p, AnchoredInsertEdit)] == ["after", "top"]
     edits = [p for p in result.proposals if not isinstance(p, CreateFile | RunProposal)]
     assert {(p.path, p.version) for p in edits} == {(EXAMPLE_PATH, EXAMPLE_VERSION)}

@@ -10,11 +10,12 @@ from tools import OFFERED, TOOLS, AnchoredInsertEdit, LineReplaceEdit, SearchRep
 from tools.ops import by_name
 
 
-def test_the_tools_are_the_v2_edits_create_run_and_the_numbered_edits_still_read() -> None:
-    assert [t.name for t in TOOLS] == ["search_replace_edit", "anchored_insert_edit", "create_file", "run",
-                                       "single_line_edit", "line_replace_edit", "insert_after_edit"]
-    assert [t.tag for t in TOOLS] == ["replace", "insert", "create", "run", "edit", "replace", "insert"]
-    assert [t.name for t in OFFERED] == ["search_replace_edit", "anchored_insert_edit", "create_file", "run"]
+def test_the_tools_are_the_v2_edits_rename_create_run_and_the_numbered_edits_still_read() -> None:
+    assert [t.name for t in TOOLS] == ["search_replace_edit", "anchored_insert_edit", "rename_symbol", "create_file",
+                                       "run", "single_line_edit", "line_replace_edit", "insert_after_edit"]
+    assert [t.tag for t in TOOLS] == ["replace", "insert", "rename", "create", "run", "edit", "replace", "insert"]
+    assert [t.name for t in OFFERED] == ["search_replace_edit", "anchored_insert_edit", "rename_symbol",
+                                         "create_file", "run"]
     assert [s["function"]["name"] for s in tool_schemas()] == [t.name for t in OFFERED]
 
 

@@ -12,6 +12,7 @@ from tools import (
     AnchoredInsertEdit,
     CreateFile,
     OpenFile,
+    RenameEdit,
     RunProposal,
     SearchReplaceEdit,
     file_version,
@@ -19,17 +20,16 @@ from tools import (
     parse_proposals,
 )
 from tools.format import OPEN_TAG, close_tag
-from tools.structure import BLOCK_OPENING, Copied, Line, Literal, Text
+from tools.structure import BLOCK_OPENING, Choice, Copied, Line, Literal, Name, Text
 
 
-def test_each_open_file_gets_the_five_edit_forms_and_create_and_run_come_once() -> None:
+def test_each_open_file_gets_the_six_edit_forms_and_create_and_run_come_once() -> None:
     a = OpenFile.from_bytes("a.py", b"\xef\xbb\xbfx = 1\r\ny = 2\r\nx = 1")
     b = OpenFile("d/b.txt", "0123abcd", ("only",))
     s = format_structure([a, b])
+    forms = ("replace", "insert after", "insert before", "insert top", "insert end", "rename")
     assert [(blk.form, blk.path) for blk in s.blocks] == [
-        *((form, "a.py") for form in ("replace", "insert after", "insert before", "insert top", "insert end")),
-        *((form, "d/b.txt") for form in ("replace", "insert after", "insert before", "insert top", "insert end")),
-        ("create", None), ("run", None)]
+        *((form, "a.py") for form in forms), *((form, "d/b.txt") for form in forms), ("create", None), ("run", None)]
     assert a.version == file_version(b"\xef\xbb\xbfx = 1\r\ny = 2\r\nx = 1") and a.lines == ("x = 1", "y = 2", "x = 1")
     replace = s.blocks[0].pieces
     assert replace[:4] == (Literal("<replace "), Literal(f'path="a.py" version="{a.version}"'), Literal(">\n"),
@@ -40,13 +40,15 @@ def test_each_open_file_gets_the_five_edit_forms_and_create_and_run_come_once() 
     assert isinstance(replace[7], Text) and replace[8:] == (Literal("</new>\n"), Literal("</replace>"))
     top = s.blocks[3].pieces
     assert top[:3] == (Literal("<insert "), Literal(f'path="a.py" version="{a.version}"'), Literal(' at="top">\n'))
+    assert s.blocks[5].pieces == (Literal("<rename "), Literal(f'path="a.py" version="{a.version}"'),
+                                  Literal(' from="'), Choice(("x", "y")), Literal('" to="'), Name(), Literal('"/>'))
 
 
 def test_lines_a_part_cannot_hold_are_not_offered_and_an_empty_file_can_only_grow_at_top_or_end() -> None:
     f = OpenFile("t.xml", "0123abcd", ("<old>ok</old>", "a </OLD> b", "<run>", "fine", "cr\r"))
     s = format_structure([f, OpenFile("empty.txt", "e3b0c442", ())])
-    copied = {blk.form: blk.pieces[4].runs for blk in s.blocks if blk.path == "t.xml" and blk.form != "insert top"
-              and blk.form != "insert end"}
+    copied = {blk.form: blk.pieces[4].runs for blk in s.blocks
+              if blk.path == "t.xml" and blk.form in ("replace", "insert after", "insert before")}
     assert copied == {"replace": (("fine",),), "insert after": (("<old>ok</old>", "a </OLD> b"), ("fine",)),
                       "insert before": (("<old>ok</old>", "a </OLD> b"), ("fine",))}
     assert [blk.form for blk in s.blocks if blk.path == "empty.txt"] == ["insert top", "insert end"]
@@ -100,6 +102,10 @@ def filling(draw: st.DrawFn, piece: object) -> str:
         lines = draw(st.lists(text_line, max_size=4))
         text = "".join(line + "\n" for line in lines)
         return text if not pattern.search(text) else ""
+    if isinstance(piece, Choice):
+        return draw(st.sampled_from(piece.options))
+    if isinstance(piece, Name):
+        return draw(st.from_regex(piece.pattern, fullmatch=True))
     assert isinstance(piece, Line)
     line = draw(st.text(chars, min_size=1, max_size=12).filter(
         lambda t: t.strip() and not any(c in t for c in piece.forbidden)))
@@ -124,9 +130,11 @@ def test_every_filling_of_every_block_parses_to_the_proposal_it_spells(data: st.
     assert len(result.proposals) == 1
     p = result.proposals[0]
     text = "".join(pieces)
-    kinds = {"replace": SearchReplaceEdit, "create": CreateFile, "run": RunProposal}
+    kinds = {"replace": SearchReplaceEdit, "create": CreateFile, "run": RunProposal, "rename": RenameEdit}
     assert isinstance(p, kinds.get(block.form, AnchoredInsertEdit))
-    if isinstance(p, SearchReplaceEdit):
+    if isinstance(p, RenameEdit):
+        assert (p.path, p.version, p.old, p.new) == (path, "0123abcd", pieces[3], pieces[5])
+    elif isinstance(p, SearchReplaceEdit):
         assert (p.path, p.version) == (path, "0123abcd")
         assert p.old == between(text, "<old>\n", "</old>") and p.content == between(text, "<new>\n", "</new>")
     elif isinstance(p, AnchoredInsertEdit):

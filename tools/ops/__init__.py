@@ -1,9 +1,10 @@
 """The tools a model may call, in one explicit tuple (no module scanning).
 
 Offered (taught in INSTRUCTIONS, listed by tool_schemas()): the two edits that name lines by copying them
-(format v2), create_file and run. Still read, never taught: the three numbered-line edits of format v1, so
-old answers and saved answers keep applying. `replace` and `insert` are the block tags of both formats;
-`candidates` gives every tool a tag or name may mean, and the parser picks by the block's shape.
+(format v2), the rename of a name at every use, create_file and run. Still read, never taught: the three
+numbered-line edits of format v1, so old answers and saved answers keep applying. `replace` and `insert` are
+the block tags of both formats; `candidates` gives every tool a tag or name may mean, and the parser picks by
+the block's shape.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tools.ops import (
     create_file,
     insert_after_edit,
     line_replace_edit,
+    rename_symbol,
     run,
     search_replace_edit,
     single_line_edit,
@@ -24,6 +26,7 @@ from tools.spec import ToolSpec
 TOOLS: tuple[ToolSpec, ...] = (
     search_replace_edit.SPEC,
     anchored_insert_edit.SPEC,
+    rename_symbol.SPEC,
     create_file.SPEC,
     run.SPEC,
     single_line_edit.SPEC,
