@@ -119,8 +119,8 @@ without the line numbers, and enough of them that they occur only once in the fi
 Write the new lines exactly as they should appear in the file."""
 
 _RENAMES = """\
-To rename a function, class or variable, write a rename block for each file that uses the name: cb renames
-every use in it (definition, calls, imports)."""
+To rename a function, class or variable, {} for each file that uses the name: cb renames every use in it
+(definition, calls, imports)."""
 
 _NO_PLACEHOLDERS = 'Never write "..." or "rest of code" in place of real lines.'
 
@@ -159,7 +159,7 @@ the lines to insert
 
 Rename a name at every use in a file:
 <rename path="{EXAMPLE_PATH}" version="{EXAMPLE_VERSION}" from="old_name" to="new_name"/>
-{_RENAMES}
+{_RENAMES.format("write a rename block")}
 
 Create a new file:
 <create path="{EXAMPLE_NEW_PATH}">
@@ -178,7 +178,7 @@ TOOL_CALL_INSTRUCTIONS = f"""\
 To change files, call the edit tools (search_replace_edit, anchored_insert_edit, rename_symbol,
 create_file; run for a shell command, which the user confirms first).
 {_COPYING}
-{_RENAMES}
+{_RENAMES.format("call rename_symbol once")}
 {_NO_PLACEHOLDERS}
 """
 

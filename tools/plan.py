@@ -230,9 +230,10 @@ def _renamed(shown: str, seen: TextFile, result: TextFile, renames: list[RenameE
     the model saw; the uses are found in the text the batch's other edits leave, so the new lines they wrote
     are renamed too."""
     errors = []
+    lines = seen.text_lines()
     for e in renames:
         try:
-            renames_of.check(seen.text_lines(), shown, e.old, e.new)
+            renames_of.check(lines, shown, e.old, e.new)
         except renames_of.RenameError as exc:
             errors.append(f"{describe(e)}: {exc}")
     if errors:
