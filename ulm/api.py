@@ -242,16 +242,22 @@ def _build(source: ModelSource, mode: str, dtype: torch.dtype, quant: str | None
            device: str | torch.device) -> Transformer:
     """The module for a mode: fast = `ulm.fast` (int4 linears, bf16 activations; its cached packed weights
     are mapped without building the float model first); exact = float weights in `dtype`, quantised
-    linears only when `quant` asks for them."""
+    linears only when `quant` asks for them. On CUDA both are float weights in `dtype` (the fast mode's is
+    bf16), with `ulm.cuda`'s int8 or int4 linears when `quant` asks."""
     from ulm.loading import load_checkpoint
     from ulm.model import build_model
 
-    if mode == "fast" and dtype == torch.bfloat16:
+    cuda = torch.device(device).type == "cuda"
+    if mode == "fast" and dtype == torch.bfloat16 and not cuda:
         from ulm.fast import load_fast
 
         return load_fast(source, device, scheme=quant)  # None: from the GGUF's blocks where they all run
     config, state = load_checkpoint(source, dtype)
     module = build_model(config, state, dtype, device)
+    if cuda:  # bf16 (the fast mode) or fp32 weights; int8 or int4 weight-only linears when `quant` asks
+        from ulm.cuda.weight_only import quantize_for_cuda
+
+        return module if quant is None else quantize_for_cuda(module, quant)
     if mode == "fast":
         from ulm.fast import make_fast
 
@@ -261,3 +267,4 @@ def _build(source: ModelSource, mode: str, dtype: torch.dtype, quant: str | None
 
         quantize_model(module, quant, dtype=dtype)
     return module
+

@@ -167,6 +167,11 @@ PRESETS: dict[str, ModelConfig] = {
     "smollm2-360m": ModelConfig(vocab_size=49152, dim=960, n_layers=32, n_heads=15, n_kv_heads=5, hidden_dim=2560,
                                 max_seq_len=8192, rope_theta=100000.0, norm_eps=1e-5, tie_embeddings=True,
                                 bos_token_id=1, eos_token_ids=(2,)),
+    # Qwen2.5-Coder-1.5B-Instruct's shape (the GPU benchmark's random-weight model)
+    "qwen2.5-coder-1.5b": ModelConfig(vocab_size=151936, dim=1536, n_layers=28, n_heads=12, n_kv_heads=2,
+                                      hidden_dim=8960, arch="qwen2", max_seq_len=32768, rope_theta=1000000.0,
+                                      norm_eps=1e-6, qkv_bias=True, tie_embeddings=True,
+                                      eos_token_ids=(151645, 151643)),
 }
 
 

@@ -8,7 +8,8 @@
     cache.reset()                                         # all rows empty again (buffers are kept)
 
 Buffers k, v: [n_layers, max_batch, n_kv_heads, max_len, head_dim]; `lengths` LongTensor [max_batch]
-counts the filled positions of each row. The model owns writing K/V (`update`); `lengths` change only
+counts the filled positions of each row, on the CPU whatever the buffers' device (host bookkeeping that no
+kernel reads). The model owns writing K/V (`update`); `lengths` change only
 through this class's methods, called by whoever runs the forward (the engine's backend): a forward never
 changes them, so a step can be retried or discarded.
 """
@@ -39,7 +40,7 @@ class KVCache:
         shape = (config.n_layers, max_batch, config.n_kv_heads, max_len, config.head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.lengths = torch.zeros(max_batch, dtype=torch.long, device=device)
+        self.lengths = torch.zeros(max_batch, dtype=torch.long)  # host bookkeeping, on the CPU wherever K/V are
 
     @property
     def max_batch(self) -> int:

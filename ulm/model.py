@@ -67,7 +67,11 @@ class Transformer(nn.Module):
     def forward(self, ids: torch.Tensor, cache: KVCache | None = None, start: torch.Tensor | int | None = None,
                 rows: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
         """Logits [B, T, V] (or [B, 1, V] with last_only) for ids [B, T]; see ulm/__init__.py for the contract."""
-        x = self._blocks(ids, self._plan(ids, cache, start, rows))  # [B, T, D]
+        return self.forward_plan(ids, self._plan(ids, cache, start, rows), last_only)
+
+    def forward_plan(self, ids: torch.Tensor, plan: AttnPlan, last_only: bool = False) -> torch.Tensor:
+        """`forward` under a plan built elsewhere (`ulm.cuda.graphs.decode_plan`: from device tensors only)."""
+        x = self._blocks(ids, plan)  # [B, T, D]
         if last_only:
             x = x[:, -1:]  # [B, 1, D]
         return self.lm_head(self.norm(x))  # [B, T or 1, V]

@@ -29,6 +29,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,7 +46,7 @@ from ulm.kquant.linear import KQuantLinear
 GROUP = 32  # weights per int4 group; equals the GGUF block size of Q4_0/Q4_1/Q8_0
 _BLOCK_BYTES = {"Q4_1": 20, "Q4_0": 18, "Q8_0": 34}
 FOUR_BIT = ("Q4_1", "Q4_0")  # block types that map onto the int4 format without loss
-PACK_BLOCK = 64  # output rows per block of the CPU int4 packing (see Int4Linear.dense)
+PACK_BLOCK = 64  # output rows per block of torch's CPU int4 packing with AVX-512 (see `torch_pack_block`)
 # Inputs with at least this many rows (prefill) dequantise the weight to bf16 and run a dense GEMM: measured
 # 1.2× faster than the int4 kernel at 128 rows, 1.8× at 512 (the int4 kernel is made for few rows).
 DENSE_MIN_ROWS = 128
@@ -150,6 +151,28 @@ def int4_from_float(w: Tensor) -> Int4Weight:
     return Int4Weight(q, scale, lo + 8 * scale)
 
 
+def _unpack_torch_layout(packed: Tensor, n: int, k: int, block: int) -> Tensor:
+    """Values uint8 [N, K] of torch's CPU int4 packing with `block` output rows per block: each block is
+    [K, block / 2] bytes, byte (k, i) holding row i's value in its low nibble and row i + block / 2's in its
+    high nibble."""
+    p = packed.view(n // block, k, block // 2).transpose(1, 2)  # (nb, block / 2, K)
+    return torch.stack((p & 0x0F, p >> 4), dim=1).reshape(n, k)  # rows i, then i + block / 2, per block
+
+
+@functools.cache
+def torch_pack_block() -> int | None:
+    """Output rows per block of `torch._convert_weight_to_int4pack_for_cpu` on this CPU (torch picks it by
+    instruction set: 64 with AVX-512, 32 with AVX2), found by packing a known weight; None when no block
+    layout reproduces it (then the dense path, which unpacks that layout, is off)."""
+    n, k = 64, 64
+    q = torch.randint(0, 16, (n, k), generator=torch.Generator().manual_seed(0), dtype=torch.int32)
+    packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+    for block in (64, 32, 16):
+        if packed.shape == (n, k // 2) and torch.equal(_unpack_torch_layout(packed, n, k, block).int(), q):
+            return block
+    return None
+
+
 def int4_supported(n: int, k: int) -> bool:
     """Whether torch's CPU int4 kernel takes an N×K weight."""
     return n % 16 == 0 and k % GROUP == 0
@@ -181,7 +204,7 @@ class Int4Linear(nn.Module):
         if self.layout == "vnni":
             return True
         lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
-        if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK:
+        if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK or torch_pack_block() != PACK_BLOCK:
             return False
         if not self.packed.is_contiguous():
             self.packed = self.packed.contiguous()
@@ -216,7 +239,7 @@ class Int4Linear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x2 = x.reshape(-1, self.in_features).to(self.dtype)  # (M, K)
         dense_rows = NATIVE_DENSE_MIN_ROWS if self.layout == "vnni" else DENSE_MIN_ROWS
-        if x2.shape[0] >= dense_rows and self.out_features % PACK_BLOCK == 0:
+        if x2.shape[0] >= dense_rows and self.dense_ok():
             y = F.linear(x2, self.dense())  # many rows (prefill): dequantise once, then a dense GEMM
         else:
             y = self.matmul(x2, torch.float32 if self.out_dtype == torch.float32 else self.dtype)  # (M, N)
@@ -239,32 +262,41 @@ class Int4Linear(nn.Module):
             raise MemoryError("no memory for the int4 kernel's activations")
         return y
 
-    def dense(self) -> Tensor:
-        """The weight [N, K] in `dtype`, unpacked from the kernel's layout (N % 64 == 0).
+    def dense_ok(self) -> bool:
+        """Whether `dense` can unpack this weight: the vnni layout, or torch's with a known block size that
+        divides N."""
+        block = torch_pack_block()
+        return self.layout == "vnni" or (block is not None and self.out_features % block == 0)
 
-        Torch's CPU packing stores each block of 64 output rows as [K, 32] bytes: byte (k, i) holds row i's
-        value in its low nibble and row i + 32's in its high nibble.
+    def dense(self) -> Tensor:
+        """The weight [N, K] in `dtype`, unpacked from the kernel's layout (`dense_ok()` must hold).
+
+        Torch's CPU packing stores each block of B output rows (`torch_pack_block`) as [K, B / 2] bytes: byte
+        (k, i) holds row i's value in its low nibble and row i + B / 2's in its high nibble.
         """
         n, k = self.out_features, self.in_features
+        block = torch_pack_block()
+        assert self.dense_ok() and block is not None
         lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
         if self.layout == "vnni":
             assert lib is not None
             wt = torch.empty(k, n, dtype=torch.bfloat16)
             lib.ulm_dequant_int4_vnni_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, wt.data_ptr())
             return wt.t()  # the same bits as from torch's layout (tested)
-        if lib is not None and self.packed.is_contiguous() and self.scales_zeros.is_contiguous():
+        native = lib is not None and block == PACK_BLOCK  # the native unpacking reads 64-row blocks
+        if native and self.packed.is_contiguous() and self.scales_zeros.is_contiguous():
             wt = torch.empty(k, n, dtype=torch.bfloat16)  # Wᵀ: unpacked without a transpose, as fast for the GEMM
+            assert lib is not None
             if lib.ulm_dequant_int4_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, GROUP,
                                            wt.data_ptr()) != 0:
                 raise MemoryError("no memory to unpack an int4 weight")
             return wt.t()  # [N, K] view: the same bits as the torch ops below (tested), several times faster
-        nb, g = n // PACK_BLOCK, k // GROUP
-        p = self.packed.view(nb, k, PACK_BLOCK // 2).transpose(1, 2).unsqueeze(1)  # (nb, 1, 32, K) uint8
-        q = torch.cat((p & 0x0F, p >> 4), dim=1).to(self.dtype)  # (nb, 2, 32, K): rows i and i + 32
-        sz = self.scales_zeros.view(g, nb, 2, PACK_BLOCK // 2, 2).permute(1, 2, 3, 0, 4)  # (nb, 2, 32, G, 2)
-        scale = sz[..., 0:1]  # (nb, 2, 32, G, 1)
+        g = k // GROUP
+        q = _unpack_torch_layout(self.packed, n, k, block).to(self.dtype).view(n, g, GROUP)  # (N, G, 32)
+        sz = self.scales_zeros.transpose(0, 1)  # (N, G, 2)
+        scale = sz[..., 0:1]  # (N, G, 1)
         zero = sz[..., 1:2] - 8 * scale  # w = q·scale + (zero − 8·scale)
-        return q.view(nb, 2, PACK_BLOCK // 2, g, GROUP).mul_(scale).add_(zero).view(n, k)
+        return q.mul_(scale).add_(zero).view(n, k)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}, dtype={self.dtype}, "

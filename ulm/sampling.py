@@ -180,7 +180,7 @@ def sample(logits: torch.Tensor, params: BatchParams, counts: torch.Tensor | Non
         return _sample_native(lib, logits, params, counts, generators, mask)
     logits = logits.float()
     if mask is not None:
-        logits = logits.masked_fill(~allowed(mask, logits.shape[-1]), float("-inf"))
+        logits = logits.masked_fill(~allowed(mask.to(logits.device), logits.shape[-1]), float("-inf"))
     if counts is not None:
         logits = apply_penalties(logits, counts, params)
     greedy = params.temperature == 0  # bool [B]

@@ -130,9 +130,12 @@ def encode_chat(tok: PreTrainedTokenizerFast, messages: Sequence[Message], add_g
     return list(tok(text, add_special_tokens=False)["input_ids"])
 
 
-def stop_token_ids(tok: PreTrainedTokenizerFast, eos_ids: Iterable[int] = ()) -> tuple[int, ...]:
-    """Token ids that end a generation: the model's EOS ids, the tokenizer's EOS, end-of-turn markers."""
+def stop_token_ids(tok: PreTrainedTokenizerFast | None, eos_ids: Iterable[int] = ()) -> tuple[int, ...]:
+    """Token ids that end a generation: the model's EOS ids, the tokenizer's EOS, end-of-turn markers (the
+    model's alone without a tokenizer: a backend driven by token ids, as the GPU benchmark's)."""
     ids: list[int] = list(eos_ids)
+    if tok is None:
+        return tuple(dict.fromkeys(ids))
     if tok.eos_token_id is not None:
         ids.append(int(tok.eos_token_id))
     vocab = tok.get_vocab()

@@ -93,6 +93,16 @@ def test_many_rows_take_the_dense_path_and_agree_with_the_kernel(n: int) -> None
     assert ((dense.float() - kernel.float()).norm() / kernel.float().norm()).item() < 1e-2
 
 
+def test_torchs_int4_packing_block_is_found_on_this_cpu() -> None:
+    """torch packs 64-row blocks with AVX-512 and 32-row ones with AVX2: the dense path must read whichever
+    this CPU got (it once read 64-row blocks everywhere, and a prefill on an AVX2 machine was garbage)."""
+    block = quant.torch_pack_block()
+    assert block in (64, 32, 16)
+    q = torch.randint(0, 16, (192, 96), generator=torch.Generator().manual_seed(7), dtype=torch.int32)
+    packed = torch._convert_weight_to_int4pack_for_cpu(q, 1)
+    assert torch.equal(quant._unpack_torch_layout(packed, 192, 96, block).int(), q)
+
+
 @pytest.mark.parametrize("n, k", [(64, 32), (192, 96), (960, 576)])
 def test_the_native_unpacking_gives_the_bits_of_the_torch_ops(n: int, k: int, monkeypatch: pytest.MonkeyPatch) -> None:
     if native.library() is None:

@@ -20,7 +20,11 @@ def _engines(spec: str) -> list[str]:
 
 
 def bench(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Short name, .gguf file or HF directory."),
+    model: str = typer.Option(None, "--model", "-m", help="Short name, .gguf file or HF directory (default "
+                              "smollm2-135m). With --device cuda: a shape to build, smollm2-135m or "
+                              "qwen2.5-coder-1.5b (default both)."),
+    device: str = typer.Option("cpu", help="cpu, or cuda: µLM's CUDA path (bf16, int8, int4, compiled) beside HF "
+                               "transformers (dynamic and static cache) on random-weight models of real shapes."),
     engines: str = typer.Option("ulm,hf,llama_cpp", "--engines", "-e",
                                 help="Comma-separated: ulm (fast + exact rows), hf (bf16 + fp32 rows), llama_cpp."),
     threads: int = typer.Option(2, "--threads", "-t", min=1, help="CPU threads for every engine."),
@@ -29,6 +33,8 @@ def bench(
     accuracy: bool = typer.Option(True, "--accuracy/--no-accuracy",
                                   help="Compute the fast mode's top-1 agreement with the exact mode (256 tokens)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object keyed by engine instead of a table."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="With --device cuda: also time µLM with "
+                                 "torch.compile under its CUDA graphs (batch 1; compiling takes a minute or so)."),
 ) -> None:
     """Benchmark µLM against HF transformers and llama.cpp on the same model, prompt and thread count.
 
@@ -43,7 +49,15 @@ def bench(
         ulm bench
 
         ulm bench --engines ulm,llama_cpp --repeats 5 --json
+
+        ulm bench --device cuda --model qwen2.5-coder-1.5b
     """
+    if device == "cuda":
+        _bench_cuda(model, repeats, new_tokens, compile, as_json)
+        return
+    if device != "cpu":
+        raise typer.BadParameter(f"'{device}': cpu or cuda", param_hint="--device")
+    model = model or "smollm2-135m"
     from ulm.bench.report import render
     from ulm.bench.run import run_bench
 
@@ -55,3 +69,18 @@ def bench(
         typer.echo(render(results, model=model, threads=threads, repeats=repeats, new_tokens=new_tokens))
     if all("error" in r for r in results.values()):
         raise typer.Exit(1)
+
+
+def _bench_cuda(model: str | None, repeats: int, new_tokens: int, compile: bool, as_json: bool) -> None:
+    from ulm.bench.cuda import CONFIGS, render_cuda, run_cuda_bench
+
+    if model is not None and model not in CONFIGS:
+        raise typer.BadParameter(f"'{model}': with --device cuda, one of {', '.join(CONFIGS)}", param_hint="--model")
+    configs = CONFIGS if model is None else (model,)
+    try:
+        results = run_cuda_bench(configs, new_tokens, repeats, compile,
+                                 progress=lambda line: typer.echo(f"ulm bench: {line}", err=True))
+    except RuntimeError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(results, indent=2) if as_json else render_cuda(results))

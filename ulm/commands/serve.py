@@ -56,6 +56,13 @@ def serve(
                              "with bf16 activations, several times faster on CPU."),
     threads: int = typer.Option(None, min=1, help="CPU threads for the model (torch intra-op). Default: torch's, "
                                 "one per core."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N. On CUDA the fast mode is bf16 weights, the KV "
+                               "cache is allocated whole and decode steps replay CUDA graphs."),
+    quant: str = typer.Option(None, help="With --device cuda: int8 or int4 weight-only linears (less memory "
+                              "read per token, a little accuracy lost; see docs/ulm-engine.md)."),
+    compile: bool = typer.Option(False, "--compile", help="With --device cuda: torch.compile the decode step "
+                                 "under its CUDA graphs (fused kernels; compiles once per batch and length "
+                                 "bucket, seconds each, at first use)."),
     alias: str = typer.Option(None, "--alias", metavar="NAME", help="The model's name as served: the id in "
                               "/v1/models and the `model` of every answer; requests may name it. Default: the "
                               "model's short name."),
@@ -87,6 +94,7 @@ def serve(
 
     settings = Settings(model=model, host=host, port=port, api_key=api_key or None, ctx=ctx, parallel=parallel,
                         max_tokens_cap=max_tokens_cap, queue_size=queue, mode=mode, threads=threads,
+                        device=device, quant=quant, compile=compile,
                         prefill_chunk=prefill_chunk, debug_token_delay=debug_token_delay_ms / 1000.0,
                         debug_fail_at_token=debug_fail_at_token, alias=alias, cors_origins=list(cors_origin or []),
                         log_file=log_file, log_max_bytes=log_max_bytes, log_backups=log_backups)

@@ -56,12 +56,14 @@ class Backend(Protocol):
 
 
 class UlmBackend:
-    """µLM's Transformer, KV cache and tokenizer behind the Backend seam. The cache starts at MIN_CACHE_LEN
-    positions a row and doubles (copying what is filled) up to n_ctx as rows get longer, so memory follows
-    use: an 8k context answering short prompts keeps a small cache."""
+    """µLM's Transformer, KV cache and tokenizer behind the Backend seam. On the CPU the cache starts at
+    MIN_CACHE_LEN positions a row and doubles (copying what is filled) up to n_ctx as rows get longer, so
+    memory follows use: an 8k context answering short prompts keeps a small cache. On CUDA it is allocated
+    whole, with one scratch row more, and decode steps replay CUDA graphs (`ulm.cuda.graphs`; `compile`
+    puts torch.compile under them)."""
 
     def __init__(self, net: Any, tokenizer: Any, model_id: str, cache_dtype: torch.dtype | None = None,
-                 model_path: str = "") -> None:
+                 model_path: str = "", compile: bool = False) -> None:
         from ulm.tokenizer import stop_token_ids
 
         self._net = net  # ulm.model.Transformer (possibly with quantized linears, or ulm.fast's)
@@ -77,14 +79,38 @@ class UlmBackend:
         self._cache: KVCache | None = None
         self._n_ctx = 0
         self._ragged = getattr(net, "forward_ragged", None)  # one native call for rows of mixed lengths
+        self._compile = compile
+        self._graphs: Any = None  # ulm.cuda.graphs.GraphDecoder, on CUDA
+
+    @property
+    def net(self) -> Any:
+        """The module behind the seam (`ulm.model.Transformer`, or the fast mode's)."""
+        return self._net
+
+    @property
+    def graphs(self) -> Any:
+        """The CUDA graph decoder (`ulm.cuda.graphs.GraphDecoder`) after `allocate` on CUDA, else None."""
+        return self._graphs
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model, its cache and the logits `forward` returns live."""
+        return self._device
 
     @classmethod
-    def load(cls, ref: str | None, mode: str = "exact") -> UlmBackend:
+    def load(cls, ref: str | None, mode: str = "exact", device: str = "cpu", quant: str | None = None,
+             compile: bool = False) -> UlmBackend:
         """Load a model by short name, .gguf path or HF dir with `ulm.load`: mode "exact" = fp32 weights,
-        "fast" = int4 weight-only linears with bf16 activations (the KV cache takes the activations' dtype)."""
+        "fast" = int4 weight-only linears with bf16 activations (the KV cache takes the activations' dtype);
+        on CUDA, "fast" is bf16 weights, int8 or int4 linears with `quant`, and `compile` puts
+        torch.compile under the decode graphs."""
         import ulm
 
-        return ulm.load(ref, mode=mode).backend
+        model = ulm.load(ref, mode=mode, device=device, quant=quant)
+        if compile:
+            model.backend = cls(model.module, model.tokenizer, model.source.name, model_path=str(model.source.path),
+                                compile=True)
+        return model.backend
 
     @property
     def cache(self) -> KVCache | None:
@@ -110,6 +136,12 @@ class UlmBackend:
 
     def allocate(self, rows: int, n_ctx: int) -> None:
         self._n_ctx = n_ctx
+        if self._device.type == "cuda":
+            from ulm.cuda.graphs import GraphDecoder
+
+            self._cache = KVCache(self.config, rows + 1, n_ctx, self._cache_dtype, self._device)  # + scratch
+            self._graphs = GraphDecoder(self._net, self._cache, compile=self._compile)
+            return
         self._cache = KVCache(self.config, rows, min(n_ctx, MIN_CACHE_LEN), self._cache_dtype, self._device)
 
     @torch.inference_mode()
@@ -135,6 +167,8 @@ class UlmBackend:
 
     def _run(self, ids: Sequence[Sequence[int]], rows: Sequence[int], start: Sequence[int]) -> torch.Tensor:
         """One forward of rows of equal lengths: logits of their last positions [B, V]."""
+        if self._graphs is not None and len(ids[0]) == 1:
+            return self._graphs.step([r[0] for r in ids], rows, start)  # [B, V]
         x = torch.tensor([list(r) for r in ids], dtype=torch.long, device=self._device)  # [B, T]
         if list(rows) == list(range(len(rows))) and all(s == start[0] for s in start):
             # rows 0..B-1 at one position (a single stream, equal prompts): the cache's slice path

@@ -100,7 +100,7 @@ class Engine:
         self.error: str | None = None  # why the engine died, when state == DEAD
         self._slots = [Slot(row) for row in range(parallel)]
         self._outbox: list[tuple[Ticket, Event | Failed]] = []  # events of the last step, not yet delivered
-        self._sampler = BatchSampler(parallel, backend.vocab_size)  # row i = slot i
+        self._sampler = BatchSampler(parallel, backend.vocab_size, getattr(backend, "device", "cpu"))  # row i = slot i
         self._pending: deque[Ticket] = deque()
         self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()  # work for the engine's thread
         self._masks: StepMasks | None = None  # token masks of constrained requests (ulm.engine.masks)

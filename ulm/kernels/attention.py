@@ -49,6 +49,7 @@ def _sdpa(q: Tensor, k: Tensor, v: Tensor, spans: Tensor) -> Tensor:
     B, Hq, hd = q.shape
     Hkv, S = k.shape[1], k.shape[2]
     t = torch.arange(S, device=q.device)  # [S]
+    spans = spans.to(q.device)
     mask = (t >= spans[:, :1]) & (t < spans[:, 1:])  # [B, S]
     y = F.scaled_dot_product_attention(q.reshape(B, Hkv, Hq // Hkv, hd), k, v, attn_mask=mask[:, None, None, :])
     return y.reshape(B, Hq, hd)

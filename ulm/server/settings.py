@@ -30,7 +30,10 @@ class Settings:
     max_tokens_cap: int = DEFAULT_MAX_TOKENS_CAP
     queue_size: int | None = None  # waiting requests beyond the slots; None = 4 × parallel
     max_body: int = DEFAULT_MAX_BODY
-    mode: str = "exact"  # "exact" (fp32) or "fast" (int4 weights, bf16)
+    mode: str = "exact"  # "exact" (fp32) or "fast" (int4 weights, bf16; on CUDA: bf16 weights)
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    quant: str | None = None  # CUDA weight-only linears: "int8" or "int4"; None = float weights
+    compile: bool = False  # CUDA: torch.compile under the decode graphs
     threads: int | None = None  # torch intra-op threads; None = torch's default (one per core)
     prefill_chunk: int = 256
     debug_token_delay: float = 0.0  # seconds slept after each engine step (tests)
@@ -67,6 +70,7 @@ def check_settings(s: Settings) -> None:
         raise ServeError(f"--queue must be at least 0, got {s.queue_size}")
     if s.mode not in ("exact", "fast"):
         raise ServeError(f"--mode must be exact or fast, got '{s.mode}'")
+    check_device(s)
     if s.alias is not None and (not s.alias.strip() or len(s.alias) > 256 or not s.alias.isprintable()):
         raise ServeError("--alias must be 1 to 256 printable characters")
     for origin in s.cors_origins:
@@ -78,3 +82,20 @@ def check_settings(s: Settings) -> None:
         raise ServeError(f"--port must be at most 65535, got {s.port}")
 
 
+def check_device(s: Settings) -> None:
+    """The device options: a device torch knows and sees, and CUDA-only options only with CUDA."""
+    kind, _, index = s.device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
+        raise ServeError(f"--device must be cpu, cuda or cuda:N, got '{s.device}'")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ServeError(f"--device {s.device}: this torch ({torch.__version__}) sees no CUDA device; install a "
+                             "CUDA build of torch (make run TORCH_SPEC='torch>=2.4') or serve on the CPU")
+        if int(index or 0) >= torch.cuda.device_count():
+            raise ServeError(f"--device {s.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif s.quant is not None or s.compile:
+        raise ServeError("--quant and --compile are for --device cuda (the CPU's fast mode picks its own weights)")
+    if s.quant not in (None, "int8", "int4"):
+        raise ServeError(f"--quant must be int8 or int4, got '{s.quant}'")

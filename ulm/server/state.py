@@ -55,7 +55,8 @@ class ServerState:
     def _load_ulm(self) -> Backend:
         from ulm.engine.backend import UlmBackend
 
-        return UlmBackend.load(self.settings.model, self.settings.mode)
+        s = self.settings
+        return UlmBackend.load(s.model, s.mode, device=s.device, quant=s.quant, compile=s.compile)
 
     def load_and_run(self) -> None:
         """Load the model, then run the engine's loop in this same thread until it stops (see Engine.run);
