@@ -93,6 +93,15 @@ def test_many_rows_take_the_dense_path_and_agree_with_the_kernel(n: int) -> None
     assert ((dense.float() - kernel.float()).norm() / kernel.float().norm()).item() < 1e-2
 
 
+def test_the_dense_weight_unpacks_to_fp32_for_cpus_without_a_bf16_gemm() -> None:
+    w4 = int4_from_float(torch.randn(128, 96, generator=torch.Generator().manual_seed(8)) * 0.05)
+    lin = Int4Linear.quantize(w4)
+    fp32 = lin.dense(torch.float32)
+    assert fp32.dtype == torch.float32
+    torch.testing.assert_close(fp32.bfloat16(), lin.dense(), atol=4e-3, rtol=0)
+    torch.testing.assert_close(fp32, w4.dequantize(), atol=4e-3, rtol=0)  # bf16 scales and zeros only
+
+
 def test_torchs_int4_packing_block_is_found_on_this_cpu() -> None:
     """torch packs 64-row blocks with AVX-512 and 32-row ones with AVX2: the dense path must read whichever
     this CPU got (it once read 64-row blocks everywhere, and a prefill on an AVX2 machine was garbage)."""
