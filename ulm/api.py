@@ -29,6 +29,8 @@ Modes:
   accuracy for speed (see README).
 `dtype` overrides the mode's activation dtype; `quant` ("int4" or "int8") picks the fast mode's scheme, or
 quantises the linears of the exact mode.
+`device="cuda"` runs on an NVIDIA GPU (`ulm.cuda`): the fast mode is bf16 weights there (`quant` gives int8
+or int4 weight-only linears), the KV cache is allocated whole and decode steps replay CUDA graphs.
 
 A prompt is a str (completed as raw text; `chat=True` wraps it as one user message), a list of messages
 (`[{"role": ..., "content": ...}]`, rendered with the checkpoint's chat template), or a list of token ids.
