@@ -3,7 +3,7 @@
 - `Int4Linear` holds 4-bit weights in groups of 32 along K, one scale and one zero per group, dequantised as
   w = (q − 8)·scale + zero, and runs torch's CPU int4 kernel (`_weight_int4pack_mm_for_cpu`). Activations,
   scales and zeros are bf16 in the fast mode; with fp32 they give an exact reference (~1e-6, ~28× slower).
-  `use_native_kernel()` moves a bf16 one to `ulm.kernels`' AVX-512 VNNI kernel where the machine has it
+  `use_native_kernel()` moves a bf16 one to `ulm.kernels`' int4 kernel where the machine has it (AVX-512 VNNI, or AVX2)
   (its weights repacked and its scales and zeros reordered block by block, in place, same size): int8
   activations per group of 32, reading each weight once for up to 4 rows. Measured on the embedded model
   against torch's kernel: 1.3× (the blocks' linears) to 5× (the LM head) for one row, 1.6× for 4 rows (the
@@ -50,6 +50,8 @@ PACK_BLOCK = 64  # output rows per block of torch's CPU int4 packing with AVX-51
 # Inputs with at least this many rows (prefill) dequantise the weight to bf16 and run a dense GEMM: measured
 # 1.2× faster than the int4 kernel at 128 rows, 1.8× at 512 (the int4 kernel is made for few rows).
 DENSE_MIN_ROWS = 128
+# Where the CPU has no bf16 GEMM (AVX2), the native kernel runs every size: 64 rows of a 1536 → 8960 linear in
+# 14 ms (125 GFLOP/s) where the fp32 GEMM reaches 97 GFLOP/s, before unpacking (2-core AVX2 EPYC).
 # With the native VNNI kernel the dense GEMM only draws level at 256-512 rows (measured, whole model): above
 # this the dense path runs, for its bf16 activations.
 NATIVE_DENSE_MIN_ROWS = 256
@@ -207,18 +209,19 @@ class Int4Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).contiguous())
 
     def use_native_kernel(self) -> bool:
-        """Repack the weight, in place, for the native VNNI kernel when this machine has it (bf16, CPU,
-        N % 64 == 0); True when it runs that kernel from now on. Its state dict (and any tensor sharing
-        `packed`'s memory) then holds the "vnni" layout."""
+        """Repack the weight, in place, for the native int4 kernel when this machine has it (AVX-512 VNNI, or
+        AVX2 and FMA; bf16, CPU, N % 64 == 0); True when it runs that kernel from now on. Its state dict (and
+        any tensor sharing `packed`'s memory) then holds the "vnni" layout."""
         if self.layout == "vnni":
             return True
         lib = library() if self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
-        if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK or torch_pack_block() != PACK_BLOCK:
+        block = torch_pack_block()
+        if lib is None or not lib.ulm_int4_vnni() or self.out_features % PACK_BLOCK or block not in (32, 64):
             return False
         if not self.packed.is_contiguous():
             self.packed = self.packed.contiguous()
         # in place: no second copy of the weights, even for a moment (peak RSS)
-        if lib.ulm_int4_repack_vnni(self.packed.data_ptr(), self.out_features, self.in_features) != 0:
+        if lib.ulm_int4_repack_vnni(self.packed.data_ptr(), self.out_features, self.in_features, block) != 0:
             return False
         # scales and zeros block by block, in the order the kernel streams them: [N / 32, K / 32, 32, 2]
         sz = self.scales_zeros.contiguous()
@@ -247,7 +250,9 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x2 = x.reshape(-1, self.in_features).to(self.dtype)  # (M, K)
-        dense_rows = NATIVE_DENSE_MIN_ROWS if self.layout == "vnni" else DENSE_MIN_ROWS
+        dense_rows = DENSE_MIN_ROWS
+        if self.layout == "vnni":  # without a bf16 GEMM the kernel's integer dot products win at every size
+            dense_rows = NATIVE_DENSE_MIN_ROWS if bf16_gemm_native() else x2.shape[0] + 1
         if x2.shape[0] >= dense_rows and self.dense_ok():  # many rows (prefill): dequantise once, a dense GEMM
             dense = self.dtype if bf16_gemm_native() or self.dtype != torch.bfloat16 else torch.float32
             y = F.linear(x2.to(dense), self.dense(dense)).to(self.dtype)

@@ -119,8 +119,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     # ulm_sample_rows: logits, R, V, counts (or None), mask (or None), params, uniform, out
     lib.ulm_sample_rows.argtypes = (_PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR)
     lib.ulm_sample_rows.restype = ctypes.c_int
-    if lib.ulm_int4_vnni():  # built for AVX-512 VNNI: the int4 kernels of ulm_int4.c are in the library
-        lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64), ctypes.c_int
+    if lib.ulm_int4_vnni():  # built for AVX-512 VNNI or AVX2: the int4 kernels of ulm_int4.c are in the library
+        lib.ulm_int4_repack_vnni.argtypes, lib.ulm_int4_repack_vnni.restype = (_PTR, _I64, _I64, _I64), ctypes.c_int
         lib.ulm_int4_vnni_mm.argtypes, lib.ulm_int4_vnni_mm.restype = INT4_MM_ARGS, ctypes.c_int
         lib.ulm_dequant_int4_vnni_bf16_t.argtypes = (_PTR, _PTR, _I64, _I64, _PTR)
         lib.ulm_dequant_int4_vnni_bf16_t.restype = None

@@ -7,7 +7,7 @@
  *
  * Each linear is either int4 in the vnni layout (ulm_int4.c: bf16 inputs, no bias) or a GGUF block-quant
  * linear (ulm_kquant_mm.c: its bias added inside); a block-quant q/k/v or gate/up projection takes its
- * RMSNorm's output in fp32, as the generic forward hands it over. AVX-512 VNNI builds only.
+ * RMSNorm's output in fp32, as the generic forward hands it over. Builds with ulm_int4.c's kernel (AVX-512 VNNI, or AVX2).
  *   x      [B, D] fp32, the residual stream after the embedding; updated in place
  *   meta   [B, 3] int64 (cache row, lo, hi) per batch row, as for ulm_decode_layer_bf16
  *   P      rows 0 .. P − 1 are tokens being decoded, the others a prompt's: a precise block-quant linear
@@ -22,9 +22,10 @@
 #include "ulm_kernels.h"
 #include "ulm_kquant.h"
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#if (defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__)) || \
+    (defined(__AVX2__) && defined(__FMA__)) /* where ulm_int4.c's kernel is built */
 
-#if defined(__AVX512VL__)
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512F__) && defined(__AVX512VL__)
 #define KQ_BUILT 1 /* ulm_kquant_mm.c's kernels are in this build */
 #else
 #define KQ_BUILT 0
