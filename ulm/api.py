@@ -269,4 +269,3 @@ def _build(source: ModelSource, mode: str, dtype: torch.dtype, quant: str | None
 
         quantize_model(module, quant, dtype=dtype)
     return module
-

@@ -254,8 +254,8 @@ class Int4Linear(nn.Module):
         if self.layout == "vnni":  # without a bf16 GEMM the kernel's integer dot products win at every size
             dense_rows = NATIVE_DENSE_MIN_ROWS if bf16_gemm_native() else x2.shape[0] + 1
         if x2.shape[0] >= dense_rows and self.dense_ok():  # many rows (prefill): dequantise once, a dense GEMM
-            dense = self.dtype if bf16_gemm_native() or self.dtype != torch.bfloat16 else torch.float32
-            y = F.linear(x2.to(dense), self.dense(dense)).to(self.dtype)
+            width = self.dtype if bf16_gemm_native() or self.dtype != torch.bfloat16 else torch.float32
+            y = F.linear(x2.to(width), self.dense(width)).to(self.dtype)
         else:
             y = self.matmul(x2, torch.float32 if self.out_dtype == torch.float32 else self.dtype)  # (M, N)
         if self.bias is not None:
@@ -292,19 +292,20 @@ class Int4Linear(nn.Module):
         """
         n, k = self.out_features, self.in_features
         dtype = dtype or self.dtype
-        block = torch_pack_block()
-        assert self.dense_ok() and block is not None
-        lib = library() if dtype == self.dtype == torch.bfloat16 and self.packed.device.type == "cpu" else None
+        assert self.dense_ok()
         if self.layout == "vnni":  # only ever where the native kernels are loaded
             lib = library()
             assert lib is not None
             wt = torch.empty(k, n, dtype=torch.bfloat16)
             lib.ulm_dequant_int4_vnni_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, wt.data_ptr())
             return wt.t().to(dtype)  # the same bits as from torch's layout (tested)
-        native = lib is not None and block == PACK_BLOCK  # the native unpacking reads 64-row blocks
-        if native and self.packed.is_contiguous() and self.scales_zeros.is_contiguous():
+        block = torch_pack_block()
+        assert block is not None
+        # the native unpacking writes bf16 and reads 64-row blocks
+        native = dtype == self.dtype == torch.bfloat16 and block == PACK_BLOCK and self.packed.device.type == "cpu"
+        lib = library() if native else None
+        if lib is not None and self.packed.is_contiguous() and self.scales_zeros.is_contiguous():
             wt = torch.empty(k, n, dtype=torch.bfloat16)  # Wᵀ: unpacked without a transpose, as fast for the GEMM
-            assert lib is not None
             if lib.ulm_dequant_int4_bf16_t(self.packed.data_ptr(), self.scales_zeros.data_ptr(), n, k, GROUP,
                                            wt.data_ptr()) != 0:
                 raise MemoryError("no memory to unpack an int4 weight")

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ulm.config import PRESETS, ModelConfig
+from ulm.engine.slots import common_prefix
 
 CONFIGS = ("smollm2-135m", "qwen2.5-coder-1.5b")
 PROMPT = 64
@@ -178,17 +179,8 @@ def _brief(row: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
 
 
-def _agreement(a: list[int], b: list[int]) -> int:
-    """How many leading tokens two greedy runs share."""
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
-
-
 def run_cuda_bench(configs: tuple[str, ...] = CONFIGS, new_tokens: int = 128, repeats: int = 3,
-                   compile: bool = True, hf: bool = True,
-                   progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                   compile: bool = True, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """{config: {"rows": {row: figures}, ...}}; a row that fails holds {"error": why} and the run goes on."""
     if not torch.cuda.is_available():
         raise RuntimeError(f"ulm bench --device cuda: this torch ({torch.__version__}) sees no CUDA device")
@@ -214,16 +206,15 @@ def run_cuda_bench(configs: tuple[str, ...] = CONFIGS, new_tokens: int = 128, re
             if reference is not None and label != "ulm bf16":
                 rows[label]["top1_agreement"] = float((row_logits.argmax(-1) == reference.argmax(-1)).float().mean())
                 rows[label]["logit_error"] = float((row_logits - reference).abs().mean() / reference.std())
-        if hf:
-            model.to("cuda")
-            for label, static in (("HF dynamic cache", False), ("HF static cache", True)):
-                try:
-                    rows[label], tokens[label] = _hf_row(model, name, static, new_tokens, repeats, BATCHES)
-                except Exception as exc:
-                    rows[label] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
-                progress(f"{name}: {label}: {_brief(rows[label])}")
+        model.to("cuda")
+        for label, static in (("HF dynamic cache", False), ("HF static cache", True)):
+            try:
+                rows[label], tokens[label] = _hf_row(model, name, static, new_tokens, repeats, BATCHES)
+            except Exception as exc:
+                rows[label] = {"error": f"{type(exc).__name__}: {exc}"[:400]}
+            progress(f"{name}: {label}: {_brief(rows[label])}")
         base = tokens.get("ulm bf16", [])
-        checks = {label: _agreement(base, toks) for label, toks in tokens.items() if label != "ulm bf16"}
+        checks = {label: common_prefix(base, toks) for label, toks in tokens.items() if label != "ulm bf16"}
         results[name] = {"rows": rows, "shared_greedy_tokens_with_ulm_bf16": checks, "new_tokens": new_tokens}
         del model, state, logits
         gc.collect()
@@ -239,7 +230,7 @@ def render_cuda(results: dict[str, Any]) -> str:
         if name not in results:
             continue
         rows = results[name]["rows"]
-        base = rows.get("HF static cache", {}) if "decode_tok_s" in rows.get("HF static cache", {}) else {}
+        base = rows.get("HF static cache", {})
         lines += ["", f"{name} (random weights), batch-1 decode after a {PROMPT}-token prompt, "
                   f"{results[name]['new_tokens']} new tokens",
                   "| engine | decode tok/s | prefill@2048 tok/s | batch 8 tok/s | batch 32 tok/s | peak GPU MiB "
@@ -249,7 +240,7 @@ def render_cuda(results: dict[str, Any]) -> str:
             if "error" in r:
                 lines.append(f"| {label} | error: {r['error']} |")
                 continue
-            ratio = f"{r['decode_tok_s'] / base['decode_tok_s']:.2f}×" if base else "-"
+            ratio = f"{r['decode_tok_s'] / base['decode_tok_s']:.2f}×" if "decode_tok_s" in base else "-"
             acc = f"{r['top1_agreement']:.1%}" if "top1_agreement" in r else "-"
             err = f"{r['logit_error']:.3f}" if "logit_error" in r else "-"
             cells = " | ".join(f"{r[c]:,.0f}" if c in r else "-" for c in cols)

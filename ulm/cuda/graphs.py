@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ulm.kv_cache import KVCache
@@ -63,6 +64,7 @@ class _Captured:
     graph: torch.cuda.CUDAGraph
     inputs: torch.Tensor  # long [3, Bb] on the device: what the graph reads
     staging: torch.Tensor  # long [3, Bb], pinned host memory: what the next step copies in
+    host: np.ndarray  # `staging` seen from numpy: a step's ids, rows and positions are written in place
     logits: torch.Tensor  # fp32 [Bb, V]: what the graph writes
     copied: torch.cuda.Event  # recorded after each copy out of `staging`
 
@@ -72,8 +74,7 @@ class GraphDecoder:
 
     def __init__(self, net: Transformer, cache: KVCache, compile: bool = False) -> None:
         self.net, self.cache = net, cache
-        self.scratch = cache.max_batch - 1
-        self.max_rows = cache.max_batch - 1  # rows a step may feed: every row but the scratch one
+        self.scratch = cache.max_batch - 1  # the last row: a step feeds rows 0..scratch - 1
         self._graphs: dict[tuple[int, int], _Captured] = {}
         self._pool = torch.cuda.graph_pool_handle()
         step: Callable[..., torch.Tensor] = decode_step
@@ -88,23 +89,21 @@ class GraphDecoder:
 
     def step(self, ids: Sequence[int], rows: Sequence[int], pos: Sequence[int]) -> torch.Tensor:
         """Logits fp32 [B, V] of ids[b] fed to cache row rows[b] at position pos[b] (a view, valid until the
-        next step). The caller checks that positions fit the cache."""
+        next step); ValueError for rows or positions outside the cache."""
         B = len(ids)
-        if not 0 < B <= self.max_rows:
-            raise ValueError(f"a graph step feeds 1..{self.max_rows} rows, got {B}")
+        if not 0 < B <= self.scratch:
+            raise ValueError(f"a graph step feeds 1..{self.scratch} rows, got {B}")
         if max(pos) >= self.cache.max_len or min(pos) < 0 or not all(0 <= r < self.scratch for r in rows):
             raise ValueError(f"a graph step's rows must be 0..{self.scratch - 1} and its positions "
                              f"0..{self.cache.max_len - 1}, got rows {list(rows)} at {list(pos)}")
-        batch = bucket(B, 1, self.max_rows)
+        batch = bucket(B, 1, self.scratch)
         keys = bucket(max(pos) + 1, min(MIN_KEYS, self.cache.max_len), self.cache.max_len)
         captured = self._graphs.get((batch, keys)) or self._capture(batch, keys)
-        pad = batch - B
-        staging = captured.staging
         captured.copied.synchronize()  # the last step's copy out of `staging` is done before it is rewritten
-        staging[:, :B] = torch.tensor([list(ids), list(rows), list(pos)])
-        if pad:
-            staging[:, B:] = torch.tensor([[0], [self.scratch], [0]])
-        captured.inputs.copy_(staging, non_blocking=True)
+        host = captured.host  # no tensor is made on the way: three row writes into pinned memory
+        host[0, :B], host[1, :B], host[2, :B] = ids, rows, pos
+        host[:, B:] = [[0], [self.scratch], [0]]  # padding rows: token 0 into the scratch row at position 0
+        captured.inputs.copy_(captured.staging, non_blocking=True)
         captured.copied.record()
         captured.graph.replay()
         return captured.logits[:B]
@@ -125,6 +124,6 @@ class GraphDecoder:
         staging = torch.zeros(3, batch, dtype=torch.long).pin_memory()
         copied = torch.cuda.Event()
         copied.record()
-        captured = _Captured(graph, inputs, staging, logits, copied)
+        captured = _Captured(graph, inputs, staging, staging.numpy(), logits, copied)
         self._graphs[(batch, keys)] = captured
         return captured

@@ -79,7 +79,7 @@ class UlmBackend:
         self._cache: KVCache | None = None
         self._n_ctx = 0
         self._ragged = getattr(net, "forward_ragged", None)  # one native call for rows of mixed lengths
-        self._compile = compile
+        self.compile = compile  # CUDA: torch.compile under the decode graphs (read by `allocate`)
         self._graphs: Any = None  # ulm.cuda.graphs.GraphDecoder, on CUDA
 
     @property
@@ -106,11 +106,9 @@ class UlmBackend:
         torch.compile under the decode graphs."""
         import ulm
 
-        model = ulm.load(ref, mode=mode, device=device, quant=quant)
-        if compile:
-            model.backend = cls(model.module, model.tokenizer, model.source.name, model_path=str(model.source.path),
-                                compile=True)
-        return model.backend
+        backend = ulm.load(ref, mode=mode, device=device, quant=quant).backend
+        backend.compile = compile
+        return backend
 
     @property
     def cache(self) -> KVCache | None:
@@ -140,7 +138,7 @@ class UlmBackend:
             from ulm.cuda.graphs import GraphDecoder
 
             self._cache = KVCache(self.config, rows + 1, n_ctx, self._cache_dtype, self._device)  # + scratch
-            self._graphs = GraphDecoder(self._net, self._cache, compile=self._compile)
+            self._graphs = GraphDecoder(self._net, self._cache, compile=self.compile)
             return
         self._cache = KVCache(self.config, rows, min(n_ctx, MIN_CACHE_LEN), self._cache_dtype, self._device)
 
